@@ -1,0 +1,41 @@
+//! The CPU reference: every loss in plain Rust (f64 inside), written to be read side by side with
+//! its shader. It is what the GPU kernels are tested against, and the baseline of the benches.
+
+pub mod activation;
+pub(crate) mod pixel;
+pub mod reduce;
+
+use crate::error::Result;
+use crate::loss::Loss;
+use crate::tensor::{check_host_inputs, Shape, Targets};
+use crate::LossOutput;
+
+/// Loss and gradient of `loss` on host data, in f64 internally, returned as f32.
+/// Returns [`crate::Error::BadInput`] when a label is out of range or an input is not finite.
+pub fn forward_backward(
+    loss: &Loss,
+    shape: &Shape,
+    logits: &[f32],
+    targets: Targets,
+) -> Result<LossOutput> {
+    let z: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
+    let (l, g) = forward_backward_f64(loss, shape, &z, targets)?;
+    Ok(LossOutput {
+        loss: l.iter().map(|&v| v as f32).collect(),
+        grad: g.iter().map(|&v| v as f32).collect(),
+    })
+}
+
+/// The same in f64 end to end (for finite-difference gradient checks).
+pub fn forward_backward_f64(
+    loss: &Loss,
+    shape: &Shape,
+    logits: &[f64],
+    targets: Targets,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    check_host_inputs(shape, logits.len(), &targets)?;
+    let spec = loss.pixel_spec(shape, targets.kind())?;
+    let (l, g, status) = pixel::forward_backward(&spec, shape, logits, &targets, 1.0);
+    status.check()?;
+    Ok((l, g))
+}

@@ -1,0 +1,209 @@
+//! The pipeline cache: each compute pipeline is built once per device, lazily, on first use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::shader::{self, Family};
+
+/// Options of [`Kernels::with_options`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelOptions {
+    /// Use subgroup operations in reductions: `None` (default) uses them when the device was
+    /// created with [`wgpu::Features::SUBGROUP`]; `Some(false)` forces the shared-memory fallback.
+    /// `Some(true)` on a device without the feature is an error.
+    pub subgroups: Option<bool>,
+}
+
+/// The compiled kernels of one device, and the entry point to plan losses.
+///
+/// Cheap to clone (shared state). Creating it compiles nothing: each pipeline is compiled on the
+/// first plan that needs it and reused afterwards.
+#[derive(Clone)]
+pub struct Kernels {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) device: wgpu::Device,
+    pub(crate) limits: wgpu::Limits,
+    subgroups: bool,
+    modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
+    layouts: Mutex<HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    family: Family,
+    entry: &'static str,
+    // Override constants as (name, f64 bits): f64 is not Hash.
+    constants: Vec<(&'static str, u64)>,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernels")
+            .field("subgroups", &self.inner.subgroups)
+            .field(
+                "max_storage_buffer_binding_size",
+                &self.inner.limits.max_storage_buffer_binding_size,
+            )
+            .finish()
+    }
+}
+
+impl Kernels {
+    /// Kernels for `device`, using subgroup operations where the device has them.
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        Self::with_options(device, KernelOptions::default())
+    }
+
+    /// Kernels for `device` with explicit options.
+    pub fn with_options(device: &wgpu::Device, options: KernelOptions) -> Result<Self> {
+        let has = device.features().contains(wgpu::Features::SUBGROUP);
+        let subgroups = match options.subgroups {
+            None => has,
+            Some(true) if !has => {
+                return Err(Error::Gpu(
+                    "subgroups requested, but the device was created without Features::SUBGROUP"
+                        .into(),
+                ))
+            }
+            Some(s) => s,
+        };
+        Ok(Kernels {
+            inner: Arc::new(Inner {
+                device: device.clone(),
+                limits: device.limits(),
+                subgroups,
+                modules: Mutex::default(),
+                layouts: Mutex::default(),
+                pipelines: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The device these kernels run on.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The device limits read at creation (storage binding size, workgroups per dimension).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// Whether reductions use subgroup operations.
+    pub fn uses_subgroups(&self) -> bool {
+        self.inner.subgroups
+    }
+
+    /// Pipelines compiled so far (each is compiled once).
+    pub fn cached_pipelines(&self) -> usize {
+        lock(&self.inner.pipelines).len()
+    }
+
+    /// The bind group layout shared by every entry point of `family`.
+    pub(crate) fn layout(
+        &self,
+        family: Family,
+        entries: &[wgpu::BindGroupLayoutEntry],
+    ) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        let mut layouts = lock(&self.inner.layouts);
+        layouts
+            .entry(family)
+            .or_insert_with(|| {
+                let device = &self.inner.device;
+                let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(family.file()),
+                    entries,
+                });
+                let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(family.file()),
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+                (bgl, pl)
+            })
+            .clone()
+    }
+
+    /// The pipeline of `entry` in `family` with these override constants, compiled on first use.
+    pub(crate) fn pipeline(
+        &self,
+        family: Family,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        layout: &wgpu::PipelineLayout,
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = PipelineKey {
+            family,
+            entry,
+            constants: constants.iter().map(|&(k, v)| (k, v.to_bits())).collect(),
+        };
+        if let Some(p) = lock(&self.inner.pipelines).get(&key) {
+            return Ok(p.clone());
+        }
+        let device = &self.inner.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = lock(&self.inner.modules)
+            .entry(family)
+            .or_insert_with(|| {
+                let src = shader::compose(family, self.inner.subgroups);
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(family.file()),
+                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                })
+            })
+            .clone();
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(layout),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!(
+                "building {}::{entry}: {err}",
+                family.file()
+            )));
+        }
+        lock(&self.inner.pipelines).insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Workgroups for a grid-stride pass over `items` work items: enough to fill a large GPU,
+    /// never more than the per-dimension limit. A function of `items` alone, so the reduction
+    /// order does not depend on the device.
+    pub(crate) fn workgroups(&self, items: usize) -> u32 {
+        let cap = MAX_WORKGROUPS.min(self.inner.limits.max_compute_workgroups_per_dimension);
+        (items.div_ceil(WG as usize) as u64).clamp(1, cap as u64) as u32
+    }
+
+    /// Checks that one binding of `bytes` fits the device's storage binding limit.
+    pub(crate) fn check_binding(&self, name: &'static str, bytes: u64) -> Result<()> {
+        let limit = self.inner.limits.max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(Error::TooLarge { name, bytes, limit });
+        }
+        Ok(())
+    }
+}
+
+/// Threads per workgroup of every kernel (`WG` in shaders/common/grid.wgsl).
+pub const WG: u32 = 256;
+
+/// Most workgroups a grid-stride pass launches: 2048 × 256 threads keep every SM of a large GPU
+/// busy, and 2048 partials stay cheap to combine in one workgroup.
+pub const MAX_WORKGROUPS: u32 = 2048;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked while holding it; the maps stay valid.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

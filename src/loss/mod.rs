@@ -1,0 +1,346 @@
+//! Loss configurations, the registry that runs any loss by name, and [`Plan`]s that record them.
+
+pub(crate) mod params;
+pub mod pixel;
+
+use crate::error::{Error, Result};
+use crate::kernels::Kernels;
+use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
+
+pub use pixel::{BalancedBce, Bce, CrossEntropy, Focal};
+
+/// How the per-element losses are combined, as the reference defines it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// The mean over the reference's denominator (valid pixels, summed class weights, ...).
+    #[default]
+    Mean,
+    /// The sum.
+    Sum,
+    /// No reduction: the loss output has the reference's unreduced shape, and the gradient is
+    /// that of the sum of its elements.
+    None,
+}
+
+impl std::str::FromStr for Reduction {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            "none" => Ok(Reduction::None),
+            _ => Err(format!("`{s}` is not one of mean, sum, none")),
+        }
+    }
+}
+
+/// The activation between the logits and the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// Softmax over the channel dimension.
+    Softmax,
+    /// Element-wise sigmoid.
+    Sigmoid,
+}
+
+impl std::str::FromStr for Activation {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "softmax" => Ok(Activation::Softmax),
+            "sigmoid" => Ok(Activation::Sigmoid),
+            _ => Err(format!("`{s}` is not one of softmax, sigmoid")),
+        }
+    }
+}
+
+/// Counts of bad values that only the GPU can see, read from a plan's status buffer.
+///
+/// The buffer holds [`Status::WORDS`] `u32` counters, zeroed at the start of every recorded call
+/// and counted by the kernels: after the commands complete it describes the most recent call.
+/// Engines may copy it out whenever they choose (see [`Plan::status_buffer`]); the blocking
+/// helpers read it and return [`Error::BadInput`] when any count is non-zero. When a count is
+/// non-zero the loss and gradient are not meaningful (bad pixels are skipped like ignored ones).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Labels outside `[0, C)` (`{0, 1}` for binary sigmoid losses) that are not `ignore_index`.
+    pub bad_labels: u32,
+    /// Logits that are NaN or infinite.
+    pub nonfinite_logits: u32,
+    /// Dense targets that are NaN or infinite.
+    pub nonfinite_targets: u32,
+}
+
+impl Status {
+    /// `u32` words in the status buffer (the last one is reserved).
+    pub const WORDS: usize = 4;
+    /// Word index of [`Status::bad_labels`] (`STATUS_BAD_LABEL` in WGSL).
+    pub const BAD_LABEL: usize = 0;
+    /// Word index of [`Status::nonfinite_logits`] (`STATUS_NONFINITE_LOGIT` in WGSL).
+    pub const NONFINITE_LOGIT: usize = 1;
+    /// Word index of [`Status::nonfinite_targets`] (`STATUS_NONFINITE_TARGET` in WGSL).
+    pub const NONFINITE_TARGET: usize = 2;
+
+    /// Decodes the status buffer's words.
+    pub fn from_words(w: &[u32]) -> Status {
+        let at = |i: usize| w.get(i).copied().unwrap_or(0);
+        Status {
+            bad_labels: at(Self::BAD_LABEL),
+            nonfinite_logits: at(Self::NONFINITE_LOGIT),
+            nonfinite_targets: at(Self::NONFINITE_TARGET),
+        }
+    }
+
+    /// True when nothing bad was seen.
+    pub fn is_ok(&self) -> bool {
+        *self == Status::default()
+    }
+
+    /// `Ok(())`, or [`Error::BadInput`] when any count is non-zero.
+    pub fn check(self) -> Result<()> {
+        if self.is_ok() {
+            Ok(())
+        } else {
+            Err(Error::BadInput(self))
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} label(s) out of range, {} non-finite logit(s), {} non-finite target(s)",
+            self.bad_labels, self.nonfinite_logits, self.nonfinite_targets
+        )
+    }
+}
+
+/// Any registered loss: what the CLI, the tests and the benches run by name.
+///
+/// Adding a loss is: a config struct, a WGSL kernel (or a variant of a family's), a CPU mirror,
+/// a fixture, and a line in each `match` below.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Loss {
+    /// `cross-entropy`
+    CrossEntropy(CrossEntropy),
+    /// `bce`
+    Bce(Bce),
+    /// `balanced-bce`
+    BalancedBce(BalancedBce),
+    /// `focal`
+    Focal(Focal),
+}
+
+impl Loss {
+    /// The registered names, in LOSSES.md's order.
+    pub const NAMES: &'static [&'static str] = &["cross-entropy", "bce", "balanced-bce", "focal"];
+
+    /// The loss `name` with `key=value` parameters (LOSSES.md's names; lists comma-separated).
+    /// Parameters not given take the reference's defaults.
+    pub fn from_name(name: &str, params: &[(String, String)]) -> Result<Loss> {
+        Ok(match name {
+            "cross-entropy" => Loss::CrossEntropy(CrossEntropy::from_params(params)?),
+            "bce" => Loss::Bce(Bce::from_params(params)?),
+            "balanced-bce" => Loss::BalancedBce(BalancedBce::from_params(params)?),
+            "focal" => Loss::Focal(Focal::from_params(params)?),
+            _ => {
+                return Err(Error::UnknownLoss {
+                    name: name.to_string(),
+                    known: Self::NAMES.join(", "),
+                })
+            }
+        })
+    }
+
+    /// Parses `key=value` strings, then [`Loss::from_name`].
+    pub fn parse(name: &str, params: &[&str]) -> Result<Loss> {
+        let mut kv = Vec::new();
+        for p in params {
+            let (k, v) = p.split_once('=').ok_or_else(|| Error::Parameter {
+                loss: "?",
+                name: p.to_string(),
+                message: "expected key=value".into(),
+            })?;
+            kv.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        Loss::from_name(name, &kv)
+    }
+
+    /// The registered name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Loss::CrossEntropy(_) => "cross-entropy",
+            Loss::Bce(_) => "bce",
+            Loss::BalancedBce(_) => "balanced-bce",
+            Loss::Focal(_) => "focal",
+        }
+    }
+
+    /// The pixel-wise description shared by the CPU reference and the GPU kernel, validated
+    /// against `shape` and `target`.
+    pub(crate) fn pixel_spec(&self, shape: &Shape, target: TargetKind) -> Result<pixel::PixelSpec> {
+        match self {
+            Loss::CrossEntropy(l) => l.spec(shape, target),
+            Loss::Bce(l) => l.spec(shape, target),
+            Loss::BalancedBce(l) => l.spec(shape, target),
+            Loss::Focal(l) => l.spec(shape, target),
+        }
+    }
+
+    /// Checks the loss against a shape and target kind, as planning would.
+    pub fn validate(&self, shape: &Shape, target: TargetKind) -> Result<()> {
+        self.pixel_spec(shape, target).map(|_| ())
+    }
+
+    /// Elements of the loss output: 1 for `mean`/`sum`, the unreduced shape for `none`.
+    pub fn loss_len(&self, shape: &Shape, target: TargetKind) -> Result<usize> {
+        Ok(self.pixel_spec(shape, target)?.loss_len(shape))
+    }
+}
+
+/// A loss planned for one shape and target kind on one device: it owns the small scratch, weight
+/// and status buffers, and records the loss's passes into a caller's command encoder.
+///
+/// Planning validates the loss's parameters against the shape and compiles (or fetches from the
+/// cache) its pipelines; recording validates the caller's buffers. Recording never submits,
+/// never blocks and never reads back.
+pub struct Plan {
+    pub(crate) kernels: Kernels,
+    loss: Loss,
+    shape: Shape,
+    target: TargetKind,
+    status: wgpu::Buffer,
+    inner: PlanInner,
+}
+
+enum PlanInner {
+    Pixel(pixel::PixelPlan),
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("loss", &self.loss)
+            .field("shape", &self.shape)
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl Kernels {
+    /// Plans `loss` for logits of `shape` and targets of kind `target`.
+    pub fn plan(&self, loss: &Loss, shape: Shape, target: TargetKind) -> Result<Plan> {
+        let spec = loss.pixel_spec(&shape, target)?;
+        let inner = PlanInner::Pixel(pixel::PixelPlan::new(self, spec, &shape)?);
+        let status = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("segloss status"),
+            size: (Status::WORDS * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Plan {
+            kernels: self.clone(),
+            loss: loss.clone(),
+            shape,
+            target,
+            status,
+            inner,
+        })
+    }
+}
+
+impl Plan {
+    /// Records the loss and its gradient into `encoder`.
+    ///
+    /// Validates every buffer (usage `STORAGE`, size, no aliasing between an output and any other
+    /// binding) before recording anything: on error the encoder is untouched.
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &Inputs,
+        outputs: &Outputs,
+    ) -> Result<()> {
+        self.check_buffers(inputs, outputs)?;
+        encoder.clear_buffer(&self.status, 0, None);
+        match &self.inner {
+            PlanInner::Pixel(p) => p.record(self, encoder, inputs, outputs),
+        }
+        Ok(())
+    }
+
+    /// The planned loss.
+    pub fn loss(&self) -> &Loss {
+        &self.loss
+    }
+    /// The planned shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+    /// The planned target kind.
+    pub fn target_kind(&self) -> TargetKind {
+        self.target
+    }
+    /// Elements of the loss output: 1 for `mean`/`sum`, the unreduced shape for `none`.
+    pub fn loss_len(&self) -> usize {
+        match &self.inner {
+            PlanInner::Pixel(p) => p.spec.loss_len(&self.shape),
+        }
+    }
+    /// Elements of the targets buffer.
+    pub fn targets_len(&self) -> usize {
+        self.target.len(&self.shape)
+    }
+    /// The status buffer: [`Status::WORDS`] `u32` counters of the most recently recorded call
+    /// (usages `STORAGE | COPY_SRC | COPY_DST`). Decode with [`Status::from_words`].
+    pub fn status_buffer(&self) -> &wgpu::Buffer {
+        &self.status
+    }
+
+    fn check_buffers(&self, inputs: &Inputs, outputs: &Outputs) -> Result<()> {
+        let f = 4u64;
+        let need = [
+            ("logits", inputs.logits, self.shape.numel() as u64 * f),
+            ("targets", inputs.targets, self.targets_len() as u64 * f),
+            ("loss", outputs.loss, self.loss_len() as u64 * f),
+            ("grad", outputs.grad, self.shape.numel() as u64 * f),
+        ];
+        for (name, buf, bytes) in need {
+            if !buf.usage().contains(wgpu::BufferUsages::STORAGE) {
+                return Err(Error::Buffer {
+                    name,
+                    message: format!("usage {:?} lacks STORAGE", buf.usage()),
+                });
+            }
+            if buf.size() < bytes {
+                return Err(Error::Buffer {
+                    name,
+                    message: format!("{} bytes, but the plan needs {bytes}", buf.size()),
+                });
+            }
+            self.kernels.check_binding(name, bytes)?;
+        }
+        // A buffer written by the kernels may not be bound a second time in the same pass.
+        for (i, (a, ab, _)) in need.iter().enumerate() {
+            for (b, bb, _) in need.iter().skip(i + 1) {
+                let writes = matches!(*a, "loss" | "grad") || matches!(*b, "loss" | "grad");
+                if writes && ab == bb {
+                    return Err(Error::Buffer {
+                        name: a,
+                        message: format!("is the same buffer as `{b}`; outputs need their own"),
+                    });
+                }
+            }
+        }
+        if !outputs.grad_scale.is_finite() {
+            return Err(Error::Buffer {
+                name: "grad",
+                message: format!("grad_scale {} is not finite", outputs.grad_scale),
+            });
+        }
+        Ok(())
+    }
+}
