@@ -13,8 +13,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
-// [total | partials (nwg)]
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partial_sums: array<f32>;
+@group(0) @binding(3) var<storage, read_write> total: array<f32>;
 
 // Pass 1: each thread adds its grid-stride elements, each workgroup its threads.
 @compute @workgroup_size(WG)
@@ -24,9 +24,9 @@ fn partials(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     for (var i = wid.x * WG + lane.lid; i < params.len; i = i + threads) {
         acc = acc + input[i];
     }
-    let total = wg_sum(acc, lane);
+    let sum = wg_sum(acc, lane);
     if lane.lid == 0u {
-        out[1u + wid.x] = total;
+        partial_sums[wid.x] = sum;
     }
 }
 
@@ -35,10 +35,10 @@ fn partials(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
 fn combine(lane: Lane) {
     var acc = 0.0;
     for (var i = lane.lid; i < params.nwg; i = i + WG) {
-        acc = acc + out[1u + i];
+        acc = acc + partial_sums[i];
     }
-    let total = wg_sum(acc, lane);
+    let sum = wg_sum(acc, lane);
     if lane.lid == 0u {
-        out[0] = total;
+        total[0] = sum;
     }
 }

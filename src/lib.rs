@@ -39,6 +39,7 @@ mod error;
 mod kernels;
 pub mod loss;
 pub mod readback;
+pub mod reduce;
 pub mod shader;
 mod tensor;
 

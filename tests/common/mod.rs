@@ -2,6 +2,8 @@
 //! and the tolerance checks.
 #![allow(dead_code)]
 
+pub mod npy;
+
 use std::sync::OnceLock;
 
 use segloss::{Gpu, GpuOptions, Kernels, Loss, Shape, TargetKind};
