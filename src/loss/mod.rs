@@ -233,6 +233,11 @@ impl Kernels {
     /// Plans `loss` for logits of `shape` and targets of kind `target`.
     pub fn plan(&self, loss: &Loss, shape: Shape, target: TargetKind) -> Result<Plan> {
         let spec = loss.pixel_spec(&shape, target)?;
+        // Every tensor is bound whole: refuse what one storage binding cannot hold.
+        let bytes = |elems: usize| elems as u64 * 4;
+        self.check_binding("logits", bytes(shape.numel()))?;
+        self.check_binding("targets", bytes(target.len(&shape)))?;
+        self.check_binding("loss", bytes(spec.loss_len(&shape)))?;
         let inner = PlanInner::Pixel(pixel::PixelPlan::new(self, spec, &shape)?);
         let status = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("segloss status"),

@@ -1,0 +1,111 @@
+//! Property tests: every GPU kernel against the CPU reference over random shapes (odd sizes that
+//! are not multiples of the workgroup, C = 1, 1D-3D, several workgroups) and random options,
+//! plus overwrite/accumulate and grad_scale.
+
+mod common;
+
+use common::*;
+use common::Rng;
+use proptest::prelude::*;
+use segloss::{Inputs, Loss, Outputs, Shape, TargetKind};
+
+fn shape_strategy() -> impl Strategy<Value = Shape> {
+    (1usize..4, 1usize..6, prop::collection::vec(1usize..40, 1..=3))
+        .prop_map(|(n, c, s)| Shape::new(n, c, &s).unwrap())
+}
+
+/// A random loss with random options, and whether it takes dense targets.
+fn loss_strategy() -> impl Strategy<Value = (String, Vec<String>, bool, bool)> {
+    let reduction = prop::sample::select(vec!["mean", "sum", "none"]);
+    (0usize..4, reduction, any::<bool>(), any::<bool>(), any::<bool>(), 0.0f32..3.0)
+        .prop_map(|(which, red, dense, flag_a, flag_b, g)| {
+            let mut p = vec![format!("reduction={red}")];
+            let ignore = !dense && flag_b;
+            let name = ["cross-entropy", "bce", "balanced-bce", "focal"][which];
+            match name {
+                "cross-entropy" => {
+                    if flag_a {
+                        p.push(format!("label_smoothing={}", g / 10.0));
+                    }
+                    p.push(format!("ignore_index={}", if ignore { 9 } else { -100 }));
+                }
+                "focal" => {
+                    p.push(format!("gamma={g}"));
+                    if flag_a {
+                        p.push("activation=softmax".into());
+                    }
+                    if flag_b {
+                        p.push("alpha=0.3".into());
+                        p.push("include_background=false".into());
+                    }
+                }
+                _ => {}
+            }
+            if ignore && name != "cross-entropy" {
+                p.push("ignore_index=9".into());
+            }
+            (name.to_string(), p, dense, ignore)
+        })
+}
+
+fn weights(rng: &mut Rng, c: usize) -> String {
+    (0..c).map(|_| format!("{:.3}", rng.range(0.1, 2.0))).collect::<Vec<_>>().join(",")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gpu_matches_cpu(shape in shape_strategy(), (name, mut params, dense, ignore) in loss_strategy(), seed in any::<u64>(), weighted in any::<bool>()) {
+        let (gpu, kernels) = gpu();
+        let mut rng = Rng::new(seed);
+        if weighted && (name == "cross-entropy" || name == "bce") {
+            params.push(format!("weight={}", weights(&mut rng, shape.c())));
+        }
+        let refs: Vec<&str> = params.iter().map(String::as_str).collect();
+        let loss = Loss::parse(&name, &refs).unwrap();
+        let kind = if dense { TargetKind::Dense } else { TargetKind::Labels };
+        let t = targets(&mut rng, &shape, kind, label_classes(&loss, &shape), ignore.then_some(9), false);
+        let z = rng.logits(shape.numel(), 4.0);
+        let what = format!("{name} {params:?} {:?} {kind:?}", shape.dims());
+        let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
+        let out = kernels.run_blocking(&gpu.queue, &loss, &shape, &z, t.view()).unwrap();
+        assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
+        assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+    }
+}
+
+/// Accumulate adds to what the buffer holds, grad_scale scales the gradient and not the loss,
+/// and a large shape spans many workgroups (grid-stride loops past the workgroup cap).
+#[test]
+fn accumulate_and_grad_scale() {
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    // 794 277 pixels: more than MAX_WORKGROUPS × WG threads, so every thread loops.
+    let shape = Shape::new(3, 4, &[257, 1031]).unwrap();
+    assert!(shape.pixels() > (segloss::MAX_WORKGROUPS * segloss::WG) as usize);
+    let mut rng = Rng::new(5);
+    let loss = Loss::parse("cross-entropy", &["label_smoothing=0.05", "ignore_index=9"]).unwrap();
+    let t = targets(&mut rng, &shape, TargetKind::Labels, 4, Some(9), false);
+    let z = rng.logits(shape.numel(), 3.0);
+    let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
+    let plan = kernels.plan(&loss, shape.clone(), TargetKind::Labels).unwrap();
+    let zb = segloss::readback::upload(device, "z", bytemuck::cast_slice(&z));
+    let yb = segloss::readback::upload(device, "y", t.view().as_bytes());
+    let lb = segloss::readback::zeros(device, "l", 1);
+    let prior: Vec<f32> = (0..shape.numel()).map(|i| (i % 7) as f32).collect();
+    let gb = segloss::readback::upload(device, "g", bytemuck::cast_slice(&prior));
+    let mut enc = device.create_command_encoder(&Default::default());
+    let inputs = Inputs { logits: &zb, targets: &yb };
+    plan.record(&mut enc, &inputs, &Outputs { loss: &lb, grad: &gb, accumulate: true, grad_scale: -2.5 }).unwrap();
+    gpu.queue.submit([enc.finish()]);
+    let l: Vec<f32> = segloss::readback::download(device, &gpu.queue, &lb, 1).unwrap();
+    let g: Vec<f32> = segloss::readback::download(device, &gpu.queue, &gb, shape.numel()).unwrap();
+    assert_loss_close("accumulate loss", &l, &cpu.loss, 1e-4);
+    let want: Vec<f32> = prior.iter().zip(&cpu.grad).map(|(p, g)| p - 2.5 * g).collect();
+    let diff: Vec<f32> = g.iter().zip(&prior).map(|(a, p)| (a - p) / -2.5).collect();
+    assert_grad_close("accumulated gradient", &diff, &cpu.grad, 1e-3);
+    for (i, (a, w)) in g.iter().zip(&want).enumerate() {
+        assert!((a - w).abs() <= 1e-5 * (1.0 + w.abs()), "element {i}: {a} vs {w}");
+    }
+}

@@ -1,0 +1,200 @@
+//! The runtime: determinism, the shared reduction, the subgroup fallback, the storage-binding
+//! limit, the status buffer, and the constants shared between Rust and WGSL.
+
+mod common;
+
+use common::*;
+use segloss::{
+    Error, Gpu, GpuOptions, Inputs, KernelOptions, Kernels, Loss, Outputs, Shape, Status,
+    TargetKind,
+};
+
+fn run_plan_raw(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    loss: &Loss,
+    shape: &Shape,
+    z: &[f32],
+    t: &OwnedTargets,
+) -> (Vec<u32>, Vec<u32>) {
+    let out = kernels.run_blocking(&gpu.queue, loss, shape, z, t.view()).unwrap();
+    (
+        out.loss.iter().map(|v| v.to_bits()).collect(),
+        out.grad.iter().map(|v| v.to_bits()).collect(),
+    )
+}
+
+#[test]
+fn losses_are_bit_identical_run_to_run() {
+    let (gpu, kernels) = gpu();
+    let shape = Shape::new(2, 5, &[300, 411]).unwrap();
+    let mut rng = Rng::new(3);
+    let z = rng.logits(shape.numel(), 5.0);
+    for (name, params, kind) in [
+        ("cross-entropy", vec!["label_smoothing=0.1", "ignore_index=4"], TargetKind::Labels),
+        ("focal", vec!["activation=softmax", "reduction=sum", "ignore_index=4"], TargetKind::Labels),
+        ("balanced-bce", vec![], TargetKind::Dense),
+    ] {
+        let loss = Loss::parse(name, &params).unwrap();
+        let t = targets(&mut rng, &shape, kind, 5, Some(4).filter(|_| kind == TargetKind::Labels), false);
+        let first = run_plan_raw(gpu, kernels, &loss, &shape, &z, &t);
+        for _ in 0..3 {
+            assert_eq!(run_plan_raw(gpu, kernels, &loss, &shape, &z, &t), first, "{name} differs between runs");
+        }
+    }
+}
+
+fn gpu_sum(gpu: &Gpu, kernels: &Kernels, x: &[f32]) -> f32 {
+    let device = &gpu.device;
+    let plan = kernels.sum_plan(x.len()).unwrap();
+    let input = segloss::readback::upload(device, "x", bytemuck::cast_slice(x));
+    let total = segloss::readback::zeros(device, "total", 1);
+    let mut enc = device.create_command_encoder(&Default::default());
+    plan.record(&mut enc, &input, &total).unwrap();
+    gpu.queue.submit([enc.finish()]);
+    segloss::readback::download::<f32>(device, &gpu.queue, &total, 1).unwrap()[0]
+}
+
+#[test]
+fn reduction_agrees_with_f64_and_is_reproducible() {
+    let (gpu, kernels) = gpu();
+    let fallback = Kernels::with_options(&gpu.device, KernelOptions { subgroups: Some(false) }).unwrap();
+    let mut rng = Rng::new(9);
+    for len in [1usize, 7, 255, 256, 257, 65_537, 1_000_003] {
+        let x: Vec<f32> = (0..len).map(|_| rng.range(-1.0, 3.0)).collect();
+        let exact: f64 = x.iter().map(|&v| v as f64).sum();
+        let abs: f64 = x.iter().map(|&v| v.abs() as f64).sum();
+        for (k, label) in [(kernels, "default"), (&fallback, "shared-memory fallback")] {
+            let got = gpu_sum(gpu, k, &x);
+            let err = (got as f64 - exact).abs();
+            // A tree sum's error grows with log(len): a few ulps of the absolute sum.
+            assert!(err <= 1e-6 * abs, "{label}, len {len}: {got} vs f64 {exact} (error {err:.3e})");
+            for _ in 0..2 {
+                assert_eq!(gpu_sum(gpu, k, &x).to_bits(), got.to_bits(), "{label}, len {len}: not reproducible");
+            }
+        }
+        // The fallback is the CPU mirror's exact order: bit for bit.
+        let plan = fallback.sum_plan(len).unwrap();
+        let mirror = segloss::cpu::reduce::tree_sum(&x, plan.workgroups());
+        assert_eq!(gpu_sum(gpu, &fallback, &x).to_bits(), mirror.to_bits(), "len {len}: fallback differs from its CPU mirror");
+    }
+}
+
+#[test]
+fn subgroup_and_fallback_kernels_agree_with_cpu() {
+    let (gpu, kernels) = gpu();
+    eprintln!("default kernels use subgroups: {}", kernels.uses_subgroups());
+    let fallback = Kernels::with_options(&gpu.device, KernelOptions { subgroups: Some(false) }).unwrap();
+    assert!(!fallback.uses_subgroups());
+    let shape = Shape::new(2, 3, &[61, 67]).unwrap();
+    let mut rng = Rng::new(4);
+    let z = rng.logits(shape.numel(), 3.0);
+    let loss = Loss::parse("focal", &["activation=softmax", "ignore_index=-1"]).unwrap();
+    let t = targets(&mut rng, &shape, TargetKind::Labels, 3, Some(-1), false);
+    let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
+    for k in [kernels, &fallback] {
+        let out = k.run_blocking(&gpu.queue, &loss, &shape, &z, t.view()).unwrap();
+        assert_loss_close("focal", &out.loss, &cpu.loss, 1e-4);
+        assert_grad_close("focal", &out.grad, &cpu.grad, 1e-4);
+    }
+}
+
+#[test]
+fn tensors_beyond_one_storage_binding_are_refused() {
+    // A device whose storage bindings hold 64 KiB: 16 384 f32.
+    let probe = gpu();
+    let mut limits = probe.0.adapter.limits();
+    limits.max_storage_buffer_binding_size = 64 * 1024;
+    let small = Gpu::new(&GpuOptions {
+        backends: segloss::wgpu::Backends::VULKAN,
+        limits: Some(limits),
+        ..Default::default()
+    })
+    .expect("device with lowered limits");
+    let kernels = Kernels::new(&small.device).unwrap();
+    let loss = Loss::parse("cross-entropy", &[]).unwrap();
+    // 16 384 logits fit exactly.
+    let fits = Shape::new(1, 4, &[64, 64]).unwrap();
+    let mut rng = Rng::new(1);
+    let z = rng.logits(fits.numel(), 2.0);
+    let t = targets(&mut rng, &fits, TargetKind::Labels, 4, None, false);
+    let cpu = segloss::cpu::forward_backward(&loss, &fits, &z, t.view()).unwrap();
+    let out = kernels.run_blocking(&small.queue, &loss, &fits, &z, t.view()).unwrap();
+    assert_loss_close("fits", &out.loss, &cpu.loss, 1e-4);
+    // One more row does not, and the error names the tensor and both sizes.
+    let over = Shape::new(1, 4, &[65, 64]).unwrap();
+    match kernels.plan(&loss, over, TargetKind::Labels) {
+        Err(Error::TooLarge { name: "logits", bytes, limit }) => {
+            assert_eq!((bytes, limit), (4 * 4 * 65 * 64, 64 * 1024));
+        }
+        other => panic!("expected TooLarge for logits, got {other:?}"),
+    }
+}
+
+#[test]
+fn gpu_only_problems_reach_the_status_buffer() {
+    let (gpu, kernels) = gpu();
+    let shape = Shape::new(1, 3, &[10, 10]).unwrap();
+    let mut rng = Rng::new(2);
+    let mut z = rng.logits(shape.numel(), 2.0);
+    let loss = Loss::parse("cross-entropy", &["ignore_index=255"]).unwrap();
+    let mut labels = vec![1i32; shape.pixels()];
+    labels[3] = 3; // >= C
+    labels[4] = -2; // negative, not ignore_index
+    labels[5] = 255; // ignored: fine
+    z[17] = f32::NAN;
+    z[150] = f32::INFINITY;
+    let t = segloss::Targets::Labels(&labels);
+    let want = Status { bad_labels: 2, nonfinite_logits: 2, nonfinite_targets: 0 };
+    match kernels.run_blocking(&gpu.queue, &loss, &shape, &z, t) {
+        Err(Error::BadInput(s)) => assert_eq!(s, want),
+        other => panic!("expected BadInput, got {other:?}"),
+    }
+    // The CPU reference reports the same counts.
+    match segloss::cpu::forward_backward(&loss, &shape, &z, t) {
+        Err(Error::BadInput(s)) => assert_eq!(s, want),
+        other => panic!("expected BadInput from the CPU, got {other:?}"),
+    }
+    // Engines read the buffer themselves; it is cleared by every call.
+    let device = &gpu.device;
+    let plan = kernels.plan(&loss, shape.clone(), TargetKind::Labels).unwrap();
+    let zb = segloss::readback::upload(device, "z", bytemuck::cast_slice(&z));
+    let yb = segloss::readback::upload(device, "y", t.as_bytes());
+    let (lb, gb) = (segloss::readback::zeros(device, "l", 1), segloss::readback::zeros(device, "g", shape.numel()));
+    let inputs = Inputs { logits: &zb, targets: &yb };
+    let mut enc = device.create_command_encoder(&Default::default());
+    plan.record(&mut enc, &inputs, &Outputs::new(&lb, &gb)).unwrap();
+    plan.record(&mut enc, &inputs, &Outputs::new(&lb, &gb)).unwrap();
+    gpu.queue.submit([enc.finish()]);
+    assert_eq!(segloss::readback::read_status(device, &gpu.queue, &plan).unwrap(), want);
+    // Dense targets: a NaN target is counted too.
+    let mut dense = vec![0.5f32; shape.numel()];
+    dense[9] = f32::NAN;
+    let bce = Loss::parse("bce", &[]).unwrap();
+    match kernels.run_blocking(&gpu.queue, &bce, &shape, &rng.logits(shape.numel(), 1.0), segloss::Targets::Dense(&dense)) {
+        Err(Error::BadInput(s)) => assert_eq!(s, Status { bad_labels: 0, nonfinite_logits: 0, nonfinite_targets: 1 }),
+        other => panic!("expected BadInput, got {other:?}"),
+    }
+}
+
+#[test]
+fn wgsl_constants_match_rust() {
+    let module = segloss::shader::validate(segloss::shader::Family::Pixel, false).unwrap();
+    let constant = |name: &str| -> u32 {
+        let (_, c) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no const {name}"));
+        match module.global_expressions[c.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref e => panic!("{name}: unexpected {e:?}"),
+        }
+    };
+    assert_eq!(constant("WG"), segloss::WG);
+    assert_eq!(constant("STATUS_BAD_LABEL") as usize, Status::BAD_LABEL);
+    assert_eq!(constant("STATUS_NONFINITE_LOGIT") as usize, Status::NONFINITE_LOGIT);
+    assert_eq!(constant("STATUS_NONFINITE_TARGET") as usize, Status::NONFINITE_TARGET);
+    let params = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params")).expect("Params").1;
+    let naga::TypeInner::Struct { ref members, span } = params.inner else { panic!("Params is a struct") };
+    assert_eq!(span as usize, std::mem::size_of::<segloss::internals::PixelParams>(), "Params size");
+    let names: Vec<_> = members.iter().map(|m| m.name.clone().unwrap()).collect();
+    assert_eq!(&names[..4], ["n", "c", "s", "nwg"]);
+    assert_eq!(members.iter().find(|m| m.name.as_deref() == Some("wx")).unwrap().offset, 48);
+}
