@@ -1,0 +1,113 @@
+//! Bad input the host can see: a typed error naming the bad value, never a panic, and nothing
+//! recorded.
+
+mod common;
+
+use common::*;
+use segloss::{Error, Inputs, Loss, Outputs, Shape, TargetKind, Targets};
+
+fn err_text(r: Result<impl std::fmt::Debug, Error>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_shapes() {
+    assert!(err_text(Shape::new(0, 3, &[4])).contains("is 0"));
+    assert!(err_text(Shape::new(1, 3, &[])).contains("1 to 3"));
+    assert!(err_text(Shape::new(1, 3, &[2, 2, 2, 2])).contains("4 spatial"));
+    assert!(err_text(Shape::new(1 << 20, 1 << 10, &[1 << 10])).contains("more than"));
+    assert!(err_text(Shape::from_dims(&[2, 3])).contains("[N, C, *S]"));
+}
+
+#[test]
+fn bad_parameters_name_the_value() {
+    let shape = Shape::new(1, 3, &[4, 4]).unwrap();
+    let cases: &[(&str, &[&str], TargetKind, &str)] = &[
+        ("dice-x", &[], TargetKind::Labels, "unknown loss `dice-x`"),
+        ("cross-entropy", &["gama=2"], TargetKind::Labels, "no parameter `gama`"),
+        ("cross-entropy", &["weight=1,2"], TargetKind::Labels, "2 values given"),
+        ("cross-entropy", &["weight=1,-2,1"], TargetKind::Labels, "-2 is negative"),
+        ("cross-entropy", &["weight=1,x,1"], TargetKind::Labels, "`x` in `1,x,1`"),
+        ("cross-entropy", &["label_smoothing=1.5"], TargetKind::Labels, "1.5 is outside [0, 1]"),
+        ("cross-entropy", &["reduction=avg"], TargetKind::Labels, "`avg` is not one of"),
+        ("cross-entropy", &["ignore_index=1.5"], TargetKind::Labels, "`1.5` is not a 32-bit integer"),
+        ("bce", &["pos_weight=1,2,inf"], TargetKind::Dense, "inf is negative or not finite"),
+        ("bce", &["ignore_index=3"], TargetKind::Dense, "ignore_index needs label targets"),
+        ("focal", &["gamma=-1"], TargetKind::Labels, "-1 is negative"),
+        ("focal", &["alpha=1.2"], TargetKind::Labels, "1.2 is outside [0, 1]"),
+        ("focal", &["activation=relu"], TargetKind::Labels, "`relu` is not one of"),
+        ("focal", &["include_background=maybe"], TargetKind::Labels, "`maybe` is not true or false"),
+        ("focal", &["include_background=false", "weight=1,2,3"], TargetKind::Labels, "3 values given, the loss needs 2"),
+    ];
+    for (name, params, kind, want) in cases {
+        let text = err_text(Loss::parse(name, params).and_then(|l| l.validate(&shape, *kind).map(|_| l)));
+        assert!(text.contains(want), "{name} {params:?}: `{text}` lacks `{want}`");
+    }
+    assert!(err_text(Loss::parse("bce", &["weight"])).contains("key=value"));
+}
+
+#[test]
+fn bad_host_slices() {
+    let shape = Shape::new(1, 3, &[4, 4]).unwrap();
+    let loss = Loss::parse("cross-entropy", &[]).unwrap();
+    let z = vec![0.0f32; shape.numel()];
+    let labels = vec![0i32; shape.pixels() - 1];
+    let text = err_text(segloss::cpu::forward_backward(&loss, &shape, &z, Targets::Labels(&labels)));
+    assert!(text.contains("`targets` has 15 elements, expected 16"), "{text}");
+    let text = err_text(segloss::cpu::forward_backward(&loss, &shape, &z[1..], Targets::Labels(&labels)));
+    assert!(text.contains("`logits` has 47 elements, expected 48"), "{text}");
+    let (gpu, kernels) = gpu();
+    let text = err_text(kernels.run_blocking(&gpu.queue, &loss, &shape, &z, Targets::Labels(&labels)));
+    assert!(text.contains("expected 16"), "{text}");
+}
+
+#[test]
+fn bad_buffers_are_refused_before_recording() {
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let shape = Shape::new(1, 3, &[4, 4]).unwrap();
+    let loss = Loss::parse("cross-entropy", &[]).unwrap();
+    let plan = kernels.plan(&loss, shape.clone(), TargetKind::Labels).unwrap();
+    let z = segloss::readback::zeros(device, "z", shape.numel());
+    let y = segloss::readback::zeros(device, "y", shape.pixels());
+    let l = segloss::readback::zeros(device, "l", 1);
+    let g = segloss::readback::zeros(device, "g", shape.numel());
+    let short = segloss::readback::zeros(device, "short", shape.numel() - 1);
+    let uniform = device.create_buffer(&segloss::wgpu::BufferDescriptor {
+        label: None,
+        size: 4 * shape.numel() as u64,
+        usage: segloss::wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    });
+    let record = |zb, yb, lb, gb, scale: f32| {
+        let mut enc = device.create_command_encoder(&Default::default());
+        let r = plan.record(
+            &mut enc,
+            &Inputs { logits: zb, targets: yb },
+            &Outputs { loss: lb, grad: gb, accumulate: false, grad_scale: scale },
+        );
+        r.map(|_| ())
+    };
+    assert!(record(&z, &y, &l, &g, 1.0).is_ok());
+    let t = err_text(record(&short, &y, &l, &g, 1.0));
+    assert!(t.contains("`logits`") && t.contains("188 bytes, but the plan needs 192"), "{t}");
+    let t = err_text(record(&z, &y, &l, &uniform, 1.0));
+    assert!(t.contains("`grad`") && t.contains("lacks STORAGE"), "{t}");
+    let t = err_text(record(&z, &y, &l, &z, 1.0));
+    assert!(t.contains("same buffer"), "{t}");
+    let t = err_text(record(&z, &y, &g, &g, 1.0));
+    assert!(t.contains("same buffer"), "{t}");
+    let t = err_text(record(&z, &y, &l, &g, f32::NAN));
+    assert!(t.contains("grad_scale NaN"), "{t}");
+}
+
+#[test]
+fn every_registered_name_parses_with_defaults() {
+    for name in Loss::NAMES {
+        let loss = Loss::parse(name, &[]).unwrap();
+        assert_eq!(loss.name(), *name);
+    }
+}
