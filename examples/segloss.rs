@@ -1,0 +1,1264 @@
+//! `segloss`: the command-line tool.
+//!
+//! ```text
+//! cargo run --release --example segloss -- info
+//! cargo run --release --example segloss -- eval --loss focal --logits z.npy --target y.npy \
+//!     --param gamma=2 --param alpha=0.25 --grad g.npy --repeat 20
+//! cargo run --release --example segloss -- check --seed 7
+//! ```
+//!
+//! Run with `--help` for the full usage. Bad input ends with a non-zero exit status and one line
+//! on stderr, `segloss: error: ...`.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use npyz::{DType, NpyFile, TypeChar, WriterBuilder};
+use segloss::readback::{download, read_status, upload, zeros};
+use segloss::{
+    Gpu, GpuOptions, Inputs, Kernels, Loss, LossOutput, Outputs, Reduction, Shape, TargetKind,
+    Targets,
+};
+use serde_json::{json, Map, Value};
+
+const USAGE: &str = "\
+segloss: segmentation losses and their gradients on the GPU (wgpu), with a CPU reference
+
+usage:
+  segloss info
+      The adapter, backend, driver, features and limits in use.
+
+  segloss eval --loss NAME --logits Z.npy --target Y.npy [--param KEY=VALUE]...
+               [--backend gpu|cpu] [--grad G.npy] [--repeat R]
+      Computes the loss and dL/dlogits and prints one JSON object on stdout.
+        --logits   float32 [N, C, *S], 1 to 3 spatial dimensions, C order
+        --target   labels: any integer dtype (or bool), shape [N, *S] or [N, 1, *S],
+                   values within int32; dense: float32 (or float64) of the logits' shape
+        --param    a loss parameter (LOSSES.md's names; lists comma-separated, e.g.
+                   weight=1,2,0.5); repeatable, the last occurrence of a key wins
+        --backend  gpu (default) or cpu (the reference implementation)
+        --grad     writes the gradient as float32 .npy, the logits' shape
+        --repeat   runs forward+backward R more times on the resident buffers and adds
+                   \"ms\" (median wall ms per call, submit to completion) and, where the
+                   device has timestamp queries, \"gpu_ms\" (median GPU time per call)
+      Output keys: \"loss\" (a number for reduction mean/sum; for reduction none an array,
+      flattened in C order, of shape \"loss_shape\": [N, *S] for cross-entropy, [N, C', *S]
+      for the others, C' the channels in the loss), \"loss_shape\" ([] for a number),
+      \"loss_name\", \"params\", \"reduction\", \"target\" (labels|dense), \"shape\",
+      \"backend\" (gpu|cpu), \"adapter\" (adapter name or \"cpu reference\").
+
+  segloss check [--seed N]
+      Every loss, several parameter variants each, on seeded random inputs: GPU against the
+      CPU reference. Prints a table; exits non-zero if any case fails (loss relative error or
+      gradient error relative to max |grad| above 1e-4).
+
+losses: cross-entropy, bce, balanced-bce, focal
+environment: WGPU_BACKEND=vulkan|metal|dx12 picks the backend (default: any of those three)
+";
+
+/// What ends the program early: a bad command line (exit 2) or anything else (exit 1).
+#[derive(Debug)]
+enum CliError {
+    Usage(String),
+    Failed(String),
+}
+
+type CliResult<T> = Result<T, CliError>;
+
+fn usage<T>(msg: impl Into<String>) -> CliResult<T> {
+    Err(CliError::Usage(msg.into()))
+}
+
+fn failed<T>(msg: impl Into<String>) -> CliResult<T> {
+    Err(CliError::Failed(msg.into()))
+}
+
+impl From<segloss::Error> for CliError {
+    fn from(e: segloss::Error) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+/// Collapses whitespace so that every message is one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn main() -> ExitCode {
+    // A bug must still end with one line on stderr; "panicked" stays in it so that tests catch it.
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "segloss: error: internal error (panicked{at}): {}",
+            one_line(&msg)
+        );
+    }));
+    let mut args = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(s) => args.push(s),
+            Err(a) => {
+                eprintln!("segloss: error: argument {a:?} is not valid UTF-8");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match run(&args) {
+        Ok(code) => code,
+        Err(CliError::Usage(m)) => {
+            eprintln!(
+                "segloss: error: {} (see `segloss --help`)",
+                one_line(&m).trim_end_matches('.')
+            );
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(m)) => {
+            eprintln!("segloss: error: {}", one_line(&m));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &[String]) -> CliResult<ExitCode> {
+    let Some(command) = args.first() else {
+        print_out(USAGE)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let rest = &args[1..];
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        print_out(USAGE)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match command.as_str() {
+        "--help" | "-h" | "help" => {
+            print_out(USAGE)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        "info" => {
+            parse_flags("info", rest, &[])?;
+            info()
+        }
+        "eval" => eval(rest),
+        "check" => check(rest),
+        other => usage(format!(
+            "unknown command `{other}` (commands: info, eval, check)"
+        )),
+    }
+}
+
+/// Writes to stdout, turning a closed pipe into an error instead of a panic.
+fn print_out(s: &str) -> CliResult<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())
+        .and_then(|_| out.flush())
+        .or_else(|e| failed(format!("writing to stdout: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command-line flags
+
+/// A flag a command takes: its name (without `--`) and whether it may be repeated.
+struct FlagSpec {
+    name: &'static str,
+    repeatable: bool,
+}
+
+const fn flag(name: &'static str) -> FlagSpec {
+    FlagSpec {
+        name,
+        repeatable: false,
+    }
+}
+
+/// Parses `--name value` / `--name=value` pairs; every flag takes a value.
+fn parse_flags(
+    command: &str,
+    args: &[String],
+    specs: &[FlagSpec],
+) -> CliResult<Vec<(&'static str, String)>> {
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        let Some(body) = arg.strip_prefix("--") else {
+            return usage(format!("{command}: unexpected argument `{arg}`"));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let Some(spec) = specs.iter().find(|s| s.name == name) else {
+            let known: Vec<String> = specs.iter().map(|s| format!("--{}", s.name)).collect();
+            return usage(if known.is_empty() {
+                format!("{command}: unknown flag `--{name}` ({command} takes no flags)")
+            } else {
+                format!(
+                    "{command}: unknown flag `--{name}` (it takes {})",
+                    known.join(", ")
+                )
+            });
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                i += 1;
+                match args.get(i) {
+                    Some(v) if !v.starts_with("--") => v.clone(),
+                    _ => return usage(format!("{command}: --{name} needs a value")),
+                }
+            }
+        };
+        if !spec.repeatable && out.iter().any(|(n, _)| *n == spec.name) {
+            return usage(format!("{command}: --{name} given more than once"));
+        }
+        out.push((spec.name, value));
+        i += 1;
+    }
+    Ok(out)
+}
+
+fn get<'a>(flags: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+    flags
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn required<'a>(
+    command: &str,
+    flags: &'a [(&'static str, String)],
+    name: &str,
+) -> CliResult<&'a str> {
+    get(flags, name).map_or_else(
+        || usage(format!("{command}: missing required flag --{name}")),
+        Ok,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The device
+
+/// Validation errors wgpu reports outside error scopes; by default it would panic on them.
+static UNCAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn open_gpu() -> CliResult<(Gpu, Kernels)> {
+    let gpu = Gpu::new(&GpuOptions::default())?;
+    gpu.device
+        .on_uncaptured_error(Arc::new(|e: segloss::wgpu::Error| {
+            let mut errors = UNCAPTURED.lock().unwrap_or_else(|p| p.into_inner());
+            errors.push(e.to_string());
+        }));
+    let kernels = Kernels::new(&gpu.device)?;
+    Ok((gpu, kernels))
+}
+
+/// Fails with the first error wgpu reported outside error scopes, if any.
+fn gpu_errors() -> CliResult<()> {
+    let errors = UNCAPTURED.lock().unwrap_or_else(|p| p.into_inner());
+    match errors.first() {
+        Some(e) => failed(format!("wgpu: {e}")),
+        None => Ok(()),
+    }
+}
+
+fn wait(device: &segloss::wgpu::Device, index: segloss::wgpu::SubmissionIndex) -> CliResult<()> {
+    device
+        .poll(segloss::wgpu::PollType::Wait {
+            submission_index: Some(index),
+            timeout: None,
+        })
+        .map(|_| ())
+        .or_else(|e| failed(format!("wgpu: waiting for the GPU: {e}")))
+}
+
+fn info() -> CliResult<ExitCode> {
+    use segloss::wgpu::Features;
+    let (gpu, kernels) = open_gpu()?;
+    let i = gpu.adapter.get_info();
+    let f = gpu.device.features();
+    let l = gpu.device.limits();
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let subgroups = if kernels.uses_subgroups() {
+        format!(
+            "used (subgroup size {}..{})",
+            i.subgroup_min_size, i.subgroup_max_size
+        )
+    } else if gpu.adapter.features().contains(Features::SUBGROUP) {
+        "available but not used".to_string()
+    } else {
+        "not used (the adapter lacks SUBGROUP; shared-memory reductions)".to_string()
+    };
+    let mut s = String::new();
+    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<38} {v}\n"));
+    line("adapter", i.name.clone());
+    line("device type", format!("{:?}", i.device_type));
+    line("backend", format!("{:?}", i.backend));
+    line(
+        "driver",
+        if i.driver_info.is_empty() {
+            i.driver.clone()
+        } else {
+            format!("{} ({})", i.driver, i.driver_info)
+        },
+    );
+    line(
+        "vendor / device id",
+        format!("0x{:04x} / 0x{:04x}", i.vendor, i.device),
+    );
+    line("subgroups", subgroups);
+    line(
+        "timestamp queries",
+        format!(
+            "{} (inside encoders: {}, period {} ns)",
+            yes(f.contains(Features::TIMESTAMP_QUERY)),
+            yes(f.contains(Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)),
+            gpu.queue.get_timestamp_period()
+        ),
+    );
+    line(
+        "max_storage_buffer_binding_size",
+        format!(
+            "{} ({:.0} MiB)",
+            l.max_storage_buffer_binding_size,
+            mib(l.max_storage_buffer_binding_size)
+        ),
+    );
+    line(
+        "max_buffer_size",
+        format!("{} ({:.0} MiB)", l.max_buffer_size, mib(l.max_buffer_size)),
+    );
+    line(
+        "max_compute_workgroups_per_dimension",
+        l.max_compute_workgroups_per_dimension.to_string(),
+    );
+    line(
+        "max_compute_invocations_per_workgroup",
+        l.max_compute_invocations_per_workgroup.to_string(),
+    );
+    line(
+        "max_compute_workgroup_storage_size",
+        l.max_compute_workgroup_storage_size.to_string(),
+    );
+    line(
+        "workgroup size / max workgroups",
+        format!("{} / {}", segloss::WG, segloss::MAX_WORKGROUPS),
+    );
+    gpu_errors()?;
+    print_out(&s)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// .npy files
+
+/// The elements of an array file, widened to one type per family.
+enum Values {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    /// Every signed integer dtype, unsigned ones up to 32 bits, and bool.
+    Int(Vec<i64>),
+    U64(Vec<u64>),
+}
+
+struct Array {
+    dims: Vec<usize>,
+    /// numpy's spelling of the dtype, for messages.
+    descr: String,
+    values: Values,
+}
+
+fn read_npy(what: &str, path: &str) -> CliResult<Array> {
+    let file = File::open(path)
+        .or_else(|e| failed(format!("cannot open the {what} file `{path}`: {e}")))?;
+    let npy = NpyFile::new(BufReader::new(file)).or_else(|e| {
+        failed(format!(
+            "the {what} file `{path}` is not a valid .npy file: {e}"
+        ))
+    })?;
+    let dims = npy
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<_>, _>>()
+        .or_else(|_| {
+            failed(format!(
+                "the {what} file `{path}` has a shape too large for this machine"
+            ))
+        })?;
+    if npy.order() == npyz::Order::Fortran && dims.iter().filter(|&&d| d > 1).count() > 1 {
+        return failed(format!(
+            "the {what} file `{path}` is stored in Fortran order; save a C-contiguous array \
+             (np.ascontiguousarray)"
+        ));
+    }
+    let dtype = npy.dtype();
+    let descr = dtype.descr();
+    let DType::Plain(ts) = &dtype else {
+        return failed(format!(
+            "the {what} file `{path}` has the structured dtype {descr}; expected a plain numeric array"
+        ));
+    };
+    let err =
+        |e: std::io::Error| CliError::Failed(format!("reading the {what} file `{path}`: {e}"));
+    let ints = |v: Vec<i64>| Values::Int(v);
+    let values = match (ts.type_char(), ts.size_field()) {
+        (TypeChar::Float, 4) => Values::F32(npy.into_vec::<f32>().map_err(err)?),
+        (TypeChar::Float, 8) => Values::F64(npy.into_vec::<f64>().map_err(err)?),
+        (TypeChar::Int, 1) => ints(widen(npy.into_vec::<i8>().map_err(err)?)),
+        (TypeChar::Int, 2) => ints(widen(npy.into_vec::<i16>().map_err(err)?)),
+        (TypeChar::Int, 4) => ints(widen(npy.into_vec::<i32>().map_err(err)?)),
+        (TypeChar::Int, 8) => ints(npy.into_vec::<i64>().map_err(err)?),
+        (TypeChar::Uint, 1) => ints(widen(npy.into_vec::<u8>().map_err(err)?)),
+        (TypeChar::Uint, 2) => ints(widen(npy.into_vec::<u16>().map_err(err)?)),
+        (TypeChar::Uint, 4) => ints(widen(npy.into_vec::<u32>().map_err(err)?)),
+        (TypeChar::Uint, 8) => Values::U64(npy.into_vec::<u64>().map_err(err)?),
+        (TypeChar::Bool, 1) => ints(widen(npy.into_vec::<bool>().map_err(err)?)),
+        _ => {
+            return failed(format!(
+                "the {what} file `{path}` has dtype {descr}, which segloss does not read \
+                 (logits: float32; targets: an integer dtype for labels, float32 or float64 \
+                 for dense targets)"
+            ))
+        }
+    };
+    Ok(Array {
+        dims,
+        descr,
+        values,
+    })
+}
+
+fn widen<T: Into<i64>>(v: Vec<T>) -> Vec<i64> {
+    v.into_iter().map(Into::into).collect()
+}
+
+fn write_grad(path: &str, dims: &[usize], grad: &[f32]) -> CliResult<()> {
+    let fail =
+        |e: std::io::Error| CliError::Failed(format!("writing the gradient to `{path}`: {e}"));
+    let file = File::create(path).map_err(fail)?;
+    let shape: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+    let mut w = npyz::WriteOptions::<f32>::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(BufWriter::new(file))
+        .begin_nd()
+        .map_err(fail)?;
+    w.extend(grad.iter().copied()).map_err(fail)?;
+    w.finish().map_err(fail)
+}
+
+/// Host targets owned by the tool.
+enum OwnedTargets {
+    Labels(Vec<i32>),
+    Dense(Vec<f32>),
+}
+
+impl OwnedTargets {
+    fn view(&self) -> Targets<'_> {
+        match self {
+            OwnedTargets::Labels(v) => Targets::Labels(v),
+            OwnedTargets::Dense(v) => Targets::Dense(v),
+        }
+    }
+}
+
+fn fmt_dims(d: &[usize]) -> String {
+    format!(
+        "[{}]",
+        d.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Reads the logits: float32 `[N, C, *S]`.
+fn read_logits(path: &str) -> CliResult<(Shape, Vec<f32>)> {
+    let a = read_npy("logits", path)?;
+    let z = match a.values {
+        Values::F32(v) => v,
+        Values::F64(_) => {
+            return failed(format!(
+                "the logits in `{path}` are float64 ({}); segloss takes float32 logits \
+                 (save them with .astype(np.float32))",
+                a.descr
+            ))
+        }
+        _ => {
+            return failed(format!(
+                "the logits in `{path}` have dtype {}; segloss takes float32 logits",
+                a.descr
+            ))
+        }
+    };
+    let shape =
+        Shape::from_dims(&a.dims).or_else(|e| failed(format!("the logits in `{path}`: {e}")))?;
+    Ok((shape, z))
+}
+
+/// Reads the targets: integer labels `[N, *S]` or `[N, 1, *S]`, or dense float of the logits'
+/// shape.
+fn read_targets(path: &str, shape: &Shape) -> CliResult<OwnedTargets> {
+    let a = read_npy("target", path)?;
+    let logits = shape.dims();
+    let mut labels_a = vec![shape.n()];
+    labels_a.extend(shape.spatial());
+    let mut labels_b = vec![shape.n(), 1];
+    labels_b.extend(shape.spatial());
+    let is_labels_shape = a.dims == labels_a || a.dims == labels_b;
+    let label = |i: usize, v: i128| -> CliResult<i32> {
+        i32::try_from(v).or_else(|_| {
+            failed(format!(
+                "the target in `{path}` holds the label {v} (element {i}), outside the int32 range"
+            ))
+        })
+    };
+    let bad_label_shape = || {
+        let hint = if a.dims == logits {
+            "; dense targets of the logits' shape must be float32 or float64"
+        } else {
+            ""
+        };
+        failed(format!(
+            "the integer target in `{path}` ({}) has shape {}; labels need [N, *S] = {} or \
+             [N, 1, *S] = {} for logits {}{hint}",
+            a.descr,
+            fmt_dims(&a.dims),
+            fmt_dims(&labels_a),
+            fmt_dims(&labels_b),
+            fmt_dims(&logits)
+        ))
+    };
+    let bad_dense_shape = || {
+        let hint = if is_labels_shape {
+            "; class-index labels must be an integer array"
+        } else {
+            ""
+        };
+        failed(format!(
+            "the float target in `{path}` ({}) has shape {}; dense targets need the logits' \
+             shape {}{hint}",
+            a.descr,
+            fmt_dims(&a.dims),
+            fmt_dims(&logits)
+        ))
+    };
+    match a.values {
+        Values::Int(v) => {
+            if !is_labels_shape {
+                return bad_label_shape();
+            }
+            let labels = v
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| label(i, x as i128))
+                .collect::<CliResult<Vec<i32>>>()?;
+            Ok(OwnedTargets::Labels(labels))
+        }
+        Values::U64(v) => {
+            if !is_labels_shape {
+                return bad_label_shape();
+            }
+            let labels = v
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| label(i, x as i128))
+                .collect::<CliResult<Vec<i32>>>()?;
+            Ok(OwnedTargets::Labels(labels))
+        }
+        Values::F32(v) => {
+            if a.dims != logits {
+                return bad_dense_shape();
+            }
+            Ok(OwnedTargets::Dense(v))
+        }
+        Values::F64(v) => {
+            if a.dims != logits {
+                return bad_dense_shape();
+            }
+            Ok(OwnedTargets::Dense(
+                v.into_iter().map(|x| x as f32).collect(),
+            ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// eval
+
+fn reduction_of(loss: &Loss, loss_len: usize) -> Reduction {
+    match loss {
+        Loss::CrossEntropy(l) => l.reduction,
+        Loss::Bce(l) => l.reduction,
+        Loss::BalancedBce(l) => l.reduction,
+        Loss::Focal(l) => l.reduction,
+        // A loss added to the registry after this tool: infer it from the output's length.
+        _ if loss_len > 1 => Reduction::None,
+        _ => Reduction::Mean,
+    }
+}
+
+/// The shape of the loss output: `[]` for a number, the reference's unreduced shape for `none`.
+fn loss_shape(loss: &Loss, shape: &Shape, reduction: Reduction, loss_len: usize) -> Vec<usize> {
+    if reduction != Reduction::None {
+        return Vec::new();
+    }
+    let mut d = vec![shape.n()];
+    if !matches!(loss, Loss::CrossEntropy(_)) {
+        d.push(loss_len / shape.pixels().max(1));
+    }
+    d.extend(shape.spatial());
+    d
+}
+
+/// A finite f32 as the JSON number with the shortest text that reads back as the same f32.
+fn num(x: f32) -> Value {
+    if !x.is_finite() {
+        return Value::Null;
+    }
+    let shortest: f64 = x.to_string().parse().unwrap_or(x as f64);
+    serde_json::Number::from_f64(shortest).map_or(Value::Null, Value::Number)
+}
+
+fn num64(x: f64) -> Value {
+    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+struct Timing {
+    ms: Option<f64>,
+    gpu_ms: Option<f64>,
+}
+
+fn eval(args: &[String]) -> CliResult<ExitCode> {
+    const C: &str = "eval";
+    let flags = parse_flags(
+        C,
+        args,
+        &[
+            flag("loss"),
+            flag("logits"),
+            flag("target"),
+            FlagSpec {
+                name: "param",
+                repeatable: true,
+            },
+            flag("backend"),
+            flag("grad"),
+            flag("repeat"),
+        ],
+    )?;
+    let name = required(C, &flags, "loss")?;
+    let logits_path = required(C, &flags, "logits")?;
+    let target_path = required(C, &flags, "target")?;
+    let mut params = Vec::new();
+    for (_, p) in flags.iter().filter(|(n, _)| *n == "param") {
+        let Some((k, v)) = p.split_once('=') else {
+            return usage(format!("{C}: --param expects KEY=VALUE, got `{p}`"));
+        };
+        if k.trim().is_empty() {
+            return usage(format!("{C}: --param expects KEY=VALUE, got `{p}`"));
+        }
+        params.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let gpu_backend = match get(&flags, "backend").unwrap_or("gpu") {
+        "gpu" => true,
+        "cpu" => false,
+        other => return usage(format!("{C}: --backend must be gpu or cpu, got `{other}`")),
+    };
+    let repeat = match get(&flags, "repeat") {
+        None => None,
+        Some(r) => match r.parse::<usize>() {
+            Ok(r) if r >= 1 => Some(r),
+            _ => {
+                return usage(format!(
+                    "{C}: --repeat must be a whole number >= 1, got `{r}`"
+                ))
+            }
+        },
+    };
+    let grad_path = get(&flags, "grad");
+
+    let loss = Loss::from_name(name, &params)?;
+    let (shape, z) = read_logits(logits_path)?;
+    let targets = read_targets(target_path, &shape)?;
+    let kind = targets.view().kind();
+    loss.validate(&shape, kind)?;
+    let loss_len = loss.loss_len(&shape, kind)?;
+
+    let (out, adapter, timing) = if gpu_backend {
+        eval_gpu(&loss, &shape, &z, &targets, repeat)?
+    } else {
+        let out = segloss::cpu::forward_backward(&loss, &shape, &z, targets.view())?;
+        let ms = repeat.map(|r| {
+            let times = (0..r)
+                .map(|_| {
+                    let t = Instant::now();
+                    let o = segloss::cpu::forward_backward(&loss, &shape, &z, targets.view());
+                    std::hint::black_box(o).ok();
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            median(times)
+        });
+        let timing = Timing { ms, gpu_ms: None };
+        (out, "cpu reference".to_string(), timing)
+    };
+
+    if let Some(path) = grad_path {
+        write_grad(path, &shape.dims(), &out.grad)?;
+    }
+
+    let reduction = reduction_of(&loss, loss_len);
+    let mut obj = Map::new();
+    let loss_value = if reduction == Reduction::None {
+        Value::Array(out.loss.iter().map(|&x| num(x)).collect())
+    } else {
+        num(out.loss.first().copied().unwrap_or(f32::NAN))
+    };
+    obj.insert("loss".into(), loss_value);
+    obj.insert(
+        "loss_shape".into(),
+        json!(loss_shape(&loss, &shape, reduction, loss_len)),
+    );
+    obj.insert("loss_name".into(), json!(loss.name()));
+    obj.insert(
+        "params".into(),
+        Value::Object(
+            params
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        ),
+    );
+    let reduction_name = match reduction {
+        Reduction::Mean => "mean",
+        Reduction::Sum => "sum",
+        Reduction::None => "none",
+    };
+    obj.insert("reduction".into(), json!(reduction_name));
+    obj.insert(
+        "target".into(),
+        json!(match kind {
+            TargetKind::Labels => "labels",
+            TargetKind::Dense => "dense",
+        }),
+    );
+    obj.insert("shape".into(), json!(shape.dims()));
+    obj.insert(
+        "backend".into(),
+        json!(if gpu_backend { "gpu" } else { "cpu" }),
+    );
+    obj.insert("adapter".into(), json!(adapter));
+    if let Some(path) = grad_path {
+        obj.insert("grad".into(), json!(path));
+    }
+    if let Some(r) = repeat {
+        obj.insert("repeat".into(), json!(r));
+    }
+    if let Some(ms) = timing.ms {
+        obj.insert("ms".into(), num64(ms));
+    }
+    if let Some(g) = timing.gpu_ms {
+        obj.insert("gpu_ms".into(), num64(g));
+    }
+    print_out(&format!("{}\n", Value::Object(obj)))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Timestamp queries around the recorded passes, where the device has them.
+struct Timestamps {
+    set: segloss::wgpu::QuerySet,
+    resolve: segloss::wgpu::Buffer,
+    period_ns: f64,
+}
+
+impl Timestamps {
+    fn new(gpu: &Gpu) -> Option<Timestamps> {
+        use segloss::wgpu::{self, Features};
+        let need = Features::TIMESTAMP_QUERY | Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        if !gpu.device.features().contains(need) {
+            return None;
+        }
+        let set = gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("segloss eval timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolve = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("segloss eval timestamps resolve"),
+            size: 2 * wgpu::QUERY_SIZE as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        Some(Timestamps {
+            set,
+            resolve,
+            period_ns: gpu.queue.get_timestamp_period() as f64,
+        })
+    }
+}
+
+fn eval_gpu(
+    loss: &Loss,
+    shape: &Shape,
+    z: &[f32],
+    targets: &OwnedTargets,
+    repeat: Option<usize>,
+) -> CliResult<(LossOutput, String, Timing)> {
+    let (gpu, kernels) = open_gpu()?;
+    let (device, queue) = (&gpu.device, &gpu.queue);
+    let adapter = gpu.adapter.get_info().name;
+    let view = targets.view();
+    let plan = kernels.plan(loss, shape.clone(), view.kind())?;
+    let z_buf = upload(device, "logits", bytemuck::cast_slice(z));
+    let y_buf = upload(device, "targets", view.as_bytes());
+    let loss_buf = zeros(device, "loss", plan.loss_len());
+    let grad_buf = zeros(device, "grad", shape.numel());
+    let inputs = Inputs {
+        logits: &z_buf,
+        targets: &y_buf,
+    };
+    let outputs = Outputs::new(&loss_buf, &grad_buf);
+
+    let mut encoder = device.create_command_encoder(&Default::default());
+    plan.record(&mut encoder, &inputs, &outputs)?;
+    let index = queue.submit([encoder.finish()]);
+    wait(device, index)?;
+    gpu_errors()?;
+    read_status(device, queue, &plan)?.check()?;
+    let out = LossOutput {
+        loss: download(device, queue, &loss_buf, plan.loss_len())?,
+        grad: download(device, queue, &grad_buf, shape.numel())?,
+    };
+    gpu_errors()?;
+
+    let mut timing = Timing {
+        ms: None,
+        gpu_ms: None,
+    };
+    if let Some(r) = repeat {
+        let ts = Timestamps::new(&gpu);
+        let mut wall = Vec::with_capacity(r);
+        let mut on_gpu = Vec::with_capacity(r);
+        for _ in 0..r {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            if let Some(ts) = &ts {
+                encoder.write_timestamp(&ts.set, 0);
+            }
+            plan.record(&mut encoder, &inputs, &outputs)?;
+            if let Some(ts) = &ts {
+                encoder.write_timestamp(&ts.set, 1);
+            }
+            let commands = encoder.finish();
+            let t = Instant::now();
+            let index = queue.submit([commands]);
+            wait(device, index)?;
+            wall.push(t.elapsed().as_secs_f64() * 1e3);
+            if let Some(ts) = &ts {
+                // Resolved and read back outside the timed call.
+                let mut encoder = device.create_command_encoder(&Default::default());
+                encoder.resolve_query_set(&ts.set, 0..2, &ts.resolve, 0);
+                queue.submit([encoder.finish()]);
+                let ticks: Vec<u64> = download(device, queue, &ts.resolve, 2)?;
+                if ticks[1] >= ticks[0] {
+                    on_gpu.push((ticks[1] - ticks[0]) as f64 * ts.period_ns / 1e6);
+                }
+            }
+        }
+        gpu_errors()?;
+        read_status(device, queue, &plan)?.check()?;
+        timing.ms = Some(median(wall));
+        if !on_gpu.is_empty() {
+            timing.gpu_ms = Some(median(on_gpu));
+        }
+    }
+    Ok((out, adapter, timing))
+}
+
+// ---------------------------------------------------------------------------------------------
+// check
+
+/// SplitMix64: a tiny seeded generator, so the tool needs no RNG crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Gen {
+    /// Class indices; with `Some(i)`, about one pixel in six is `i`.
+    Labels(Option<i32>),
+    /// Values in [0, 1]; `true` rounds them to {0, 1}.
+    Dense(bool),
+}
+
+struct Case {
+    loss: &'static str,
+    params: &'static [&'static str],
+    dims: &'static [usize],
+    target: Gen,
+}
+
+const fn case(
+    loss: &'static str,
+    params: &'static [&'static str],
+    dims: &'static [usize],
+    target: Gen,
+) -> Case {
+    Case {
+        loss,
+        params,
+        dims,
+        target,
+    }
+}
+
+const D2: &[usize] = &[2, 3, 17, 19];
+const D3: &[usize] = &[1, 4, 5, 6, 7];
+const D1: &[usize] = &[3, 5, 37];
+const C1: &[usize] = &[2, 1, 9, 11];
+const C1_3D: &[usize] = &[1, 1, 5, 6, 7];
+
+const CASES: &[Case] = &[
+    // cross-entropy
+    case("cross-entropy", &[], D2, Gen::Labels(None)),
+    case(
+        "cross-entropy",
+        &["label_smoothing=0.1", "weight=0.5,2,1"],
+        D2,
+        Gen::Labels(None),
+    ),
+    case(
+        "cross-entropy",
+        &["ignore_index=255"],
+        D2,
+        Gen::Labels(Some(255)),
+    ),
+    case(
+        "cross-entropy",
+        &["weight=0.3,1.7,1", "label_smoothing=0.2"],
+        D2,
+        Gen::Labels(Some(-100)),
+    ),
+    case("cross-entropy", &[], D2, Gen::Dense(false)),
+    case(
+        "cross-entropy",
+        &["label_smoothing=0.1", "reduction=sum"],
+        D2,
+        Gen::Dense(false),
+    ),
+    case(
+        "cross-entropy",
+        &["reduction=none"],
+        D2,
+        Gen::Labels(Some(-100)),
+    ),
+    case("cross-entropy", &["reduction=sum"], D3, Gen::Labels(None)),
+    case("cross-entropy", &[], D1, Gen::Labels(None)),
+    case("cross-entropy", &[], C1, Gen::Labels(None)),
+    // bce
+    case("bce", &[], D2, Gen::Dense(false)),
+    case(
+        "bce",
+        &["pos_weight=3,0.5,1.25", "weight=0.5,2,1.5"],
+        D2,
+        Gen::Dense(true),
+    ),
+    case("bce", &["reduction=none"], D3, Gen::Dense(false)),
+    case("bce", &[], C1, Gen::Labels(None)),
+    case(
+        "bce",
+        &["pos_weight=2", "reduction=sum"],
+        C1_3D,
+        Gen::Labels(None),
+    ),
+    case(
+        "bce",
+        &["ignore_index=255", "reduction=none"],
+        C1,
+        Gen::Labels(Some(255)),
+    ),
+    // balanced-bce
+    case("balanced-bce", &[], D2, Gen::Dense(true)),
+    case("balanced-bce", &["reduction=sum"], D2, Gen::Dense(false)),
+    case("balanced-bce", &["reduction=none"], D1, Gen::Dense(true)),
+    case("balanced-bce", &[], C1, Gen::Labels(None)),
+    case(
+        "balanced-bce",
+        &["reduction=none"],
+        C1_3D,
+        Gen::Labels(None),
+    ),
+    case(
+        "balanced-bce",
+        &["ignore_index=255"],
+        C1,
+        Gen::Labels(Some(255)),
+    ),
+    // focal
+    case("focal", &[], D2, Gen::Labels(None)),
+    case("focal", &["alpha=0.25", "gamma=0.5"], D2, Gen::Dense(false)),
+    case(
+        "focal",
+        &["activation=softmax", "alpha=0.25"],
+        D2,
+        Gen::Labels(None),
+    ),
+    case(
+        "focal",
+        &[
+            "activation=softmax",
+            "include_background=false",
+            "weight=2,0.5",
+        ],
+        D2,
+        Gen::Labels(None),
+    ),
+    case(
+        "focal",
+        &["include_background=false", "reduction=sum"],
+        D2,
+        Gen::Labels(None),
+    ),
+    case(
+        "focal",
+        &["ignore_index=255", "reduction=sum"],
+        D2,
+        Gen::Labels(Some(255)),
+    ),
+    case(
+        "focal",
+        &["activation=softmax", "reduction=none"],
+        D3,
+        Gen::Labels(None),
+    ),
+    case(
+        "focal",
+        &["gamma=0", "weight=0.5,1,2,4"],
+        D3,
+        Gen::Dense(true),
+    ),
+    case("focal", &[], C1, Gen::Labels(None)),
+];
+
+/// max |got - want| / max(max |want|, 1e-3): the relative error of a loss (or of every element
+/// of an unreduced one, against its largest) or of a gradient, with an absolute floor near zero.
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    let scale = want.iter().fold(0.0f64, |m, &w| m.max((w as f64).abs()));
+    let err = got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| {
+        let e = (g as f64 - w as f64).abs();
+        if e.is_nan() {
+            f64::INFINITY
+        } else {
+            m.max(e)
+        }
+    });
+    err / scale.max(1e-3)
+}
+
+fn check(args: &[String]) -> CliResult<ExitCode> {
+    const TOL: f64 = 1e-4;
+    let flags = parse_flags("check", args, &[flag("seed")])?;
+    let seed = match get(&flags, "seed") {
+        None => 0,
+        Some(s) => s.parse::<u64>().or_else(|_| {
+            usage(format!(
+                "check: --seed must be a whole number >= 0, got `{s}`"
+            ))
+        })?,
+    };
+    // Every registered loss must have cases: a loss added without them is a failure here.
+    for name in Loss::NAMES {
+        if !CASES.iter().any(|c| c.loss == *name) {
+            return failed(format!("check has no cases for the loss `{name}`"));
+        }
+    }
+    let (gpu, kernels) = open_gpu()?;
+    let mut rows: Vec<[String; 7]> = Vec::new();
+    let mut failures = 0;
+    for (k, c) in CASES.iter().enumerate() {
+        let mut rng = Rng(seed ^ (k as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+        let params = if c.params.is_empty() {
+            "-".to_string()
+        } else {
+            c.params.join(" ")
+        };
+        let dims = c
+            .dims
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
+        let target = match c.target {
+            Gen::Labels(Some(i)) => format!("labels, ignore {i}"),
+            Gen::Labels(None) => "labels".to_string(),
+            Gen::Dense(true) => "dense 0/1".to_string(),
+            Gen::Dense(false) => "dense".to_string(),
+        };
+        let result = run_case(&kernels, &gpu, c, &mut rng);
+        let (le, ge, verdict) = match result {
+            Ok((le, ge)) => {
+                let pass = le <= TOL && ge <= TOL;
+                if !pass {
+                    failures += 1;
+                }
+                (
+                    format!("{le:.2e}"),
+                    format!("{ge:.2e}"),
+                    if pass { "PASS" } else { "FAIL" }.to_string(),
+                )
+            }
+            Err(e) => {
+                failures += 1;
+                let msg = match e {
+                    CliError::Usage(m) | CliError::Failed(m) => one_line(&m),
+                };
+                ("-".into(), "-".into(), format!("FAIL: {msg}"))
+            }
+        };
+        rows.push([c.loss.to_string(), params, target, dims, le, ge, verdict]);
+    }
+    let header = [
+        "loss",
+        "params",
+        "target",
+        "shape",
+        "loss rel err",
+        "grad err",
+        "result",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r.iter()).take(6) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let fmt_row = |cells: &[&str]| -> String {
+        let mut line = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 < cells.len() {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        line.push('\n');
+        line
+    };
+    let mut s = format!(
+        "segloss check: GPU ({}) against the CPU reference, seed {seed}, tolerance {TOL:.0e}\n\
+         loss rel err: max |gpu - cpu| / max(max |cpu loss|, 1e-3); \
+         grad err: max |gpu - cpu| / max(max |cpu grad|, 1e-3)\n\n",
+        gpu.describe()
+    );
+    s.push_str(&fmt_row(&header));
+    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+    let rule_refs: Vec<&str> = rule.iter().map(|x| x.as_str()).collect();
+    s.push_str(&fmt_row(&rule_refs));
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(|x| x.as_str()).collect();
+        s.push_str(&fmt_row(&cells));
+    }
+    s.push_str(&format!(
+        "\n{} of {} cases passed\n",
+        rows.len() - failures,
+        rows.len()
+    ));
+    print_out(&s)?;
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run_case(kernels: &Kernels, gpu: &Gpu, c: &Case, rng: &mut Rng) -> CliResult<(f64, f64)> {
+    let params: Vec<(String, String)> = c
+        .params
+        .iter()
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let loss = Loss::from_name(c.loss, &params)?;
+    let shape = Shape::from_dims(c.dims)?;
+    let z: Vec<f32> = (0..shape.numel())
+        .map(|_| (rng.unit() * 2.0 - 1.0) * 4.0)
+        .collect();
+    // With one channel every loss but cross-entropy reads labels as a binary mask.
+    let classes = if shape.c() == 1 && c.loss != "cross-entropy" {
+        2
+    } else {
+        shape.c()
+    };
+    let targets = match c.target {
+        Gen::Labels(ignore) => OwnedTargets::Labels(
+            (0..shape.pixels())
+                .map(|_| match ignore {
+                    Some(i) if rng.below(6) == 0 => i,
+                    _ => rng.below(classes) as i32,
+                })
+                .collect(),
+        ),
+        Gen::Dense(binary) => OwnedTargets::Dense(
+            (0..shape.numel())
+                .map(|_| {
+                    let v = rng.unit();
+                    if binary {
+                        v.round()
+                    } else {
+                        v
+                    }
+                })
+                .collect(),
+        ),
+    };
+    let want = segloss::cpu::forward_backward(&loss, &shape, &z, targets.view())?;
+    let got = kernels.run_blocking(&gpu.queue, &loss, &shape, &z, targets.view())?;
+    gpu_errors()?;
+    Ok((
+        rel_err(&got.loss, &want.loss),
+        rel_err(&got.grad, &want.grad),
+    ))
+}
