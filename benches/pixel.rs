@@ -14,7 +14,9 @@ fn inputs(shape: &Shape) -> (Vec<f32>, Vec<i32>, Vec<f32>) {
         (x >> 40) as f32 / (1u64 << 24) as f32
     };
     let z = (0..shape.numel()).map(|_| next() * 6.0 - 3.0).collect();
-    let labels = (0..shape.pixels()).map(|_| (next() * shape.c() as f32) as i32 % shape.c() as i32).collect();
+    let labels = (0..shape.pixels())
+        .map(|_| (next() * shape.c() as f32) as i32 % shape.c() as i32)
+        .collect();
     let dense = (0..shape.numel()).map(|_| next().round()).collect();
     (z, labels, dense)
 }
@@ -53,10 +55,19 @@ fn bench(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("gpu", &id), |b| {
                 b.iter(|| {
                     let mut enc = device.create_command_encoder(&Default::default());
-                    plan.record(&mut enc, &Inputs { logits: &zb, targets: &yb }, &Outputs::new(&lb, &gb))
-                        .unwrap();
+                    plan.record(
+                        &mut enc,
+                        &Inputs {
+                            logits: &zb,
+                            targets: &yb,
+                        },
+                        &Outputs::new(&lb, &gb),
+                    )
+                    .unwrap();
                     gpu.queue.submit([enc.finish()]);
-                    device.poll(segloss::wgpu::PollType::wait_indefinitely()).unwrap();
+                    device
+                        .poll(segloss::wgpu::PollType::wait_indefinitely())
+                        .unwrap();
                 })
             });
         }

@@ -62,16 +62,15 @@ impl Kernels {
     /// Kernels for `device` with explicit options.
     pub fn with_options(device: &wgpu::Device, options: KernelOptions) -> Result<Self> {
         let has = device.features().contains(wgpu::Features::SUBGROUP);
-        let subgroups = match options.subgroups {
-            None => has,
-            Some(true) if !has => {
-                return Err(Error::Gpu(
+        let subgroups =
+            match options.subgroups {
+                None => has,
+                Some(true) if !has => return Err(Error::Gpu(
                     "subgroups requested, but the device was created without Features::SUBGROUP"
                         .into(),
-                ))
-            }
-            Some(s) => s,
-        };
+                )),
+                Some(s) => s,
+            };
         Ok(Kernels {
             inner: Arc::new(Inner {
                 device: device.clone(),

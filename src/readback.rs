@@ -33,9 +33,8 @@ pub struct GpuOptions {
 impl Default for GpuOptions {
     fn default() -> Self {
         GpuOptions {
-            backends: wgpu::Backends::from_env().unwrap_or(
-                wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
-            ),
+            backends: wgpu::Backends::from_env()
+                .unwrap_or(wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12),
             limits: None,
             subgroups: true,
         }
@@ -71,8 +70,8 @@ impl Gpu {
                 options.backends
             ))
         })?;
-        let mut wanted = wgpu::Features::TIMESTAMP_QUERY
-            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let mut wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
         if options.subgroups {
             wanted |= wgpu::Features::SUBGROUP;
         }

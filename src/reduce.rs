@@ -22,7 +22,10 @@ pub struct SumPlan {
 
 impl std::fmt::Debug for SumPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SumPlan").field("len", &self.len).field("workgroups", &self.nwg).finish()
+        f.debug_struct("SumPlan")
+            .field("len", &self.len)
+            .field("workgroups", &self.nwg)
+            .finish()
     }
 }
 
@@ -37,7 +40,9 @@ impl Kernels {
     /// Plans a sum of `len` f32 values (`len >= 1`).
     pub fn sum_plan(&self, len: usize) -> Result<SumPlan> {
         if len == 0 || len > u32::MAX as usize {
-            return Err(Error::Shape(format!("cannot sum {len} values (1 to 2^32-1)")));
+            return Err(Error::Shape(format!(
+                "cannot sum {len} values (1 to 2^32-1)"
+            )));
         }
         self.check_binding("input", len as u64 * 4)?;
         let rw = |read_only| wgpu::BindingType::Buffer {

@@ -30,10 +30,22 @@ impl Family {
 const SOURCES: &[(&str, &str)] = &[
     ("pixel.wgsl", include_str!("../shaders/pixel.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
-    ("common/grid.wgsl", include_str!("../shaders/common/grid.wgsl")),
-    ("common/activation.wgsl", include_str!("../shaders/common/activation.wgsl")),
-    ("common/reduce_shared.wgsl", include_str!("../shaders/common/reduce_shared.wgsl")),
-    ("common/reduce_subgroup.wgsl", include_str!("../shaders/common/reduce_subgroup.wgsl")),
+    (
+        "common/grid.wgsl",
+        include_str!("../shaders/common/grid.wgsl"),
+    ),
+    (
+        "common/activation.wgsl",
+        include_str!("../shaders/common/activation.wgsl"),
+    ),
+    (
+        "common/reduce_shared.wgsl",
+        include_str!("../shaders/common/reduce_shared.wgsl"),
+    ),
+    (
+        "common/reduce_subgroup.wgsl",
+        include_str!("../shaders/common/reduce_subgroup.wgsl"),
+    ),
 ];
 
 fn source(name: &str) -> Option<&'static str> {

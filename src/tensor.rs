@@ -25,7 +25,9 @@ impl Shape {
         if let Some(i) = all.iter().position(|&d| d == 0) {
             return Err(Error::Shape(format!("dimension {i} of {all:?} is 0")));
         }
-        let numel = all.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        let numel = all
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
         match numel {
             Some(e) if e <= u32::MAX as u64 => {}
             _ => {

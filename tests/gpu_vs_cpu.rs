@@ -4,20 +4,31 @@
 
 mod common;
 
-use common::*;
 use common::Rng;
+use common::*;
 use proptest::prelude::*;
 use segloss::{Inputs, Loss, Outputs, Shape, TargetKind};
 
 fn shape_strategy() -> impl Strategy<Value = Shape> {
-    (1usize..4, 1usize..6, prop::collection::vec(1usize..40, 1..=3))
+    (
+        1usize..4,
+        1usize..6,
+        prop::collection::vec(1usize..40, 1..=3),
+    )
         .prop_map(|(n, c, s)| Shape::new(n, c, &s).unwrap())
 }
 
 /// A random loss with random options, and whether it takes dense targets.
 fn loss_strategy() -> impl Strategy<Value = (String, Vec<String>, bool, bool)> {
     let reduction = prop::sample::select(vec!["mean", "sum", "none"]);
-    (0usize..4, reduction, any::<bool>(), any::<bool>(), any::<bool>(), 0.0f32..3.0)
+    (
+        0usize..4,
+        reduction,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        0.0f32..3.0,
+    )
         .prop_map(|(which, red, dense, flag_a, flag_b, g)| {
             let mut p = vec![format!("reduction={red}")];
             let ignore = !dense && flag_b;
@@ -49,7 +60,10 @@ fn loss_strategy() -> impl Strategy<Value = (String, Vec<String>, bool, bool)> {
 }
 
 fn weights(rng: &mut Rng, c: usize) -> String {
-    (0..c).map(|_| format!("{:.3}", rng.range(0.1, 2.0))).collect::<Vec<_>>().join(",")
+    (0..c)
+        .map(|_| format!("{:.3}", rng.range(0.1, 2.0)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 proptest! {
@@ -89,23 +103,45 @@ fn accumulate_and_grad_scale() {
     let t = targets(&mut rng, &shape, TargetKind::Labels, 4, Some(9), false);
     let z = rng.logits(shape.numel(), 3.0);
     let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
-    let plan = kernels.plan(&loss, shape.clone(), TargetKind::Labels).unwrap();
+    let plan = kernels
+        .plan(&loss, shape.clone(), TargetKind::Labels)
+        .unwrap();
     let zb = segloss::readback::upload(device, "z", bytemuck::cast_slice(&z));
     let yb = segloss::readback::upload(device, "y", t.view().as_bytes());
     let lb = segloss::readback::zeros(device, "l", 1);
     let prior: Vec<f32> = (0..shape.numel()).map(|i| (i % 7) as f32).collect();
     let gb = segloss::readback::upload(device, "g", bytemuck::cast_slice(&prior));
     let mut enc = device.create_command_encoder(&Default::default());
-    let inputs = Inputs { logits: &zb, targets: &yb };
-    plan.record(&mut enc, &inputs, &Outputs { loss: &lb, grad: &gb, accumulate: true, grad_scale: -2.5 }).unwrap();
+    let inputs = Inputs {
+        logits: &zb,
+        targets: &yb,
+    };
+    plan.record(
+        &mut enc,
+        &inputs,
+        &Outputs {
+            loss: &lb,
+            grad: &gb,
+            accumulate: true,
+            grad_scale: -2.5,
+        },
+    )
+    .unwrap();
     gpu.queue.submit([enc.finish()]);
     let l: Vec<f32> = segloss::readback::download(device, &gpu.queue, &lb, 1).unwrap();
     let g: Vec<f32> = segloss::readback::download(device, &gpu.queue, &gb, shape.numel()).unwrap();
     assert_loss_close("accumulate loss", &l, &cpu.loss, 1e-4);
-    let want: Vec<f32> = prior.iter().zip(&cpu.grad).map(|(p, g)| p - 2.5 * g).collect();
+    let want: Vec<f32> = prior
+        .iter()
+        .zip(&cpu.grad)
+        .map(|(p, g)| p - 2.5 * g)
+        .collect();
     let diff: Vec<f32> = g.iter().zip(&prior).map(|(a, p)| (a - p) / -2.5).collect();
     assert_grad_close("accumulated gradient", &diff, &cpu.grad, 1e-3);
     for (i, (a, w)) in g.iter().zip(&want).enumerate() {
-        assert!((a - w).abs() <= 1e-5 * (1.0 + w.abs()), "element {i}: {a} vs {w}");
+        assert!(
+            (a - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "element {i}: {a} vs {w}"
+        );
     }
 }

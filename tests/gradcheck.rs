@@ -9,7 +9,11 @@ use segloss::{Loss, Shape, TargetKind};
 /// Central differences of the summed loss (the gradient of `none` is that of the sum).
 fn check(loss: &Loss, shape: &Shape, t: &OwnedTargets, seed: u64) {
     let mut rng = Rng::new(seed);
-    let z: Vec<f64> = rng.logits(shape.numel(), 3.0).iter().map(|&v| v as f64).collect();
+    let z: Vec<f64> = rng
+        .logits(shape.numel(), 3.0)
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
     let f = |z: &[f64]| -> f64 {
         let (l, _) = segloss::cpu::forward_backward_f64(loss, shape, z, t.view()).unwrap();
         l.iter().sum()
@@ -39,19 +43,56 @@ fn cases() -> Vec<(&'static str, Vec<&'static str>, TargetKind)> {
     for red in ["reduction=mean", "reduction=sum", "reduction=none"] {
         v.extend([
             ("cross-entropy", vec![red], Labels),
-            ("cross-entropy", vec![red, "weight=0.5,2,1", "label_smoothing=0.2"], Labels),
-            ("cross-entropy", vec![red, "ignore_index=7", "weight=0.5,2,1"], Labels),
-            ("cross-entropy", vec![red, "label_smoothing=0.1", "weight=1,3,0.2"], Dense),
-            ("bce", vec![red, "weight=0.5,2,1", "pos_weight=3,1,0.5"], Dense),
+            (
+                "cross-entropy",
+                vec![red, "weight=0.5,2,1", "label_smoothing=0.2"],
+                Labels,
+            ),
+            (
+                "cross-entropy",
+                vec![red, "ignore_index=7", "weight=0.5,2,1"],
+                Labels,
+            ),
+            (
+                "cross-entropy",
+                vec![red, "label_smoothing=0.1", "weight=1,3,0.2"],
+                Dense,
+            ),
+            (
+                "bce",
+                vec![red, "weight=0.5,2,1", "pos_weight=3,1,0.5"],
+                Dense,
+            ),
             ("bce", vec![red, "ignore_index=7"], Labels),
             ("balanced-bce", vec![red], Dense),
             ("balanced-bce", vec![red, "ignore_index=7"], Labels),
             ("focal", vec![red], Labels),
-            ("focal", vec![red, "gamma=0.5", "alpha=0.3", "weight=1,2,0.5"], Dense),
-            ("focal", vec![red, "include_background=false", "ignore_index=7"], Labels),
-            ("focal", vec![red, "activation=softmax", "alpha=0.25"], Labels),
+            (
+                "focal",
+                vec![red, "gamma=0.5", "alpha=0.3", "weight=1,2,0.5"],
+                Dense,
+            ),
+            (
+                "focal",
+                vec![red, "include_background=false", "ignore_index=7"],
+                Labels,
+            ),
+            (
+                "focal",
+                vec![red, "activation=softmax", "alpha=0.25"],
+                Labels,
+            ),
             ("focal", vec![red, "activation=softmax", "gamma=1.5"], Dense),
-            ("focal", vec![red, "activation=softmax", "include_background=false", "ignore_index=7"], Labels),
+            (
+                "focal",
+                vec![
+                    red,
+                    "activation=softmax",
+                    "include_background=false",
+                    "ignore_index=7",
+                ],
+                Labels,
+            ),
         ]);
     }
     v
@@ -68,8 +109,18 @@ fn cpu_gradients_match_finite_differences() {
     for (k, (name, params, kind)) in cases().into_iter().enumerate() {
         let loss = Loss::parse(name, &params).unwrap();
         let shape = &shapes[k % shapes.len()];
-        let ignore = params.iter().any(|p| p.starts_with("ignore_index")).then_some(7);
-        let t = targets(&mut rng, shape, kind, label_classes(&loss, shape), ignore, false);
+        let ignore = params
+            .iter()
+            .any(|p| p.starts_with("ignore_index"))
+            .then_some(7);
+        let t = targets(
+            &mut rng,
+            shape,
+            kind,
+            label_classes(&loss, shape),
+            ignore,
+            false,
+        );
         check(&loss, shape, &t, k as u64);
     }
 }
@@ -86,8 +137,18 @@ fn cpu_gradients_match_finite_differences_single_channel() {
         ("focal", vec!["reduction=sum", "ignore_index=-1"]),
     ] {
         let loss = Loss::parse(name, &params).unwrap();
-        let ignore = params.iter().any(|p| p.starts_with("ignore_index")).then_some(-1);
-        let t = targets(&mut rng, &shape, TargetKind::Labels, label_classes(&loss, &shape), ignore, false);
+        let ignore = params
+            .iter()
+            .any(|p| p.starts_with("ignore_index"))
+            .then_some(-1);
+        let t = targets(
+            &mut rng,
+            &shape,
+            TargetKind::Labels,
+            label_classes(&loss, &shape),
+            ignore,
+            false,
+        );
         check(&loss, &shape, &t, 3);
     }
 }

@@ -17,7 +17,9 @@ fn run_plan_raw(
     z: &[f32],
     t: &OwnedTargets,
 ) -> (Vec<u32>, Vec<u32>) {
-    let out = kernels.run_blocking(&gpu.queue, loss, shape, z, t.view()).unwrap();
+    let out = kernels
+        .run_blocking(&gpu.queue, loss, shape, z, t.view())
+        .unwrap();
     (
         out.loss.iter().map(|v| v.to_bits()).collect(),
         out.grad.iter().map(|v| v.to_bits()).collect(),
@@ -31,15 +33,34 @@ fn losses_are_bit_identical_run_to_run() {
     let mut rng = Rng::new(3);
     let z = rng.logits(shape.numel(), 5.0);
     for (name, params, kind) in [
-        ("cross-entropy", vec!["label_smoothing=0.1", "ignore_index=4"], TargetKind::Labels),
-        ("focal", vec!["activation=softmax", "reduction=sum", "ignore_index=4"], TargetKind::Labels),
+        (
+            "cross-entropy",
+            vec!["label_smoothing=0.1", "ignore_index=4"],
+            TargetKind::Labels,
+        ),
+        (
+            "focal",
+            vec!["activation=softmax", "reduction=sum", "ignore_index=4"],
+            TargetKind::Labels,
+        ),
         ("balanced-bce", vec![], TargetKind::Dense),
     ] {
         let loss = Loss::parse(name, &params).unwrap();
-        let t = targets(&mut rng, &shape, kind, 5, Some(4).filter(|_| kind == TargetKind::Labels), false);
+        let t = targets(
+            &mut rng,
+            &shape,
+            kind,
+            5,
+            Some(4).filter(|_| kind == TargetKind::Labels),
+            false,
+        );
         let first = run_plan_raw(gpu, kernels, &loss, &shape, &z, &t);
         for _ in 0..3 {
-            assert_eq!(run_plan_raw(gpu, kernels, &loss, &shape, &z, &t), first, "{name} differs between runs");
+            assert_eq!(
+                run_plan_raw(gpu, kernels, &loss, &shape, &z, &t),
+                first,
+                "{name} differs between runs"
+            );
         }
     }
 }
@@ -58,7 +79,13 @@ fn gpu_sum(gpu: &Gpu, kernels: &Kernels, x: &[f32]) -> f32 {
 #[test]
 fn reduction_agrees_with_f64_and_is_reproducible() {
     let (gpu, kernels) = gpu();
-    let fallback = Kernels::with_options(&gpu.device, KernelOptions { subgroups: Some(false) }).unwrap();
+    let fallback = Kernels::with_options(
+        &gpu.device,
+        KernelOptions {
+            subgroups: Some(false),
+        },
+    )
+    .unwrap();
     let mut rng = Rng::new(9);
     for len in [1usize, 7, 255, 256, 257, 65_537, 1_000_003] {
         let x: Vec<f32> = (0..len).map(|_| rng.range(-1.0, 3.0)).collect();
@@ -68,23 +95,43 @@ fn reduction_agrees_with_f64_and_is_reproducible() {
             let got = gpu_sum(gpu, k, &x);
             let err = (got as f64 - exact).abs();
             // A tree sum's error grows with log(len): a few ulps of the absolute sum.
-            assert!(err <= 1e-6 * abs, "{label}, len {len}: {got} vs f64 {exact} (error {err:.3e})");
+            assert!(
+                err <= 1e-6 * abs,
+                "{label}, len {len}: {got} vs f64 {exact} (error {err:.3e})"
+            );
             for _ in 0..2 {
-                assert_eq!(gpu_sum(gpu, k, &x).to_bits(), got.to_bits(), "{label}, len {len}: not reproducible");
+                assert_eq!(
+                    gpu_sum(gpu, k, &x).to_bits(),
+                    got.to_bits(),
+                    "{label}, len {len}: not reproducible"
+                );
             }
         }
         // The fallback is the CPU mirror's exact order: bit for bit.
         let plan = fallback.sum_plan(len).unwrap();
         let mirror = segloss::cpu::reduce::tree_sum(&x, plan.workgroups());
-        assert_eq!(gpu_sum(gpu, &fallback, &x).to_bits(), mirror.to_bits(), "len {len}: fallback differs from its CPU mirror");
+        assert_eq!(
+            gpu_sum(gpu, &fallback, &x).to_bits(),
+            mirror.to_bits(),
+            "len {len}: fallback differs from its CPU mirror"
+        );
     }
 }
 
 #[test]
 fn subgroup_and_fallback_kernels_agree_with_cpu() {
     let (gpu, kernels) = gpu();
-    eprintln!("default kernels use subgroups: {}", kernels.uses_subgroups());
-    let fallback = Kernels::with_options(&gpu.device, KernelOptions { subgroups: Some(false) }).unwrap();
+    eprintln!(
+        "default kernels use subgroups: {}",
+        kernels.uses_subgroups()
+    );
+    let fallback = Kernels::with_options(
+        &gpu.device,
+        KernelOptions {
+            subgroups: Some(false),
+        },
+    )
+    .unwrap();
     assert!(!fallback.uses_subgroups());
     let shape = Shape::new(2, 3, &[61, 67]).unwrap();
     let mut rng = Rng::new(4);
@@ -93,7 +140,9 @@ fn subgroup_and_fallback_kernels_agree_with_cpu() {
     let t = targets(&mut rng, &shape, TargetKind::Labels, 3, Some(-1), false);
     let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
     for k in [kernels, &fallback] {
-        let out = k.run_blocking(&gpu.queue, &loss, &shape, &z, t.view()).unwrap();
+        let out = k
+            .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
+            .unwrap();
         assert_loss_close("focal", &out.loss, &cpu.loss, 1e-4);
         assert_grad_close("focal", &out.grad, &cpu.grad, 1e-4);
     }
@@ -119,12 +168,18 @@ fn tensors_beyond_one_storage_binding_are_refused() {
     let z = rng.logits(fits.numel(), 2.0);
     let t = targets(&mut rng, &fits, TargetKind::Labels, 4, None, false);
     let cpu = segloss::cpu::forward_backward(&loss, &fits, &z, t.view()).unwrap();
-    let out = kernels.run_blocking(&small.queue, &loss, &fits, &z, t.view()).unwrap();
+    let out = kernels
+        .run_blocking(&small.queue, &loss, &fits, &z, t.view())
+        .unwrap();
     assert_loss_close("fits", &out.loss, &cpu.loss, 1e-4);
     // One more row does not, and the error names the tensor and both sizes.
     let over = Shape::new(1, 4, &[65, 64]).unwrap();
     match kernels.plan(&loss, over, TargetKind::Labels) {
-        Err(Error::TooLarge { name: "logits", bytes, limit }) => {
+        Err(Error::TooLarge {
+            name: "logits",
+            bytes,
+            limit,
+        }) => {
             assert_eq!((bytes, limit), (4 * 4 * 65 * 64, 64 * 1024));
         }
         other => panic!("expected TooLarge for logits, got {other:?}"),
@@ -145,7 +200,11 @@ fn gpu_only_problems_reach_the_status_buffer() {
     z[17] = f32::NAN;
     z[150] = f32::INFINITY;
     let t = segloss::Targets::Labels(&labels);
-    let want = Status { bad_labels: 2, nonfinite_logits: 2, nonfinite_targets: 0 };
+    let want = Status {
+        bad_labels: 2,
+        nonfinite_logits: 2,
+        nonfinite_targets: 0,
+    };
     match kernels.run_blocking(&gpu.queue, &loss, &shape, &z, t) {
         Err(Error::BadInput(s)) => assert_eq!(s, want),
         other => panic!("expected BadInput, got {other:?}"),
@@ -157,22 +216,48 @@ fn gpu_only_problems_reach_the_status_buffer() {
     }
     // Engines read the buffer themselves; it is cleared by every call.
     let device = &gpu.device;
-    let plan = kernels.plan(&loss, shape.clone(), TargetKind::Labels).unwrap();
+    let plan = kernels
+        .plan(&loss, shape.clone(), TargetKind::Labels)
+        .unwrap();
     let zb = segloss::readback::upload(device, "z", bytemuck::cast_slice(&z));
     let yb = segloss::readback::upload(device, "y", t.as_bytes());
-    let (lb, gb) = (segloss::readback::zeros(device, "l", 1), segloss::readback::zeros(device, "g", shape.numel()));
-    let inputs = Inputs { logits: &zb, targets: &yb };
+    let (lb, gb) = (
+        segloss::readback::zeros(device, "l", 1),
+        segloss::readback::zeros(device, "g", shape.numel()),
+    );
+    let inputs = Inputs {
+        logits: &zb,
+        targets: &yb,
+    };
     let mut enc = device.create_command_encoder(&Default::default());
-    plan.record(&mut enc, &inputs, &Outputs::new(&lb, &gb)).unwrap();
-    plan.record(&mut enc, &inputs, &Outputs::new(&lb, &gb)).unwrap();
+    plan.record(&mut enc, &inputs, &Outputs::new(&lb, &gb))
+        .unwrap();
+    plan.record(&mut enc, &inputs, &Outputs::new(&lb, &gb))
+        .unwrap();
     gpu.queue.submit([enc.finish()]);
-    assert_eq!(segloss::readback::read_status(device, &gpu.queue, &plan).unwrap(), want);
+    assert_eq!(
+        segloss::readback::read_status(device, &gpu.queue, &plan).unwrap(),
+        want
+    );
     // Dense targets: a NaN target is counted too.
     let mut dense = vec![0.5f32; shape.numel()];
     dense[9] = f32::NAN;
     let bce = Loss::parse("bce", &[]).unwrap();
-    match kernels.run_blocking(&gpu.queue, &bce, &shape, &rng.logits(shape.numel(), 1.0), segloss::Targets::Dense(&dense)) {
-        Err(Error::BadInput(s)) => assert_eq!(s, Status { bad_labels: 0, nonfinite_logits: 0, nonfinite_targets: 1 }),
+    match kernels.run_blocking(
+        &gpu.queue,
+        &bce,
+        &shape,
+        &rng.logits(shape.numel(), 1.0),
+        segloss::Targets::Dense(&dense),
+    ) {
+        Err(Error::BadInput(s)) => assert_eq!(
+            s,
+            Status {
+                bad_labels: 0,
+                nonfinite_logits: 0,
+                nonfinite_targets: 1
+            }
+        ),
         other => panic!("expected BadInput, got {other:?}"),
     }
 }
@@ -181,7 +266,11 @@ fn gpu_only_problems_reach_the_status_buffer() {
 fn wgsl_constants_match_rust() {
     let module = segloss::shader::validate(segloss::shader::Family::Pixel, false).unwrap();
     let constant = |name: &str| -> u32 {
-        let (_, c) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no const {name}"));
+        let (_, c) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no const {name}"));
         match module.global_expressions[c.init] {
             naga::Expression::Literal(naga::Literal::U32(v)) => v,
             ref e => panic!("{name}: unexpected {e:?}"),
@@ -189,12 +278,36 @@ fn wgsl_constants_match_rust() {
     };
     assert_eq!(constant("WG"), segloss::WG);
     assert_eq!(constant("STATUS_BAD_LABEL") as usize, Status::BAD_LABEL);
-    assert_eq!(constant("STATUS_NONFINITE_LOGIT") as usize, Status::NONFINITE_LOGIT);
-    assert_eq!(constant("STATUS_NONFINITE_TARGET") as usize, Status::NONFINITE_TARGET);
-    let params = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params")).expect("Params").1;
-    let naga::TypeInner::Struct { ref members, span } = params.inner else { panic!("Params is a struct") };
-    assert_eq!(span as usize, std::mem::size_of::<segloss::internals::PixelParams>(), "Params size");
+    assert_eq!(
+        constant("STATUS_NONFINITE_LOGIT") as usize,
+        Status::NONFINITE_LOGIT
+    );
+    assert_eq!(
+        constant("STATUS_NONFINITE_TARGET") as usize,
+        Status::NONFINITE_TARGET
+    );
+    let params = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some("Params"))
+        .expect("Params")
+        .1;
+    let naga::TypeInner::Struct { ref members, span } = params.inner else {
+        panic!("Params is a struct")
+    };
+    assert_eq!(
+        span as usize,
+        std::mem::size_of::<segloss::internals::PixelParams>(),
+        "Params size"
+    );
     let names: Vec<_> = members.iter().map(|m| m.name.clone().unwrap()).collect();
     assert_eq!(&names[..4], ["n", "c", "s", "nwg"]);
-    assert_eq!(members.iter().find(|m| m.name.as_deref() == Some("wx")).unwrap().offset, 48);
+    assert_eq!(
+        members
+            .iter()
+            .find(|m| m.name.as_deref() == Some("wx"))
+            .unwrap()
+            .offset,
+        48
+    );
 }

@@ -27,24 +27,93 @@ fn bad_parameters_name_the_value() {
     let shape = Shape::new(1, 3, &[4, 4]).unwrap();
     let cases: &[(&str, &[&str], TargetKind, &str)] = &[
         ("dice-x", &[], TargetKind::Labels, "unknown loss `dice-x`"),
-        ("cross-entropy", &["gama=2"], TargetKind::Labels, "no parameter `gama`"),
-        ("cross-entropy", &["weight=1,2"], TargetKind::Labels, "2 values given"),
-        ("cross-entropy", &["weight=1,-2,1"], TargetKind::Labels, "-2 is negative"),
-        ("cross-entropy", &["weight=1,x,1"], TargetKind::Labels, "`x` in `1,x,1`"),
-        ("cross-entropy", &["label_smoothing=1.5"], TargetKind::Labels, "1.5 is outside [0, 1]"),
-        ("cross-entropy", &["reduction=avg"], TargetKind::Labels, "`avg` is not one of"),
-        ("cross-entropy", &["ignore_index=1.5"], TargetKind::Labels, "`1.5` is not a 32-bit integer"),
-        ("bce", &["pos_weight=1,2,inf"], TargetKind::Dense, "inf is negative or not finite"),
-        ("bce", &["ignore_index=3"], TargetKind::Dense, "ignore_index needs label targets"),
+        (
+            "cross-entropy",
+            &["gama=2"],
+            TargetKind::Labels,
+            "no parameter `gama`",
+        ),
+        (
+            "cross-entropy",
+            &["weight=1,2"],
+            TargetKind::Labels,
+            "2 values given",
+        ),
+        (
+            "cross-entropy",
+            &["weight=1,-2,1"],
+            TargetKind::Labels,
+            "-2 is negative",
+        ),
+        (
+            "cross-entropy",
+            &["weight=1,x,1"],
+            TargetKind::Labels,
+            "`x` in `1,x,1`",
+        ),
+        (
+            "cross-entropy",
+            &["label_smoothing=1.5"],
+            TargetKind::Labels,
+            "1.5 is outside [0, 1]",
+        ),
+        (
+            "cross-entropy",
+            &["reduction=avg"],
+            TargetKind::Labels,
+            "`avg` is not one of",
+        ),
+        (
+            "cross-entropy",
+            &["ignore_index=1.5"],
+            TargetKind::Labels,
+            "`1.5` is not a 32-bit integer",
+        ),
+        (
+            "bce",
+            &["pos_weight=1,2,inf"],
+            TargetKind::Dense,
+            "inf is negative or not finite",
+        ),
+        (
+            "bce",
+            &["ignore_index=3"],
+            TargetKind::Dense,
+            "ignore_index needs label targets",
+        ),
         ("focal", &["gamma=-1"], TargetKind::Labels, "-1 is negative"),
-        ("focal", &["alpha=1.2"], TargetKind::Labels, "1.2 is outside [0, 1]"),
-        ("focal", &["activation=relu"], TargetKind::Labels, "`relu` is not one of"),
-        ("focal", &["include_background=maybe"], TargetKind::Labels, "`maybe` is not true or false"),
-        ("focal", &["include_background=false", "weight=1,2,3"], TargetKind::Labels, "3 values given, the loss needs 2"),
+        (
+            "focal",
+            &["alpha=1.2"],
+            TargetKind::Labels,
+            "1.2 is outside [0, 1]",
+        ),
+        (
+            "focal",
+            &["activation=relu"],
+            TargetKind::Labels,
+            "`relu` is not one of",
+        ),
+        (
+            "focal",
+            &["include_background=maybe"],
+            TargetKind::Labels,
+            "`maybe` is not true or false",
+        ),
+        (
+            "focal",
+            &["include_background=false", "weight=1,2,3"],
+            TargetKind::Labels,
+            "3 values given, the loss needs 2",
+        ),
     ];
     for (name, params, kind, want) in cases {
-        let text = err_text(Loss::parse(name, params).and_then(|l| l.validate(&shape, *kind).map(|_| l)));
-        assert!(text.contains(want), "{name} {params:?}: `{text}` lacks `{want}`");
+        let text =
+            err_text(Loss::parse(name, params).and_then(|l| l.validate(&shape, *kind).map(|_| l)));
+        assert!(
+            text.contains(want),
+            "{name} {params:?}: `{text}` lacks `{want}`"
+        );
     }
     assert!(err_text(Loss::parse("bce", &["weight"])).contains("key=value"));
 }
@@ -55,12 +124,29 @@ fn bad_host_slices() {
     let loss = Loss::parse("cross-entropy", &[]).unwrap();
     let z = vec![0.0f32; shape.numel()];
     let labels = vec![0i32; shape.pixels() - 1];
-    let text = err_text(segloss::cpu::forward_backward(&loss, &shape, &z, Targets::Labels(&labels)));
-    assert!(text.contains("`targets` has 15 elements, expected 16"), "{text}");
-    let text = err_text(segloss::cpu::forward_backward(&loss, &shape, &z[1..], Targets::Labels(&labels)));
-    assert!(text.contains("`logits` has 47 elements, expected 48"), "{text}");
+    let text = err_text(segloss::cpu::forward_backward(
+        &loss,
+        &shape,
+        &z,
+        Targets::Labels(&labels),
+    ));
+    assert!(
+        text.contains("`targets` has 15 elements, expected 16"),
+        "{text}"
+    );
+    let text = err_text(segloss::cpu::forward_backward(
+        &loss,
+        &shape,
+        &z[1..],
+        Targets::Labels(&labels),
+    ));
+    assert!(
+        text.contains("`logits` has 47 elements, expected 48"),
+        "{text}"
+    );
     let (gpu, kernels) = gpu();
-    let text = err_text(kernels.run_blocking(&gpu.queue, &loss, &shape, &z, Targets::Labels(&labels)));
+    let text =
+        err_text(kernels.run_blocking(&gpu.queue, &loss, &shape, &z, Targets::Labels(&labels)));
     assert!(text.contains("expected 16"), "{text}");
 }
 
@@ -70,7 +156,9 @@ fn bad_buffers_are_refused_before_recording() {
     let device = &gpu.device;
     let shape = Shape::new(1, 3, &[4, 4]).unwrap();
     let loss = Loss::parse("cross-entropy", &[]).unwrap();
-    let plan = kernels.plan(&loss, shape.clone(), TargetKind::Labels).unwrap();
+    let plan = kernels
+        .plan(&loss, shape.clone(), TargetKind::Labels)
+        .unwrap();
     let z = segloss::readback::zeros(device, "z", shape.numel());
     let y = segloss::readback::zeros(device, "y", shape.pixels());
     let l = segloss::readback::zeros(device, "l", 1);
@@ -86,14 +174,25 @@ fn bad_buffers_are_refused_before_recording() {
         let mut enc = device.create_command_encoder(&Default::default());
         let r = plan.record(
             &mut enc,
-            &Inputs { logits: zb, targets: yb },
-            &Outputs { loss: lb, grad: gb, accumulate: false, grad_scale: scale },
+            &Inputs {
+                logits: zb,
+                targets: yb,
+            },
+            &Outputs {
+                loss: lb,
+                grad: gb,
+                accumulate: false,
+                grad_scale: scale,
+            },
         );
         r.map(|_| ())
     };
     assert!(record(&z, &y, &l, &g, 1.0).is_ok());
     let t = err_text(record(&short, &y, &l, &g, 1.0));
-    assert!(t.contains("`logits`") && t.contains("188 bytes, but the plan needs 192"), "{t}");
+    assert!(
+        t.contains("`logits`") && t.contains("188 bytes, but the plan needs 192"),
+        "{t}"
+    );
     let t = err_text(record(&z, &y, &l, &uniform, 1.0));
     assert!(t.contains("`grad`") && t.contains("lacks STORAGE"), "{t}");
     let t = err_text(record(&z, &y, &l, &z, 1.0));

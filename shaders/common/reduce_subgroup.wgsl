@@ -13,6 +13,7 @@ struct Lane {
 }
 
 var<workgroup> wg_scratch: array<f32, WG>;
+var<workgroup> wg_scratch4: array<vec4<f32>, WG>;
 
 fn wg_sum(v: f32, lane: Lane) -> f32 {
     let s = subgroupAdd(v);
@@ -23,6 +24,21 @@ fn wg_sum(v: f32, lane: Lane) -> f32 {
     var total = 0.0;
     for (var i = 0u; i < lane.n_sg; i = i + 1u) {
         total = total + wg_scratch[i];
+    }
+    workgroupBarrier();
+    return total;
+}
+
+// Four sums at once.
+fn wg_sum4(v: vec4<f32>, lane: Lane) -> vec4<f32> {
+    let s = subgroupAdd(v);
+    if lane.sg_lane == 0u {
+        wg_scratch4[lane.sg_id] = s;
+    }
+    workgroupBarrier();
+    var total = vec4<f32>(0.0);
+    for (var i = 0u; i < lane.n_sg; i = i + 1u) {
+        total = total + wg_scratch4[i];
     }
     workgroupBarrier();
     return total;

@@ -92,7 +92,11 @@ pub(crate) fn forward_backward(
             }
             valid_pixels += image_valid;
             if spec.per_image_norm() {
-                *im = if image_valid > 0.0 { 1.0 / image_valid } else { 0.0 };
+                *im = if image_valid > 0.0 {
+                    1.0 / image_valid
+                } else {
+                    0.0
+                };
             }
         }
         let denom = match spec.kind {
@@ -106,7 +110,11 @@ pub(crate) fn forward_backward(
             _ => 1.0,
         };
         let elements = valid_pixels * c_n as f64;
-        beta = if elements > 0.0 { negative_mass / elements } else { 0.0 };
+        beta = if elements > 0.0 {
+            negative_mass / elements
+        } else {
+            0.0
+        };
     }
 
     // main
@@ -209,7 +217,11 @@ impl Pixel<'_> {
         let dense = self.spec().dense;
         let t_smooth =
             |c: usize| (1.0 - eps) * ctx.target(base + c * s_n, c, label) + eps / cs as f64;
-        let a: f64 = if dense { (0..cs).map(|c| w(c) * t_smooth(c)).sum() } else { 0.0 };
+        let a: f64 = if dense {
+            (0..cs).map(|c| w(c) * t_smooth(c)).sum()
+        } else {
+            0.0
+        };
         let weight_sum: f64 = (0..cs).map(w).sum();
         let mut l = 0.0;
         for c in 0..cs {

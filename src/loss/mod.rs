@@ -1,5 +1,6 @@
 //! Loss configurations, the registry that runs any loss by name, and [`Plan`]s that record them.
 
+pub(crate) mod bind;
 pub(crate) mod params;
 pub mod pixel;
 

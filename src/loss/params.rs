@@ -89,7 +89,10 @@ impl<'a> ParamReader<'a> {
             None => Ok(default),
             Some("none") => Ok(None),
             Some(v) => v.parse::<i32>().map(Some).map_err(|_| {
-                self.err("ignore_index", format!("`{v}` is not a 32-bit integer or none"))
+                self.err(
+                    "ignore_index",
+                    format!("`{v}` is not a 32-bit integer or none"),
+                )
             }),
         }
     }

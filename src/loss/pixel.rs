@@ -5,10 +5,9 @@
 //! targets (ignored pixels, the class weights of the labels, balanced BCE's negative fraction).
 //! CPU mirror: [`crate::cpu::pixel`].
 
-use wgpu::util::DeviceExt;
-
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
+use crate::loss::bind::{self, bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::loss::params::ParamReader;
 use crate::loss::{Activation, Plan, Reduction};
 use crate::shader::Family;
@@ -445,39 +444,17 @@ pub struct PixelParams {
     pub _pad: [u32; 3],
 }
 
-const STORAGE_RO: wgpu::BindingType = wgpu::BindingType::Buffer {
-    ty: wgpu::BufferBindingType::Storage { read_only: true },
-    has_dynamic_offset: false,
-    min_binding_size: None,
-};
-const STORAGE_RW: wgpu::BindingType = wgpu::BindingType::Buffer {
-    ty: wgpu::BufferBindingType::Storage { read_only: false },
-    has_dynamic_offset: false,
-    min_binding_size: None,
-};
-
-fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
-    let uniform = wgpu::BindingType::Buffer {
-        ty: wgpu::BufferBindingType::Uniform,
-        has_dynamic_offset: false,
-        min_binding_size: None,
-    };
-    // params, logits, targets, class_weights, grad, loss_out, scratch, status
-    let types = [
-        uniform, STORAGE_RO, STORAGE_RO, STORAGE_RO, STORAGE_RW, STORAGE_RW, STORAGE_RW,
-        STORAGE_RW,
-    ];
-    types
-        .iter()
-        .enumerate()
-        .map(|(i, &ty)| wgpu::BindGroupLayoutEntry {
-            binding: i as u32,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty,
-            count: None,
-        })
-        .collect()
-}
+// params, logits, targets, class_weights, grad, loss_out, scratch, status
+const SLOTS: [Slot; 8] = [
+    Slot::Uniform,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+];
 
 /// The GPU side of a planned pixel-wise loss.
 pub(crate) struct PixelPlan {
@@ -506,7 +483,10 @@ impl PixelPlan {
                 )));
             }
             let per_image = (crate::kernels::MAX_WORKGROUPS as usize / shape.n()).max(1);
-            shape.s().div_ceil(crate::kernels::WG as usize).clamp(1, per_image) as u32
+            shape
+                .s()
+                .div_ceil(crate::kernels::WG as usize)
+                .clamp(1, per_image) as u32
         } else {
             1
         };
@@ -527,7 +507,7 @@ impl PixelPlan {
             ("PER_IMAGE_NORM", flag(spec.per_image_norm())),
             ("PREPASS", flag(spec.needs_prepass())),
         ];
-        let (layout, pipeline_layout) = kernels.layout(Family::Pixel, &layout_entries());
+        let (layout, pipeline_layout) = kernels.layout(Family::Pixel, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Pixel, entry, &constants, &pipeline_layout);
         let prepass = if spec.needs_prepass() {
             Some((pipe("prepass")?, pipe("prepare")?))
@@ -541,18 +521,14 @@ impl PixelPlan {
         };
         let mut w = spec.weight.clone();
         w.extend_from_slice(&spec.pos_weight);
-        let weights = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("segloss pixel weights"),
-            contents: bytemuck::cast_slice(&w),
-            usage: wgpu::BufferUsages::STORAGE,
-        });
+        let weights = bind::constants(device, "segloss pixel weights", &w);
         let scratch_len = 4 + shape.n() + 3 * shape.n() * wx as usize + nwg as usize;
-        let scratch = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("segloss pixel scratch"),
-            size: (scratch_len * 4) as u64,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        let scratch = storage(
+            device,
+            "segloss pixel scratch",
+            scratch_len,
+            wgpu::BufferUsages::empty(),
+        );
         kernels.check_binding("scratch", scratch.size())?;
         Ok(PixelPlan {
             spec,
@@ -593,21 +569,8 @@ impl PixelPlan {
             wx: self.wx,
             _pad: [0; 3],
         };
-        // A fresh uniform per call, filled at creation: no queue write that could be reordered
-        // against the caller's submissions, and two calls in one encoder stay independent.
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("segloss pixel params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        fn sized(buf: &wgpu::Buffer, elems: usize) -> wgpu::BindingResource<'_> {
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: buf,
-                offset: 0,
-                size: wgpu::BufferSize::new(elems as u64 * 4),
-            })
-        }
-        let resources = [
+        let uniform = uniform(device, "segloss pixel params", &params);
+        let resources = vec![
             uniform.as_entire_binding(),
             sized(inputs.logits, shape.numel()),
             sized(inputs.targets, plan.targets_len()),
@@ -617,19 +580,7 @@ impl PixelPlan {
             self.scratch.as_entire_binding(),
             plan.status_buffer().as_entire_binding(),
         ];
-        let entries: Vec<_> = resources
-            .into_iter()
-            .enumerate()
-            .map(|(i, resource)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource,
-            })
-            .collect();
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("segloss pixel"),
-            layout: &self.layout,
-            entries: &entries,
-        });
+        let bind_group = bind_group(device, "segloss pixel", &self.layout, resources);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(plan.loss().name()),
             timestamp_writes: None,

@@ -12,6 +12,7 @@ use segloss::{Gpu, GpuOptions, Kernels, Loss, Shape, TargetKind};
 pub fn gpu() -> &'static (Gpu, Kernels) {
     static GPU: OnceLock<(Gpu, Kernels)> = OnceLock::new();
     GPU.get_or_init(|| {
+        quiet_lavapipe();
         let options = GpuOptions {
             backends: segloss::wgpu::Backends::VULKAN,
             ..Default::default()
@@ -23,6 +24,14 @@ pub fn gpu() -> &'static (Gpu, Kernels) {
         eprintln!("GPU tests on {}", gpu.describe());
         (gpu, kernels)
     })
+}
+
+/// Mesa's lavapipe prints `error: XDG_RUNTIME_DIR is invalid` when the variable is unset (as in
+/// CI); point it at the temp dir before the first instance is created.
+pub fn quiet_lavapipe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
 }
 
 /// A small deterministic generator (SplitMix64), so tests need no RNG crate.
@@ -119,7 +128,10 @@ pub fn label_classes(loss: &Loss, shape: &Shape) -> usize {
 /// Loss values agree within `rel` relative error (absolute `rel` near zero).
 pub fn assert_loss_close(what: &str, got: &[f32], want: &[f32], rel: f64) {
     assert_eq!(got.len(), want.len(), "{what}: loss length");
-    let scale = want.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64)).max(1e-3);
+    let scale = want
+        .iter()
+        .fold(0.0f64, |m, &v| m.max(v.abs() as f64))
+        .max(1e-3);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w as f64).abs();
         let tol = rel * (w.abs() as f64).max(if want.len() > 1 { scale } else { 1e-3 });

@@ -23,7 +23,9 @@ pub fn read_f32(path: &Path) -> Array<f32> {
     let shape = npy.shape().iter().map(|&d| d as usize).collect();
     Array {
         shape,
-        data: npy.into_vec::<f32>().unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        data: npy
+            .into_vec::<f32>()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     }
 }
 
@@ -31,9 +33,14 @@ pub fn read_f32(path: &Path) -> Array<f32> {
 pub fn read_labels(path: &Path) -> Array<i32> {
     let npy = open(path);
     let shape = npy.shape().iter().map(|&d| d as usize).collect();
-    let data = npy.into_vec::<i64>().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let data = npy
+        .into_vec::<i64>()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Array {
         shape,
-        data: data.into_iter().map(|v| i32::try_from(v).expect("label fits i32")).collect(),
+        data: data
+            .into_iter()
+            .map(|v| i32::try_from(v).expect("label fits i32"))
+            .collect(),
     }
 }

@@ -1,0 +1,527 @@
+// Region losses: Dice and its family, from per-(image, class) statistics.
+// CPU mirror: src/cpu/region.rs (same names, same order of operations, in f64).
+//
+// Entry points, in the order the host records them:
+//   stats_pass   grid wx × N: reads the logits once (per chunk of CHUNK classes), applies the
+//                activation, and writes per-(image, workgroup, class) partial sums of four
+//                statistics (see `stat4`), plus the valid-pixel count in slot C;
+//   combine      one workgroup: adds the partials in a fixed order into `stats`
+//                [segment, C + 1] (segment = image, or the whole batch with BATCH);
+//                ---- the split point: a caller may all-reduce `stats` across devices here ----
+//   finalize     one workgroup: the loss from `stats`, and per-(segment, class) coefficients
+//                of its gradient with respect to the statistics;
+//   grad_pass    grid-stride over pixels: reads the logits again and writes dL/dz through the
+//                activation (no one-hot tensor anywhere: targets are read as labels or dense).
+
+#include "common/grid.wgsl"
+#include "common/reduce.wgsl"
+#include "common/activation.wgsl"
+
+override LOSS: u32 = 0u;
+const R_DICE: u32 = 0u;      // dice, jaccard (JACCARD), log-cosh-dice (LOG_COSH)
+const R_TVERSKY: u32 = 1u;   // tversky, asymmetric, focal-tversky (FOCAL_TVERSKY)
+const R_GDL: u32 = 2u;       // generalized-dice
+const R_SS: u32 = 3u;        // sensitivity-specificity
+override ACT: u32 = 0u;
+const ACT_SOFTMAX: u32 = 0u;
+const ACT_SIGMOID: u32 = 1u;
+const ACT_NONE: u32 = 2u;
+override DENSE: bool = false;
+override HAS_IGNORE: bool = false;
+override FIRST_CHANNEL: u32 = 0u;
+// squared_pred: the statistics use p² and g² (MONAI's ord = 2).
+override SQUARED: bool = false;
+// soft_label with ord = 1: tp = (Σp + Σg - Σ|p - g|) / 2.
+override SOFT: bool = false;
+override BATCH: bool = false;
+override REDUCTION: u32 = 0u;
+const REDUCE_MEAN: u32 = 0u;
+const REDUCE_SUM: u32 = 1u;
+const REDUCE_NONE: u32 = 2u;
+override JACCARD: bool = false;
+override LOG_COSH: bool = false;
+override FOCAL_TVERSKY: bool = false;
+// generalized-dice class weights: 0 square (1/Σg²), 1 simple (1/Σg), 2 uniform.
+override W_TYPE: u32 = 0u;
+
+// Classes per chunk of the statistics pass: each thread keeps CHUNK vec4 accumulators.
+const CHUNK: u32 = 32u;
+
+// Must match `RegionParams` in src/loss/region.rs (checked by a test).
+struct Params {
+    n: u32,
+    c: u32,
+    s: u32,
+    nwg: u32,          // workgroups of grad_pass
+    wx: u32,           // stats_pass workgroups per image (grid wx × n)
+    nseg: u32,         // segments: n, or 1 with BATCH
+    ignore_index: i32,
+    accumulate: u32,
+    smooth_nr: f32,
+    smooth_dr: f32,
+    alpha: f32,        // tversky: weight of fp
+    beta: f32,         // tversky: weight of fn
+    gamma: f32,        // focal-tversky exponent
+    grad_scale: f32,
+    ss_r: f32,         // sensitivity-specificity: r
+    _pad: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+// Per absolute channel (length C): dice `weight`; ones otherwise.
+@group(0) @binding(3) var<storage, read> class_weights: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(5) var<storage, read_write> loss_out: array<f32>;
+// [globals (1) | coefficients (nseg * C) | partials (n * wx * (C + 1))]
+@group(0) @binding(6) var<storage, read_write> scratch: array<vec4<f32>>;
+// [segment, C + 1]: four statistics per class, slot C holds (valid pixels, 0, 0, 0).
+@group(0) @binding(7) var<storage, read_write> stats: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> status: array<atomic<u32>>;
+
+const COEF_OFFSET: u32 = 1u;
+
+fn partials_offset() -> u32 {
+    return COEF_OFFSET + params.nseg * params.c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pixels, labels and targets (as in pixel.wgsl).
+
+const PIX_VALID: u32 = 0u;
+const PIX_IGNORED: u32 = 1u;
+const PIX_BAD: u32 = 2u;
+
+fn binary_labels() -> bool {
+    return params.c == 1u;
+}
+
+fn label_of(p: u32) -> i32 {
+    if DENSE {
+        return 0;
+    }
+    return bitcast<i32>(targets[p]);
+}
+
+fn pixel_state(label: i32) -> u32 {
+    if DENSE {
+        return PIX_VALID;
+    }
+    if HAS_IGNORE && label == params.ignore_index {
+        return PIX_IGNORED;
+    }
+    let count = select(i32(params.c), 2, binary_labels());
+    if label < 0 || label >= count {
+        return PIX_BAD;
+    }
+    return PIX_VALID;
+}
+
+fn target_at(e: u32, c: u32, label: i32) -> f32 {
+    if DENSE {
+        return bitcast<f32>(targets[e]);
+    }
+    if binary_labels() {
+        return f32(label == 1);
+    }
+    return f32(label == i32(c));
+}
+
+// The activation of one pixel: log-sum-exp over the channels for softmax, nothing otherwise.
+fn act_prepare(base: u32) -> f32 {
+    if ACT != ACT_SOFTMAX {
+        return 0.0;
+    }
+    var st = lse_start(logits[base]);
+    for (var c = 1u; c < params.c; c = c + 1u) {
+        st = lse_push(st, logits[base + c * params.s]);
+    }
+    return lse_value(st);
+}
+
+fn prob(z: f32, lse: f32) -> f32 {
+    if ACT == ACT_SOFTMAX {
+        return exp(z - lse);
+    }
+    if ACT == ACT_SIGMOID {
+        return sigmoid(z);
+    }
+    return z;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+// The four statistics one pixel adds for one class.
+//   Dice family: (Σ p·g, Σ p^k, Σ g^k, Σ |p - g|) with k = 2 for squared_pred;
+//   sensitivity-specificity, with e = (g - p)²: (Σ e·g, Σ e·(1 - g), Σ g, Σ (1 - g)).
+fn stat4(p: f32, g: f32) -> vec4<f32> {
+    if LOSS == R_SS {
+        let e = (g - p) * (g - p);
+        return vec4<f32>(e * g, e * (1.0 - g), g, 1.0 - g);
+    }
+    var d = 0.0;
+    if SOFT {
+        d = abs(p - g);
+    }
+    if SQUARED {
+        return vec4<f32>(p * g, p * p, g * g, d);
+    }
+    return vec4<f32>(p * g, p, g, d);
+}
+
+var<private> acc: array<vec4<f32>, CHUNK>;
+
+@compute @workgroup_size(WG)
+fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = wid.y;
+    let stride = params.wx * WG;
+    let slots = params.c + 1u;
+    for (var c0 = 0u; c0 < params.c; c0 = c0 + CHUNK) {
+        let chunk = min(CHUNK, params.c - c0);
+        for (var j = 0u; j < CHUNK; j = j + 1u) {
+            acc[j] = vec4<f32>(0.0);
+        }
+        var valid = 0.0;
+        for (var s = wid.x * WG + lane.lid; s < params.s; s = s + stride) {
+            let label = label_of(n * params.s + s);
+            if pixel_state(label) != PIX_VALID {
+                continue;
+            }
+            valid = valid + 1.0;
+            let base = n * params.c * params.s + s;
+            let lse = act_prepare(base);
+            for (var j = 0u; j < chunk; j = j + 1u) {
+                let c = c0 + j;
+                if c < FIRST_CHANNEL {
+                    continue;
+                }
+                let e = base + c * params.s;
+                acc[j] = acc[j] + stat4(prob(logits[e], lse), target_at(e, c, label));
+            }
+        }
+        let row = partials_offset() + (n * params.wx + wid.x) * slots;
+        for (var j = 0u; j < chunk; j = j + 1u) {
+            let total = wg_sum4(acc[j], lane);
+            if lane.lid == 0u {
+                scratch[row + c0 + j] = total;
+            }
+        }
+        if c0 == 0u {
+            let total = wg_sum(valid, lane);
+            if lane.lid == 0u {
+                scratch[row + params.c] = vec4<f32>(total, 0.0, 0.0, 0.0);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn combine(lane: Lane) {
+    let slots = params.c + 1u;
+    // Per image: add the wx partials in order.
+    for (var i = lane.lid; i < params.n * slots; i = i + WG) {
+        let n = i / slots;
+        let c = i - n * slots;
+        var v = vec4<f32>(0.0);
+        for (var x = 0u; x < params.wx; x = x + 1u) {
+            v = v + scratch[partials_offset() + (n * params.wx + x) * slots + c];
+        }
+        if BATCH {
+            // Park the image's sum in its x = 0 partial; the batch sum follows.
+            scratch[partials_offset() + (n * params.wx) * slots + c] = v;
+        } else {
+            stats[i] = v;
+        }
+    }
+    if BATCH {
+        storageBarrier();
+        // The whole batch: add the images in order.
+        for (var c = lane.lid; c < slots; c = c + WG) {
+            var v = vec4<f32>(0.0);
+            for (var n = 0u; n < params.n; n = n + 1u) {
+                v = v + scratch[partials_offset() + (n * params.wx) * slots + c];
+            }
+            stats[c] = v;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// finalize: loss and gradient coefficients from the statistics.
+
+// (tp, fp, fn) of one class as MONAI's compute_tp_fp_fn defines them.
+fn tp_fp_fn(st: vec4<f32>) -> vec3<f32> {
+    var tp = st.x;
+    if SOFT {
+        tp = 0.5 * (st.y + st.z - st.w);
+    }
+    return vec3<f32>(tp, st.y - tp, st.z - tp);
+}
+
+// A class score and its partial derivatives: (l, dl/dtp, dl/dfp, dl/dfn).
+fn class_score(t: vec3<f32>) -> vec4<f32> {
+    let tp = t.x;
+    let fp = t.y;
+    let fn_ = t.z;
+    if LOSS == R_TVERSKY {
+        let num = tp + params.smooth_nr;
+        let den = tp + params.alpha * fp + params.beta * fn_ + params.smooth_dr;
+        let l = 1.0 - num / den;
+        let d2 = den * den;
+        return vec4<f32>(l, -(den - num) / d2, num * params.alpha / d2, num * params.beta / d2);
+    }
+    // Dice: den = 2tp + fp + fn; Jaccard: den = 2(tp + fp + fn).
+    let k = select(1.0, 2.0, JACCARD);
+    let num = 2.0 * tp + params.smooth_nr;
+    let den = 2.0 * tp + k * (fp + fn_) + params.smooth_dr;
+    let l = 1.0 - num / den;
+    let d2 = den * den;
+    return vec4<f32>(l, -(2.0 * den - 2.0 * num) / d2, k * num / d2, k * num / d2);
+}
+
+// Coefficients of dl/dp per pixel from dl/d(tp, fp, fn): dl/dp = cT·dtp/dp + cA·dA/dp, because
+// fp = A - tp and fn = B - tp (B does not depend on p).
+fn coefficients(d: vec3<f32>) -> vec4<f32> {
+    return vec4<f32>(d.x - d.y - d.z, d.y, 0.0, 0.0);
+}
+
+fn gdl_weight(g: f32) -> f32 {
+    if W_TYPE == 0u {
+        return 1.0 / (g * g);
+    }
+    if W_TYPE == 1u {
+        return 1.0 / g;
+    }
+    return 1.0;
+}
+
+fn is_inf(x: f32) -> bool {
+    return is_nonfinite(x) && x == x;
+}
+
+fn stat_at(seg: u32, c: u32) -> vec4<f32> {
+    return stats[seg * (params.c + 1u) + c];
+}
+
+fn set_coef(seg: u32, c: u32, v: vec4<f32>) {
+    scratch[COEF_OFFSET + seg * params.c + c] = v;
+}
+
+// Items the mean divides by: (segment, kept class) pairs, or segments for generalized-dice.
+fn item_count() -> f32 {
+    if LOSS == R_GDL {
+        return f32(params.nseg);
+    }
+    return f32(params.nseg * (params.c - FIRST_CHANNEL));
+}
+
+fn item_scale() -> f32 {
+    if REDUCTION == REDUCE_MEAN {
+        return 1.0 / item_count();
+    }
+    return 1.0;
+}
+
+// One segment's loss (already scaled for the reduction); writes its coefficients, and its
+// unreduced losses for reduction = none.
+fn finalize_segment(seg: u32) -> f32 {
+    let scale = item_scale();
+    let kept = params.c - FIRST_CHANNEL;
+    var total = 0.0;
+    if LOSS == R_GDL {
+        // Class weights from the target mass; an infinite weight (an empty class) takes the
+        // largest finite weight of the segment, as MONAI does.
+        var wmax = 0.0;
+        for (var c = FIRST_CHANNEL; c < params.c; c = c + 1u) {
+            let w = gdl_weight(stat_at(seg, c).z);
+            if !is_inf(w) {
+                wmax = max(wmax, w);
+            }
+        }
+        var num = params.smooth_nr;
+        var den = params.smooth_dr;
+        for (var c = FIRST_CHANNEL; c < params.c; c = c + 1u) {
+            var w = gdl_weight(stat_at(seg, c).z);
+            if is_inf(w) {
+                w = wmax;
+            }
+            let t = tp_fp_fn(stat_at(seg, c));
+            num = num + 2.0 * w * t.x;
+            den = den + w * (2.0 * t.x + t.y + t.z);
+        }
+        let l = 1.0 - num / den;
+        for (var c = FIRST_CHANNEL; c < params.c; c = c + 1u) {
+            var w = gdl_weight(stat_at(seg, c).z);
+            if is_inf(w) {
+                w = wmax;
+            }
+            let d2 = den * den;
+            let d = vec3<f32>(-2.0 * w / den + num * 2.0 * w / d2, num * w / d2, num * w / d2);
+            set_coef(seg, c, scale * coefficients(d));
+        }
+        if REDUCTION == REDUCE_NONE {
+            loss_out[seg] = l;
+        }
+        return scale * l;
+    }
+    for (var c = FIRST_CHANNEL; c < params.c; c = c + 1u) {
+        let st = stat_at(seg, c);
+        var l = 0.0;
+        var coef = vec4<f32>(0.0);
+        if LOSS == R_SS {
+            // r·Σe·g/(Σg + smooth) + (1 - r)·Σe·(1-g)/(Σ(1-g) + smooth); coefficients of
+            // dl/dp = -2 (g - p) (c1·g + c2·(1 - g)).
+            let c1 = params.ss_r / (st.z + params.smooth_nr);
+            let c2 = (1.0 - params.ss_r) / (st.w + params.smooth_nr);
+            l = c1 * st.x + c2 * st.y;
+            coef = vec4<f32>(c1, c2, 0.0, 0.0);
+        } else {
+            let sc = class_score(tp_fp_fn(st));
+            l = sc.x;
+            var dl = 1.0;
+            if FOCAL_TVERSKY {
+                // (Tversky loss)^γ, with d/dl = γ l^(γ-1) (0 at l = 0).
+                dl = select(0.0, params.gamma * pow_nonneg(l, params.gamma - 1.0), l > 0.0);
+                l = pow_nonneg(l, params.gamma);
+            }
+            coef = coefficients(dl * sc.yzw);
+        }
+        let w = class_weights[c];
+        if REDUCTION == REDUCE_NONE {
+            var lo = w * l;
+            var co = w * coef;
+            if LOG_COSH {
+                // log(cosh(x)) element-wise on the unreduced losses.
+                co = co * tanh(lo);
+                lo = log(cosh(lo));
+            }
+            loss_out[seg * kept + (c - FIRST_CHANNEL)] = lo;
+            set_coef(seg, c, co);
+        } else {
+            set_coef(seg, c, scale * w * coef);
+        }
+        total = total + scale * w * l;
+    }
+    return total;
+}
+
+@compute @workgroup_size(WG)
+fn finalize(lane: Lane) {
+    var acc_loss = 0.0;
+    for (var seg = lane.lid; seg < params.nseg; seg = seg + WG) {
+        acc_loss = acc_loss + finalize_segment(seg);
+    }
+    let total = wg_sum(acc_loss, lane);
+    if lane.lid == 0u {
+        var loss = total;
+        var coef_scale = 1.0;
+        if LOG_COSH && REDUCTION != REDUCE_NONE {
+            // log(cosh(x)) of the reduced loss: every coefficient scales by tanh(x).
+            coef_scale = tanh(total);
+            loss = log(cosh(total));
+        }
+        scratch[0] = vec4<f32>(loss, coef_scale, 0.0, 0.0);
+        if REDUCTION != REDUCE_NONE {
+            loss_out[0] = loss;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// grad_pass: dL/dz for every pixel.
+
+// dl/dp of class c at one pixel from its segment's coefficients.
+fn dl_dp(coef: vec4<f32>, p: f32, g: f32) -> f32 {
+    if LOSS == R_SS {
+        return -2.0 * (g - p) * (coef.x * g + coef.y * (1.0 - g));
+    }
+    var dtp = g;
+    if SOFT {
+        dtp = 0.5 * (1.0 - sign(p - g));
+    }
+    var da = 1.0;
+    if SQUARED {
+        da = 2.0 * p;
+    }
+    return coef.x * dtp + coef.y * da;
+}
+
+fn write_grad(e: u32, g: f32) {
+    let v = params.grad_scale * g;
+    if params.accumulate != 0u {
+        grad[e] = grad[e] + v;
+    } else {
+        grad[e] = v;
+    }
+}
+
+fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32) -> f32 {
+    if c < FIRST_CHANNEL {
+        return 0.0;
+    }
+    return coef_scale * dl_dp(scratch[COEF_OFFSET + seg * params.c + c], p, g);
+}
+
+@compute @workgroup_size(WG)
+fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
+    let pixels = params.n * params.s;
+    let threads = params.nwg * WG;
+    let coef_scale = scratch[0].y;
+    var bad_labels = 0u;
+    var bad_logits = 0u;
+    var bad_targets = 0u;
+    for (var p = wid.x * WG + lane.lid; p < pixels; p = p + threads) {
+        let n = p / params.s;
+        let s = p - n * params.s;
+        let base = n * params.c * params.s + s;
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            bad_logits = bad_logits + u32(is_nonfinite(logits[base + c * params.s]));
+            if DENSE {
+                bad_targets = bad_targets + u32(is_nonfinite(bitcast<f32>(targets[base + c * params.s])));
+            }
+        }
+        let label = label_of(p);
+        let state = pixel_state(label);
+        if state != PIX_VALID {
+            bad_labels = bad_labels + u32(state == PIX_BAD);
+            for (var c = 0u; c < params.c; c = c + 1u) {
+                write_grad(base + c * params.s, 0.0);
+            }
+            continue;
+        }
+        let seg = select(n, 0u, BATCH);
+        let lse = act_prepare(base);
+        // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c).
+        var dot = 0.0;
+        if ACT == ACT_SOFTMAX {
+            for (var c = 0u; c < params.c; c = c + 1u) {
+                let e = base + c * params.s;
+                let pc = prob(logits[e], lse);
+                dot = dot + pc * class_dl_dp(seg, c, pc, target_at(e, c, label), coef_scale);
+            }
+        }
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            let e = base + c * params.s;
+            let pc = prob(logits[e], lse);
+            let d = class_dl_dp(seg, c, pc, target_at(e, c, label), coef_scale);
+            var g = d;
+            if ACT == ACT_SOFTMAX {
+                g = pc * (d - dot);
+            } else if ACT == ACT_SIGMOID {
+                g = d * pc * (1.0 - pc);
+            }
+            write_grad(e, g);
+        }
+    }
+    if bad_labels != 0u {
+        atomicAdd(&status[STATUS_BAD_LABEL], bad_labels);
+    }
+    if bad_logits != 0u {
+        atomicAdd(&status[STATUS_NONFINITE_LOGIT], bad_logits);
+    }
+    if bad_targets != 0u {
+        atomicAdd(&status[STATUS_NONFINITE_TARGET], bad_targets);
+    }
+}
