@@ -53,4 +53,5 @@ pub use tensor::{Inputs, Outputs, Shape, TargetKind, Targets};
 pub mod internals {
     //! Items exposed for the crate's own tests; not part of the stable API.
     pub use crate::loss::pixel::PixelParams;
+    pub use crate::loss::region::RegionParams;
 }

@@ -10,18 +10,21 @@
 pub enum Family {
     /// `shaders/pixel.wgsl`: the pixel-wise losses.
     Pixel,
+    /// `shaders/region.wgsl`: the Dice family.
+    Region,
     /// `shaders/reduce.wgsl`: the standalone deterministic sum (tests and benches).
     Reduce,
 }
 
 impl Family {
     /// Every family, for validation.
-    pub const ALL: [Family; 2] = [Family::Pixel, Family::Reduce];
+    pub const ALL: [Family; 3] = [Family::Pixel, Family::Region, Family::Reduce];
 
     /// The file name under `shaders/`.
     pub fn file(self) -> &'static str {
         match self {
             Family::Pixel => "pixel.wgsl",
+            Family::Region => "region.wgsl",
             Family::Reduce => "reduce.wgsl",
         }
     }
@@ -29,6 +32,7 @@ impl Family {
 
 const SOURCES: &[(&str, &str)] = &[
     ("pixel.wgsl", include_str!("../shaders/pixel.wgsl")),
+    ("region.wgsl", include_str!("../shaders/region.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
     (
         "common/grid.wgsl",

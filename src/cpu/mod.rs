@@ -4,9 +4,10 @@
 pub mod activation;
 pub(crate) mod pixel;
 pub mod reduce;
+pub(crate) mod region;
 
 use crate::error::Result;
-use crate::loss::Loss;
+use crate::loss::{Loss, Spec};
 use crate::tensor::{check_host_inputs, Shape, Targets};
 use crate::LossOutput;
 
@@ -34,8 +35,10 @@ pub fn forward_backward_f64(
     targets: Targets,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     check_host_inputs(shape, logits.len(), &targets)?;
-    let spec = loss.pixel_spec(shape, targets.kind())?;
-    let (l, g, status) = pixel::forward_backward(&spec, shape, logits, &targets, 1.0);
+    let (l, g, status) = match loss.spec(shape, targets.kind())? {
+        Spec::Pixel(spec) => pixel::forward_backward(&spec, shape, logits, &targets, 1.0),
+        Spec::Region(spec) => region::forward_backward(&spec, shape, logits, &targets),
+    };
     status.check()?;
     Ok((l, g))
 }

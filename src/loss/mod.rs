@@ -3,12 +3,16 @@
 pub(crate) mod bind;
 pub(crate) mod params;
 pub mod pixel;
+pub mod region;
 
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 
 pub use pixel::{BalancedBce, Bce, CrossEntropy, Focal};
+pub use region::{
+    Dice, GeneralizedDice, RegionOptions, SensitivitySpecificity, Tversky, WeightType,
+};
 
 /// How the per-element losses are combined, as the reference defines it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -42,6 +46,8 @@ pub enum Activation {
     Softmax,
     /// Element-wise sigmoid.
     Sigmoid,
+    /// None: the input already holds probabilities (region losses only).
+    None,
 }
 
 impl std::str::FromStr for Activation {
@@ -50,7 +56,8 @@ impl std::str::FromStr for Activation {
         match s {
             "softmax" => Ok(Activation::Softmax),
             "sigmoid" => Ok(Activation::Sigmoid),
-            _ => Err(format!("`{s}` is not one of softmax, sigmoid")),
+            "none" => Ok(Activation::None),
+            _ => Err(format!("`{s}` is not one of softmax, sigmoid, none")),
         }
     }
 }
@@ -132,11 +139,40 @@ pub enum Loss {
     BalancedBce(BalancedBce),
     /// `focal`
     Focal(Focal),
+    /// `dice`
+    Dice(Dice),
+    /// `jaccard`: [`Dice`] with MONAI's `jaccard=True`.
+    Jaccard(Dice),
+    /// `tversky`
+    Tversky(Tversky),
+    /// `focal-tversky`: each (image, class) Tversky loss to the power `gamma`, then reduced.
+    FocalTversky(Tversky),
+    /// `asymmetric`: Hashemi's F-beta loss, a [`Tversky`] with alpha, beta from `f_beta`.
+    Asymmetric(Tversky),
+    /// `generalized-dice`
+    GeneralizedDice(GeneralizedDice),
+    /// `log-cosh-dice`: `log(cosh(·))` of the reduced Dice loss.
+    LogCoshDice(Dice),
+    /// `sensitivity-specificity`
+    SensitivitySpecificity(SensitivitySpecificity),
 }
 
 impl Loss {
     /// The registered names, in LOSSES.md's order.
-    pub const NAMES: &'static [&'static str] = &["cross-entropy", "bce", "balanced-bce", "focal"];
+    pub const NAMES: &'static [&'static str] = &[
+        "cross-entropy",
+        "bce",
+        "balanced-bce",
+        "focal",
+        "dice",
+        "jaccard",
+        "tversky",
+        "focal-tversky",
+        "asymmetric",
+        "generalized-dice",
+        "log-cosh-dice",
+        "sensitivity-specificity",
+    ];
 
     /// The loss `name` with `key=value` parameters (LOSSES.md's names; lists comma-separated).
     /// Parameters not given take the reference's defaults.
@@ -146,6 +182,16 @@ impl Loss {
             "bce" => Loss::Bce(Bce::from_params(params)?),
             "balanced-bce" => Loss::BalancedBce(BalancedBce::from_params(params)?),
             "focal" => Loss::Focal(Focal::from_params(params)?),
+            "dice" => Loss::Dice(Dice::from_params("dice", params)?),
+            "jaccard" => Loss::Jaccard(Dice::from_params("jaccard", params)?),
+            "log-cosh-dice" => Loss::LogCoshDice(Dice::from_params("log-cosh-dice", params)?),
+            "tversky" => Loss::Tversky(Tversky::from_params("tversky", params)?),
+            "focal-tversky" => Loss::FocalTversky(Tversky::from_params("focal-tversky", params)?),
+            "asymmetric" => Loss::Asymmetric(Tversky::asymmetric_from_params(params)?),
+            "generalized-dice" => Loss::GeneralizedDice(GeneralizedDice::from_params(params)?),
+            "sensitivity-specificity" => {
+                Loss::SensitivitySpecificity(SensitivitySpecificity::from_params(params)?)
+            }
             _ => {
                 return Err(Error::UnknownLoss {
                     name: name.to_string(),
@@ -176,28 +222,89 @@ impl Loss {
             Loss::Bce(_) => "bce",
             Loss::BalancedBce(_) => "balanced-bce",
             Loss::Focal(_) => "focal",
+            Loss::Dice(_) => "dice",
+            Loss::Jaccard(_) => "jaccard",
+            Loss::Tversky(_) => "tversky",
+            Loss::FocalTversky(_) => "focal-tversky",
+            Loss::Asymmetric(_) => "asymmetric",
+            Loss::GeneralizedDice(_) => "generalized-dice",
+            Loss::LogCoshDice(_) => "log-cosh-dice",
+            Loss::SensitivitySpecificity(_) => "sensitivity-specificity",
         }
     }
 
-    /// The pixel-wise description shared by the CPU reference and the GPU kernel, validated
-    /// against `shape` and `target`.
-    pub(crate) fn pixel_spec(&self, shape: &Shape, target: TargetKind) -> Result<pixel::PixelSpec> {
-        match self {
-            Loss::CrossEntropy(l) => l.spec(shape, target),
-            Loss::Bce(l) => l.spec(shape, target),
-            Loss::BalancedBce(l) => l.spec(shape, target),
-            Loss::Focal(l) => l.spec(shape, target),
-        }
+    /// The description shared by the CPU reference and the GPU kernels, validated against
+    /// `shape` and `target`.
+    pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<Spec> {
+        let name = self.name();
+        Ok(match self {
+            Loss::CrossEntropy(l) => Spec::Pixel(l.spec(shape, target)?),
+            Loss::Bce(l) => Spec::Pixel(l.spec(shape, target)?),
+            Loss::BalancedBce(l) => Spec::Pixel(l.spec(shape, target)?),
+            Loss::Focal(l) => Spec::Pixel(l.spec(shape, target)?),
+            Loss::Dice(l) | Loss::Jaccard(l) | Loss::LogCoshDice(l) => {
+                Spec::Region(l.spec(name, shape, target)?)
+            }
+            Loss::Tversky(l) | Loss::FocalTversky(l) | Loss::Asymmetric(l) => {
+                Spec::Region(l.spec(name, shape, target)?)
+            }
+            Loss::GeneralizedDice(l) => Spec::Region(l.spec(shape, target)?),
+            Loss::SensitivitySpecificity(l) => Spec::Region(l.spec(shape, target)?),
+        })
     }
 
     /// Checks the loss against a shape and target kind, as planning would.
     pub fn validate(&self, shape: &Shape, target: TargetKind) -> Result<()> {
-        self.pixel_spec(shape, target).map(|_| ())
+        self.spec(shape, target).map(|_| ())
     }
 
     /// Elements of the loss output: 1 for `mean`/`sum`, the unreduced shape for `none`.
     pub fn loss_len(&self, shape: &Shape, target: TargetKind) -> Result<usize> {
-        Ok(self.pixel_spec(shape, target)?.loss_len(shape))
+        Ok(self.spec(shape, target)?.loss_len(shape))
+    }
+
+    /// The shape of the loss output: `[]` for `mean`/`sum`, the reference's unreduced shape for
+    /// `none` (`[N, *S]` for cross-entropy, `[N, C', *S]` for the other pixel-wise losses,
+    /// `[N, C']` or `[1, C']` with `batch` for region losses, `[N]` for generalized-dice).
+    pub fn loss_shape(&self, shape: &Shape, target: TargetKind) -> Result<Vec<usize>> {
+        let spec = self.spec(shape, target)?;
+        Ok(match &spec {
+            _ if spec.loss_len(shape) == 1 && !spec.unreduced() => vec![],
+            Spec::Pixel(p) if p.kind == pixel::PixelKind::CrossEntropy => {
+                [shape.n()].into_iter().chain(shape.spatial()).collect()
+            }
+            Spec::Pixel(p) => [shape.n(), p.kept_channels(shape)]
+                .into_iter()
+                .chain(shape.spatial())
+                .collect(),
+            Spec::Region(r) if r.kind == region::RegionKind::GeneralizedDice => {
+                vec![r.segments(shape)]
+            }
+            Spec::Region(r) => vec![r.segments(shape), r.kept(shape)],
+        })
+    }
+}
+
+/// A validated loss description, by kernel family.
+#[derive(Clone, Debug)]
+pub(crate) enum Spec {
+    Pixel(pixel::PixelSpec),
+    Region(region::RegionSpec),
+}
+
+impl Spec {
+    pub fn loss_len(&self, shape: &Shape) -> usize {
+        match self {
+            Spec::Pixel(p) => p.loss_len(shape),
+            Spec::Region(r) => r.loss_len(shape),
+        }
+    }
+
+    fn unreduced(&self) -> bool {
+        match self {
+            Spec::Pixel(p) => p.reduction == Reduction::None,
+            Spec::Region(r) => r.reduction == Reduction::None,
+        }
     }
 }
 
@@ -218,6 +325,7 @@ pub struct Plan {
 
 enum PlanInner {
     Pixel(pixel::PixelPlan),
+    Region(region::RegionPlan),
 }
 
 impl std::fmt::Debug for Plan {
@@ -233,13 +341,16 @@ impl std::fmt::Debug for Plan {
 impl Kernels {
     /// Plans `loss` for logits of `shape` and targets of kind `target`.
     pub fn plan(&self, loss: &Loss, shape: Shape, target: TargetKind) -> Result<Plan> {
-        let spec = loss.pixel_spec(&shape, target)?;
+        let spec = loss.spec(&shape, target)?;
         // Every tensor is bound whole: refuse what one storage binding cannot hold.
         let bytes = |elems: usize| elems as u64 * 4;
         self.check_binding("logits", bytes(shape.numel()))?;
         self.check_binding("targets", bytes(target.len(&shape)))?;
         self.check_binding("loss", bytes(spec.loss_len(&shape)))?;
-        let inner = PlanInner::Pixel(pixel::PixelPlan::new(self, spec, &shape)?);
+        let inner = match spec {
+            Spec::Pixel(p) => PlanInner::Pixel(pixel::PixelPlan::new(self, p, &shape)?),
+            Spec::Region(r) => PlanInner::Region(region::RegionPlan::new(self, r, &shape)?),
+        };
         let status = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("segloss status"),
             size: (Status::WORDS * 4) as u64,
@@ -271,9 +382,123 @@ impl Plan {
         outputs: &Outputs,
     ) -> Result<()> {
         self.check_buffers(inputs, outputs)?;
-        encoder.clear_buffer(&self.status, 0, None);
         match &self.inner {
-            PlanInner::Pixel(p) => p.record(self, encoder, inputs, outputs),
+            PlanInner::Pixel(p) => {
+                encoder.clear_buffer(&self.status, 0, None);
+                p.record(self, encoder, inputs, outputs)
+            }
+            PlanInner::Region(r) => {
+                r.record_statistics(self, encoder, inputs, &r.stats);
+                encoder.clear_buffer(&self.status, 0, None);
+                r.record_backward(self, encoder, inputs, &r.stats, outputs);
+            }
+        }
+        Ok(())
+    }
+
+    /// Split phase, step 1 (region losses): records the per-(segment, class) statistics into
+    /// `stats` ([`Plan::stats_len`] f32, `STORAGE`). Between this and
+    /// [`Plan::record_backward`] a data-parallel caller may sum `stats` element-wise across
+    /// devices (its own all-reduce): with `batch = true` every device then computes the loss and
+    /// gradient of the global batch for its own pixels.
+    ///
+    /// Layout: `[segment][class 0..C, then one extra slot][4]` f32, where segment is the image
+    /// (or the whole batch with `batch = true`); the extra slot holds the valid-pixel count.
+    /// Supported by every region loss (`dice`, `jaccard`, `tversky`, `focal-tversky`,
+    /// `asymmetric`, `generalized-dice`, `log-cosh-dice`, `sensitivity-specificity`).
+    pub fn record_statistics(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &Inputs,
+        stats: &wgpu::Buffer,
+    ) -> Result<()> {
+        let r = self.region("record_statistics")?;
+        self.check_inputs(inputs)?;
+        self.check_stats(stats, inputs)?;
+        r.record_statistics(self, encoder, inputs, stats);
+        Ok(())
+    }
+
+    /// Split phase, step 2 (region losses): the loss and gradient from `stats` (as written by
+    /// [`Plan::record_statistics`], possibly summed across devices).
+    pub fn record_backward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &Inputs,
+        stats: &wgpu::Buffer,
+        outputs: &Outputs,
+    ) -> Result<()> {
+        let r = self.region("record_backward")?;
+        self.check_buffers(inputs, outputs)?;
+        self.check_stats(stats, inputs)?;
+        for (name, b) in [("loss", outputs.loss), ("grad", outputs.grad)] {
+            if b == stats {
+                return Err(Error::Buffer {
+                    name,
+                    message: "is the same buffer as `stats`".into(),
+                });
+            }
+        }
+        encoder.clear_buffer(&self.status, 0, None);
+        r.record_backward(self, encoder, inputs, stats, outputs);
+        Ok(())
+    }
+
+    /// f32 elements of the statistics buffer of the split phase (0 for losses without one).
+    pub fn stats_len(&self) -> usize {
+        match &self.inner {
+            PlanInner::Pixel(_) => 0,
+            PlanInner::Region(r) => r.spec.stats_len(&self.shape),
+        }
+    }
+
+    fn region(&self, what: &str) -> Result<&region::RegionPlan> {
+        match &self.inner {
+            PlanInner::Region(r) => Ok(r),
+            PlanInner::Pixel(_) => Err(Error::Target {
+                loss: self.loss.name(),
+                message: format!("{what}: only region losses have a split phase"),
+            }),
+        }
+    }
+
+    fn check_stats(&self, stats: &wgpu::Buffer, inputs: &Inputs) -> Result<()> {
+        let bytes = self.stats_len() as u64 * 4;
+        if !stats.usage().contains(wgpu::BufferUsages::STORAGE) || stats.size() < bytes {
+            return Err(Error::Buffer {
+                name: "stats",
+                message: format!(
+                    "needs STORAGE usage and {bytes} bytes, has {:?} and {}",
+                    stats.usage(),
+                    stats.size()
+                ),
+            });
+        }
+        if stats == inputs.logits || stats == inputs.targets {
+            return Err(Error::Buffer {
+                name: "stats",
+                message: "is the same buffer as an input".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_inputs(&self, inputs: &Inputs) -> Result<()> {
+        let f = 4u64;
+        for (name, buf, bytes) in [
+            ("logits", inputs.logits, self.shape.numel() as u64 * f),
+            ("targets", inputs.targets, self.targets_len() as u64 * f),
+        ] {
+            if !buf.usage().contains(wgpu::BufferUsages::STORAGE) || buf.size() < bytes {
+                return Err(Error::Buffer {
+                    name,
+                    message: format!(
+                        "needs STORAGE usage and {bytes} bytes, has {:?} and {}",
+                        buf.usage(),
+                        buf.size()
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -294,6 +519,7 @@ impl Plan {
     pub fn loss_len(&self) -> usize {
         match &self.inner {
             PlanInner::Pixel(p) => p.spec.loss_len(&self.shape),
+            PlanInner::Region(r) => r.spec.loss_len(&self.shape),
         }
     }
     /// Elements of the targets buffer.

@@ -108,6 +108,16 @@ impl<'a> ParamReader<'a> {
         }
     }
 
+    pub(crate) fn parsed_opt<T: std::str::FromStr<Err = String>>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.parse::<T>().map(Some).map_err(|e| self.err(key, e)),
+        }
+    }
+
     pub(crate) fn reduction(&self) -> Result<Reduction> {
         self.parsed("reduction", Reduction::Mean)
     }

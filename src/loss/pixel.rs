@@ -339,6 +339,13 @@ impl Focal {
         if let Some(a) = self.alpha {
             check_unit(L, "alpha", a)?;
         }
+        if self.activation == Activation::None {
+            return Err(Error::Parameter {
+                loss: L,
+                name: "activation".into(),
+                message: "the focal loss takes logits: softmax or sigmoid".into(),
+            });
+        }
         let c = shape.c();
         // MONAI ignores include_background = false with a single channel.
         let first = usize::from(!self.include_background && c > 1);

@@ -1,0 +1,393 @@
+//! CPU mirror of `shaders/region.wgsl`, in f64: statistics, combine, finalize, gradient, with
+//! the shader's names and formulas.
+
+use super::activation::{log_sum_exp, pow_nonneg, sigmoid};
+use crate::loss::region::{RegionKind, RegionSpec, WeightType};
+use crate::loss::{Activation, Reduction, Status};
+use crate::tensor::{Shape, Targets};
+
+#[derive(PartialEq)]
+enum Pix {
+    Valid,
+    Ignored,
+    Bad,
+}
+
+struct Ctx<'a> {
+    spec: &'a RegionSpec,
+    shape: &'a Shape,
+    z: &'a [f64],
+    targets: &'a Targets<'a>,
+}
+
+impl Ctx<'_> {
+    fn binary_labels(&self) -> bool {
+        self.shape.c() == 1
+    }
+
+    fn label(&self, p: usize) -> i32 {
+        match self.targets {
+            Targets::Labels(l) => l[p],
+            Targets::Dense(_) => 0,
+        }
+    }
+
+    fn state(&self, label: i32) -> Pix {
+        if self.spec.dense {
+            return Pix::Valid;
+        }
+        if self.spec.ignore_index == Some(label) {
+            return Pix::Ignored;
+        }
+        let count = if self.binary_labels() {
+            2
+        } else {
+            self.shape.c() as i32
+        };
+        if label < 0 || label >= count {
+            return Pix::Bad;
+        }
+        Pix::Valid
+    }
+
+    fn target(&self, e: usize, c: usize, label: i32) -> f64 {
+        match self.targets {
+            Targets::Dense(t) => t[e] as f64,
+            Targets::Labels(_) if self.binary_labels() => (label == 1) as u8 as f64,
+            Targets::Labels(_) => (label == c as i32) as u8 as f64,
+        }
+    }
+
+    /// Probabilities of every channel of the pixel at `base`.
+    fn probs(&self, base: usize) -> Vec<f64> {
+        let (c_n, s_n) = (self.shape.c(), self.shape.s());
+        let zs = (0..c_n).map(|c| self.z[base + c * s_n]);
+        match self.spec.act {
+            Activation::Softmax => {
+                let lse = log_sum_exp(zs.clone());
+                zs.map(|z| (z - lse).exp()).collect()
+            }
+            Activation::Sigmoid => zs.map(sigmoid).collect(),
+            Activation::None => zs.collect(),
+        }
+    }
+}
+
+/// `stat4` of the shader.
+fn stat4(spec: &RegionSpec, p: f64, g: f64) -> [f64; 4] {
+    if spec.kind == RegionKind::SensitivitySpecificity {
+        let e = (g - p) * (g - p);
+        return [e * g, e * (1.0 - g), g, 1.0 - g];
+    }
+    let d = if spec.soft { (p - g).abs() } else { 0.0 };
+    if spec.squared {
+        [p * g, p * p, g * g, d]
+    } else {
+        [p * g, p, g, d]
+    }
+}
+
+/// Statistics `[segment][C + 1][4]` (stats_pass + combine).
+pub(crate) fn statistics(
+    spec: &RegionSpec,
+    shape: &Shape,
+    z: &[f64],
+    targets: &Targets,
+) -> Vec<f64> {
+    let ctx = Ctx {
+        spec,
+        shape,
+        z,
+        targets,
+    };
+    let (c_n, s_n) = (shape.c(), shape.s());
+    let slots = c_n + 1;
+    let mut stats = vec![0.0; spec.segments(shape) * slots * 4];
+    for n in 0..shape.n() {
+        let seg = if spec.batch { 0 } else { n };
+        for s in 0..s_n {
+            let label = ctx.label(n * s_n + s);
+            if ctx.state(label) != Pix::Valid {
+                continue;
+            }
+            let base = n * c_n * s_n + s;
+            let p = ctx.probs(base);
+            for c in spec.first_channel..c_n {
+                let st = stat4(spec, p[c], ctx.target(base + c * s_n, c, label));
+                for k in 0..4 {
+                    stats[(seg * slots + c) * 4 + k] += st[k];
+                }
+            }
+            stats[(seg * slots + c_n) * 4] += 1.0;
+        }
+    }
+    stats
+}
+
+fn tp_fp_fn(spec: &RegionSpec, st: &[f64]) -> [f64; 3] {
+    let tp = if spec.soft {
+        0.5 * (st[1] + st[2] - st[3])
+    } else {
+        st[0]
+    };
+    [tp, st[1] - tp, st[2] - tp]
+}
+
+/// `class_score`: (l, dl/dtp, dl/dfp, dl/dfn).
+fn class_score(spec: &RegionSpec, t: [f64; 3]) -> [f64; 4] {
+    let [tp, fp, fn_] = t;
+    let (snr, sdr) = (spec.smooth_nr as f64, spec.smooth_dr as f64);
+    if spec.kind == RegionKind::Tversky {
+        let (a, b) = (spec.alpha as f64, spec.beta as f64);
+        let num = tp + snr;
+        let den = tp + a * fp + b * fn_ + sdr;
+        let d2 = den * den;
+        return [
+            1.0 - num / den,
+            -(den - num) / d2,
+            num * a / d2,
+            num * b / d2,
+        ];
+    }
+    let k = if spec.jaccard { 2.0 } else { 1.0 };
+    let num = 2.0 * tp + snr;
+    let den = 2.0 * tp + k * (fp + fn_) + sdr;
+    let d2 = den * den;
+    [
+        1.0 - num / den,
+        -(2.0 * den - 2.0 * num) / d2,
+        k * num / d2,
+        k * num / d2,
+    ]
+}
+
+fn coefficients(d: [f64; 3]) -> [f64; 2] {
+    [d[0] - d[1] - d[2], d[1]]
+}
+
+fn gdl_weight(spec: &RegionSpec, g: f64) -> f64 {
+    match spec.w_type {
+        WeightType::Square => 1.0 / (g * g),
+        WeightType::Simple => 1.0 / g,
+        WeightType::Uniform => 1.0,
+    }
+}
+
+/// Loss (reduced or unreduced), per-(segment, class) coefficients and their global scale
+/// (finalize).
+pub(crate) fn finalize(
+    spec: &RegionSpec,
+    shape: &Shape,
+    stats: &[f64],
+) -> (Vec<f64>, Vec<[f64; 2]>, f64) {
+    let c_n = shape.c();
+    let nseg = spec.segments(shape);
+    let kept = spec.kept(shape);
+    let first = spec.first_channel;
+    let at = |seg: usize, c: usize| &stats[(seg * (c_n + 1) + c) * 4..][..4];
+    let items = if spec.kind == RegionKind::GeneralizedDice {
+        nseg
+    } else {
+        nseg * kept
+    } as f64;
+    let scale = if spec.reduction == Reduction::Mean {
+        1.0 / items
+    } else {
+        1.0
+    };
+    let mut coefs = vec![[0.0; 2]; nseg * c_n];
+    let mut none = vec![0.0; spec.loss_len(shape)];
+    let mut total = 0.0;
+    for seg in 0..nseg {
+        if spec.kind == RegionKind::GeneralizedDice {
+            let weights: Vec<f64> = (first..c_n)
+                .map(|c| gdl_weight(spec, at(seg, c)[2]))
+                .collect();
+            let wmax = weights
+                .iter()
+                .filter(|w| !w.is_infinite())
+                .fold(0.0f64, |m, &w| m.max(w));
+            let w_of = |i: usize| {
+                if weights[i].is_infinite() {
+                    wmax
+                } else {
+                    weights[i]
+                }
+            };
+            let (mut num, mut den) = (spec.smooth_nr as f64, spec.smooth_dr as f64);
+            for c in first..c_n {
+                let t = tp_fp_fn(spec, at(seg, c));
+                let w = w_of(c - first);
+                num += 2.0 * w * t[0];
+                den += w * (2.0 * t[0] + t[1] + t[2]);
+            }
+            let l = 1.0 - num / den;
+            for c in first..c_n {
+                let w = w_of(c - first);
+                let d2 = den * den;
+                let d = [
+                    -2.0 * w / den + num * 2.0 * w / d2,
+                    num * w / d2,
+                    num * w / d2,
+                ];
+                let co = coefficients(d);
+                coefs[seg * c_n + c] = [scale * co[0], scale * co[1]];
+            }
+            if spec.reduction == Reduction::None {
+                none[seg] = l;
+            }
+            total += scale * l;
+            continue;
+        }
+        for c in first..c_n {
+            let st = at(seg, c);
+            let (mut l, mut coef);
+            if spec.kind == RegionKind::SensitivitySpecificity {
+                let sm = spec.smooth_nr as f64;
+                let r = spec.ss_r as f64;
+                let c1 = r / (st[2] + sm);
+                let c2 = (1.0 - r) / (st[3] + sm);
+                l = c1 * st[0] + c2 * st[1];
+                coef = [c1, c2];
+            } else {
+                let sc = class_score(spec, tp_fp_fn(spec, st));
+                l = sc[0];
+                let mut dl = 1.0;
+                if spec.focal_tversky {
+                    let g = spec.gamma as f64;
+                    dl = if l > 0.0 {
+                        g * pow_nonneg(l, g - 1.0)
+                    } else {
+                        0.0
+                    };
+                    l = pow_nonneg(l, g);
+                }
+                coef = coefficients([dl * sc[1], dl * sc[2], dl * sc[3]]);
+            }
+            let w = spec.weight[c] as f64;
+            if spec.reduction == Reduction::None {
+                let mut lo = w * l;
+                coef = [w * coef[0], w * coef[1]];
+                if spec.log_cosh {
+                    coef = [coef[0] * lo.tanh(), coef[1] * lo.tanh()];
+                    lo = lo.cosh().ln();
+                }
+                none[seg * kept + (c - first)] = lo;
+                coefs[seg * c_n + c] = coef;
+            } else {
+                coefs[seg * c_n + c] = [scale * w * coef[0], scale * w * coef[1]];
+            }
+            total += scale * w * l;
+        }
+    }
+    let mut coef_scale = 1.0;
+    let mut loss = total;
+    if spec.log_cosh && spec.reduction != Reduction::None {
+        coef_scale = total.tanh();
+        loss = total.cosh().ln();
+    }
+    let out = if spec.reduction == Reduction::None {
+        none
+    } else {
+        vec![loss]
+    };
+    (out, coefs, coef_scale)
+}
+
+/// `dl_dp` of the shader.
+fn dl_dp(spec: &RegionSpec, coef: [f64; 2], p: f64, g: f64) -> f64 {
+    if spec.kind == RegionKind::SensitivitySpecificity {
+        return -2.0 * (g - p) * (coef[0] * g + coef[1] * (1.0 - g));
+    }
+    let dtp = if spec.soft {
+        0.5 * (1.0 - signum0(p - g))
+    } else {
+        g
+    };
+    let da = if spec.squared { 2.0 * p } else { 1.0 };
+    coef[0] * dtp + coef[1] * da
+}
+
+/// sign with sign(0) = 0, as WGSL's `sign`.
+fn signum0(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// The gradient pass, with the status counts.
+pub(crate) fn gradient(
+    spec: &RegionSpec,
+    shape: &Shape,
+    z: &[f64],
+    targets: &Targets,
+    coefs: &[[f64; 2]],
+    coef_scale: f64,
+) -> (Vec<f64>, Status) {
+    let ctx = Ctx {
+        spec,
+        shape,
+        z,
+        targets,
+    };
+    let (c_n, s_n) = (shape.c(), shape.s());
+    let mut grad = vec![0.0; shape.numel()];
+    let mut status = Status::default();
+    for n in 0..shape.n() {
+        for s in 0..s_n {
+            let base = n * c_n * s_n + s;
+            for c in 0..c_n {
+                status.nonfinite_logits += (!z[base + c * s_n].is_finite()) as u32;
+                if let Targets::Dense(t) = targets {
+                    status.nonfinite_targets += (!t[base + c * s_n].is_finite()) as u32;
+                }
+            }
+            let label = ctx.label(n * s_n + s);
+            match ctx.state(label) {
+                Pix::Valid => {}
+                st => {
+                    status.bad_labels += (st == Pix::Bad) as u32;
+                    continue;
+                }
+            }
+            let seg = if spec.batch { 0 } else { n };
+            let p = ctx.probs(base);
+            let d: Vec<f64> = (0..c_n)
+                .map(|c| {
+                    if c < spec.first_channel {
+                        0.0
+                    } else {
+                        let g = ctx.target(base + c * s_n, c, label);
+                        coef_scale * dl_dp(spec, coefs[seg * c_n + c], p[c], g)
+                    }
+                })
+                .collect();
+            let dot: f64 = p.iter().zip(&d).map(|(p, d)| p * d).sum();
+            for c in 0..c_n {
+                grad[base + c * s_n] = match spec.act {
+                    Activation::Softmax => p[c] * (d[c] - dot),
+                    Activation::Sigmoid => d[c] * p[c] * (1.0 - p[c]),
+                    Activation::None => d[c],
+                };
+            }
+        }
+    }
+    (grad, status)
+}
+
+/// Loss and gradient of a region loss, with the status counts.
+pub(crate) fn forward_backward(
+    spec: &RegionSpec,
+    shape: &Shape,
+    z: &[f64],
+    targets: &Targets,
+) -> (Vec<f64>, Vec<f64>, Status) {
+    let stats = statistics(spec, shape, z, targets);
+    let (loss, coefs, coef_scale) = finalize(spec, shape, &stats);
+    let (grad, status) = gradient(spec, shape, z, targets, &coefs, coef_scale);
+    (loss, grad, status)
+}

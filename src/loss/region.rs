@@ -1,0 +1,720 @@
+//! Region losses: Dice and its family, from per-(image, class) statistics.
+//!
+//! Two reads of the logits (`shaders/region.wgsl`): the statistics pass, then — after a small
+//! pass that turns the statistics into the loss and per-(image, class) gradient coefficients —
+//! the gradient pass. The statistics are exposed ([`crate::Plan::record_statistics`],
+//! [`crate::Plan::record_backward`]) so that data-parallel training can all-reduce them between
+//! the two. CPU mirror: [`crate::cpu::region`].
+
+use crate::error::{Error, Result};
+use crate::kernels::{Kernels, MAX_WORKGROUPS, WG};
+use crate::loss::bind::{self, bind_group, layout_entries, sized, storage, uniform, Slot};
+use crate::loss::params::ParamReader;
+use crate::loss::{Activation, Plan, Reduction};
+use crate::shader::Family;
+use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
+
+/// Options shared by the Dice family (MONAI's names and defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegionOptions {
+    /// Keep channel 0 in the loss (the activation still sees every channel).
+    pub include_background: bool,
+    /// Added to the numerator.
+    pub smooth_nr: f32,
+    /// Added to the denominator.
+    pub smooth_dr: f32,
+    /// Statistics over the whole batch instead of per image.
+    pub batch: bool,
+    /// MONAI's `soft_label`: the soft-label form of tp = (Σp + Σg - Σ|p - g|)/2.
+    pub soft_label: bool,
+    /// Label value to skip (labels only): the pixel counts in no statistic.
+    pub ignore_index: Option<i32>,
+    /// Reduction over (image, class) items; `none` gives `[N, C']` (`[1, C']` with `batch`).
+    pub reduction: Reduction,
+    /// `None`: softmax for C > 1, sigmoid for C = 1 (LOSSES.md).
+    pub activation: Option<Activation>,
+}
+
+impl Default for RegionOptions {
+    fn default() -> Self {
+        RegionOptions {
+            include_background: true,
+            smooth_nr: 1e-5,
+            smooth_dr: 1e-5,
+            batch: false,
+            soft_label: false,
+            ignore_index: None,
+            reduction: Reduction::Mean,
+            activation: None,
+        }
+    }
+}
+
+const COMMON: &[&str] = &[
+    "include_background",
+    "smooth_nr",
+    "smooth_dr",
+    "batch",
+    "soft_label",
+    "ignore_index",
+    "reduction",
+    "activation",
+];
+
+fn known(extra: &[&'static str]) -> Vec<&'static str> {
+    COMMON.iter().chain(extra).copied().collect()
+}
+
+impl RegionOptions {
+    fn read(r: &ParamReader) -> Result<Self> {
+        let d = Self::default();
+        Ok(RegionOptions {
+            include_background: r.bool("include_background", d.include_background)?,
+            smooth_nr: r.f32("smooth_nr", d.smooth_nr)?,
+            smooth_dr: r.f32("smooth_dr", d.smooth_dr)?,
+            batch: r.bool("batch", d.batch)?,
+            soft_label: r.bool("soft_label", d.soft_label)?,
+            ignore_index: r.ignore_index(None)?,
+            reduction: r.reduction()?,
+            activation: r.parsed_opt("activation")?,
+        })
+    }
+}
+
+/// `dice` (`monai.losses.DiceLoss`), also `jaccard` and `log-cosh-dice` (see [`crate::Loss`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Dice {
+    /// Shared options.
+    pub options: RegionOptions,
+    /// Use p² and g² in the denominator statistics.
+    pub squared_pred: bool,
+    /// Per kept class (C, or C-1 without background), or one value for all; non-negative.
+    pub weight: Option<Vec<f32>>,
+}
+
+/// `tversky` (`monai.losses.TverskyLoss`); also the base of `focal-tversky` and `asymmetric`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tversky {
+    /// Shared options.
+    pub options: RegionOptions,
+    /// Weight of false positives.
+    pub alpha: f32,
+    /// Weight of false negatives.
+    pub beta: f32,
+    /// Exponent applied to each (image, class) Tversky loss: 1 for `tversky`, 0.75 by default for
+    /// `focal-tversky`.
+    pub gamma: f32,
+}
+
+impl Default for Tversky {
+    fn default() -> Self {
+        Tversky {
+            options: RegionOptions::default(),
+            alpha: 0.5,
+            beta: 0.5,
+            gamma: 1.0,
+        }
+    }
+}
+
+/// `generalized-dice` (`monai.losses.GeneralizedDiceLoss`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GeneralizedDice {
+    /// Shared options (`ignore_index` is this crate's extension).
+    pub options: RegionOptions,
+    /// Class weights from the target mass.
+    pub w_type: WeightType,
+}
+
+/// `w_type` of [`GeneralizedDice`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WeightType {
+    /// `1 / (Σg)²`
+    #[default]
+    Square,
+    /// `1 / Σg`
+    Simple,
+    /// `1`
+    Uniform,
+}
+
+impl std::str::FromStr for WeightType {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "square" => Ok(WeightType::Square),
+            "simple" => Ok(WeightType::Simple),
+            "uniform" => Ok(WeightType::Uniform),
+            _ => Err(format!("`{s}` is not one of square, simple, uniform")),
+        }
+    }
+}
+
+/// `sensitivity-specificity` (Brosch 2015, LOSSES.md): per (image, class), with `e = (g - p)²`,
+/// `r·Σ(e·g)/(Σg + smooth) + (1 - r)·Σ(e·(1-g))/(Σ(1-g) + smooth)`, mean over the items.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SensitivitySpecificity {
+    /// Weight of the sensitivity term.
+    pub r: f32,
+    /// Added to both denominators.
+    pub smooth: f32,
+    /// Keep channel 0.
+    pub include_background: bool,
+    /// Statistics over the whole batch.
+    pub batch: bool,
+    /// Label value to skip (labels only).
+    pub ignore_index: Option<i32>,
+    /// `None`: softmax for C > 1, sigmoid for C = 1.
+    pub activation: Option<Activation>,
+}
+
+impl Default for SensitivitySpecificity {
+    fn default() -> Self {
+        SensitivitySpecificity {
+            r: 0.1,
+            smooth: 1.0,
+            include_background: true,
+            batch: false,
+            ignore_index: None,
+            activation: None,
+        }
+    }
+}
+
+/// Which statistics and score (`LOSS` in the shader).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RegionKind {
+    Dice = 0,
+    Tversky = 1,
+    GeneralizedDice = 2,
+    SensitivitySpecificity = 3,
+}
+
+/// Everything the region kernels and their CPU mirror need, validated against one shape.
+#[derive(Clone, Debug)]
+pub(crate) struct RegionSpec {
+    pub kind: RegionKind,
+    pub act: Activation,
+    pub dense: bool,
+    pub ignore_index: Option<i32>,
+    pub first_channel: usize,
+    pub squared: bool,
+    pub soft: bool,
+    pub batch: bool,
+    pub reduction: Reduction,
+    pub jaccard: bool,
+    pub log_cosh: bool,
+    pub focal_tversky: bool,
+    pub w_type: WeightType,
+    /// Per absolute channel (length C).
+    pub weight: Vec<f32>,
+    pub smooth_nr: f32,
+    pub smooth_dr: f32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub gamma: f32,
+    pub ss_r: f32,
+}
+
+fn param_err(loss: &'static str, name: &str, message: String) -> Error {
+    Error::Parameter {
+        loss,
+        name: name.to_string(),
+        message,
+    }
+}
+
+fn check_nonneg(loss: &'static str, name: &str, v: f32) -> Result<()> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(param_err(
+            loss,
+            name,
+            format!("{v} is negative or not finite"),
+        ));
+    }
+    Ok(())
+}
+
+impl RegionSpec {
+    fn base(
+        loss: &'static str,
+        kind: RegionKind,
+        o: &RegionOptions,
+        shape: &Shape,
+        target: TargetKind,
+    ) -> Result<Self> {
+        check_nonneg(loss, "smooth_nr", o.smooth_nr)?;
+        check_nonneg(loss, "smooth_dr", o.smooth_dr)?;
+        let c = shape.c();
+        let act = match o.activation {
+            None if c == 1 => Activation::Sigmoid,
+            None => Activation::Softmax,
+            Some(Activation::Softmax) if c == 1 => {
+                return Err(param_err(
+                    loss,
+                    "activation",
+                    "softmax over a single channel is constant; use sigmoid or none".into(),
+                ))
+            }
+            Some(a) => a,
+        };
+        if o.ignore_index.is_some() && target == TargetKind::Dense {
+            return Err(Error::Target {
+                loss,
+                message: "ignore_index needs label targets".into(),
+            });
+        }
+        Ok(RegionSpec {
+            kind,
+            act,
+            dense: target == TargetKind::Dense,
+            ignore_index: o.ignore_index,
+            // MONAI ignores include_background = false with a single channel.
+            first_channel: usize::from(!o.include_background && c > 1),
+            squared: false,
+            soft: o.soft_label,
+            batch: o.batch,
+            reduction: o.reduction,
+            jaccard: false,
+            log_cosh: false,
+            focal_tversky: false,
+            w_type: WeightType::Uniform,
+            weight: vec![1.0; c],
+            smooth_nr: o.smooth_nr,
+            smooth_dr: o.smooth_dr,
+            alpha: 0.5,
+            beta: 0.5,
+            gamma: 1.0,
+            ss_r: 0.0,
+        })
+    }
+
+    /// Segments: images, or one for `batch`.
+    pub fn segments(&self, shape: &Shape) -> usize {
+        if self.batch {
+            1
+        } else {
+            shape.n()
+        }
+    }
+
+    pub fn kept(&self, shape: &Shape) -> usize {
+        shape.c() - self.first_channel
+    }
+
+    /// Elements of the loss output.
+    pub fn loss_len(&self, shape: &Shape) -> usize {
+        match (self.reduction, self.kind) {
+            (Reduction::None, RegionKind::GeneralizedDice) => self.segments(shape),
+            (Reduction::None, _) => self.segments(shape) * self.kept(shape),
+            _ => 1,
+        }
+    }
+
+    /// f32 elements of the statistics buffer: [segment, C + 1, 4].
+    pub fn stats_len(&self, shape: &Shape) -> usize {
+        self.segments(shape) * (shape.c() + 1) * 4
+    }
+}
+
+impl Dice {
+    const EXTRA: &'static [&'static str] = &["squared_pred", "weight"];
+
+    pub(crate) fn from_params(loss: &'static str, items: &[(String, String)]) -> Result<Self> {
+        let r = ParamReader::new(loss, &known(Self::EXTRA), items)?;
+        Ok(Dice {
+            options: RegionOptions::read(&r)?,
+            squared_pred: r.bool("squared_pred", false)?,
+            weight: r.list("weight")?,
+        })
+    }
+
+    pub(crate) fn spec(
+        &self,
+        loss: &'static str,
+        shape: &Shape,
+        target: TargetKind,
+    ) -> Result<RegionSpec> {
+        let mut s = RegionSpec::base(loss, RegionKind::Dice, &self.options, shape, target)?;
+        s.squared = self.squared_pred;
+        // MONAI's soft path applies only with ord = 1; with p², tp = Σpg either way.
+        s.soft = self.options.soft_label && !self.squared_pred;
+        s.jaccard = loss == "jaccard";
+        s.log_cosh = loss == "log-cosh-dice";
+        if let Some(w) = &self.weight {
+            let kept = s.kept(shape);
+            if let Some(x) = w.iter().find(|x| !x.is_finite() || **x < 0.0) {
+                return Err(param_err(
+                    loss,
+                    "weight",
+                    format!("{x} is negative or not finite"),
+                ));
+            }
+            let full: Vec<f32> = match w.len() {
+                1 => vec![w[0]; kept],
+                l if l == kept => w.clone(),
+                l => {
+                    return Err(param_err(
+                        loss,
+                        "weight",
+                        format!("{l} values given, the loss needs {kept} (one per kept class)"),
+                    ))
+                }
+            };
+            // MONAI applies no weight with a single class.
+            if kept > 1 {
+                s.weight[s.first_channel..].copy_from_slice(&full);
+            }
+        }
+        Ok(s)
+    }
+}
+
+impl Tversky {
+    const EXTRA: &'static [&'static str] = &["alpha", "beta"];
+
+    pub(crate) fn from_params(loss: &'static str, items: &[(String, String)]) -> Result<Self> {
+        let focal = loss == "focal-tversky";
+        let extra: Vec<&'static str> = if focal {
+            vec!["alpha", "beta", "gamma"]
+        } else {
+            Self::EXTRA.to_vec()
+        };
+        let r = ParamReader::new(loss, &known(&extra), items)?;
+        let (a, b, g) = if focal {
+            (0.3, 0.7, 0.75)
+        } else {
+            (0.5, 0.5, 1.0)
+        };
+        Ok(Tversky {
+            options: RegionOptions::read(&r)?,
+            alpha: r.f32("alpha", a)?,
+            beta: r.f32("beta", b)?,
+            gamma: r.f32("gamma", g)?,
+        })
+    }
+
+    /// `asymmetric`: the Tversky loss with `alpha = 1/(1+b²)`, `beta = b²/(1+b²)`.
+    pub(crate) fn asymmetric_from_params(items: &[(String, String)]) -> Result<Self> {
+        let r = ParamReader::new("asymmetric", &known(&["f_beta"]), items)?;
+        let b = r.f32("f_beta", 1.5)?;
+        check_nonneg("asymmetric", "f_beta", b)?;
+        let b2 = b * b;
+        Ok(Tversky {
+            options: RegionOptions::read(&r)?,
+            alpha: 1.0 / (1.0 + b2),
+            beta: b2 / (1.0 + b2),
+            gamma: 1.0,
+        })
+    }
+
+    pub(crate) fn spec(
+        &self,
+        loss: &'static str,
+        shape: &Shape,
+        target: TargetKind,
+    ) -> Result<RegionSpec> {
+        check_nonneg(loss, "alpha", self.alpha)?;
+        check_nonneg(loss, "beta", self.beta)?;
+        check_nonneg(loss, "gamma", self.gamma)?;
+        let mut s = RegionSpec::base(loss, RegionKind::Tversky, &self.options, shape, target)?;
+        s.alpha = self.alpha;
+        s.beta = self.beta;
+        s.gamma = self.gamma;
+        s.focal_tversky = loss == "focal-tversky";
+        Ok(s)
+    }
+}
+
+impl GeneralizedDice {
+    pub(crate) fn from_params(items: &[(String, String)]) -> Result<Self> {
+        let r = ParamReader::new("generalized-dice", &known(&["w_type"]), items)?;
+        Ok(GeneralizedDice {
+            options: RegionOptions::read(&r)?,
+            w_type: r.parsed("w_type", WeightType::Square)?,
+        })
+    }
+
+    pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<RegionSpec> {
+        let mut s = RegionSpec::base(
+            "generalized-dice",
+            RegionKind::GeneralizedDice,
+            &self.options,
+            shape,
+            target,
+        )?;
+        s.w_type = self.w_type;
+        Ok(s)
+    }
+}
+
+impl SensitivitySpecificity {
+    const PARAMS: &'static [&'static str] = &[
+        "r",
+        "smooth",
+        "include_background",
+        "batch",
+        "ignore_index",
+        "activation",
+    ];
+
+    pub(crate) fn from_params(items: &[(String, String)]) -> Result<Self> {
+        let r = ParamReader::new("sensitivity-specificity", Self::PARAMS, items)?;
+        let d = Self::default();
+        Ok(SensitivitySpecificity {
+            r: r.f32("r", d.r)?,
+            smooth: r.f32("smooth", d.smooth)?,
+            include_background: r.bool("include_background", d.include_background)?,
+            batch: r.bool("batch", d.batch)?,
+            ignore_index: r.ignore_index(None)?,
+            activation: r.parsed_opt("activation")?,
+        })
+    }
+
+    pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<RegionSpec> {
+        const L: &str = "sensitivity-specificity";
+        if !(0.0..=1.0).contains(&self.r) {
+            return Err(param_err(L, "r", format!("{} is outside [0, 1]", self.r)));
+        }
+        let o = RegionOptions {
+            include_background: self.include_background,
+            smooth_nr: self.smooth,
+            smooth_dr: self.smooth,
+            batch: self.batch,
+            ignore_index: self.ignore_index,
+            activation: self.activation,
+            ..RegionOptions::default()
+        };
+        let mut s = RegionSpec::base(L, RegionKind::SensitivitySpecificity, &o, shape, target)?;
+        s.ss_r = self.r;
+        Ok(s)
+    }
+}
+
+/// Uniform parameters of `shaders/region.wgsl` (`Params` there; layout checked by a test).
+#[doc(hidden)]
+#[allow(missing_docs)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RegionParams {
+    pub n: u32,
+    pub c: u32,
+    pub s: u32,
+    pub nwg: u32,
+    pub wx: u32,
+    pub nseg: u32,
+    pub ignore_index: i32,
+    pub accumulate: u32,
+    pub smooth_nr: f32,
+    pub smooth_dr: f32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub gamma: f32,
+    pub grad_scale: f32,
+    pub ss_r: f32,
+    pub _pad: f32,
+}
+
+// params, logits, targets, class_weights, grad, loss_out, scratch, stats, status
+const SLOTS: [Slot; 9] = [
+    Slot::Uniform,
+    Slot::Read,
+    Slot::Read,
+    Slot::Read,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+    Slot::ReadWrite,
+];
+
+/// The GPU side of a planned region loss.
+pub(crate) struct RegionPlan {
+    pub spec: RegionSpec,
+    layout: wgpu::BindGroupLayout,
+    stats_pass: wgpu::ComputePipeline,
+    combine: wgpu::ComputePipeline,
+    finalize: wgpu::ComputePipeline,
+    grad_pass: wgpu::ComputePipeline,
+    weights: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+    /// The statistics of a plain `record` (split-phase callers bring their own).
+    pub stats: wgpu::Buffer,
+    /// Stand-ins for the outputs in the statistics pass (a buffer may be bound writable once).
+    dummy: [wgpu::Buffer; 2],
+    nwg: u32,
+    wx: u32,
+}
+
+impl RegionPlan {
+    pub fn new(kernels: &Kernels, spec: RegionSpec, shape: &Shape) -> Result<Self> {
+        let device = kernels.device();
+        let max_dim = kernels.limits().max_compute_workgroups_per_dimension as usize;
+        if shape.n() > max_dim {
+            return Err(Error::Shape(format!(
+                "{} images exceed this device's {max_dim} workgroups per dimension",
+                shape.n()
+            )));
+        }
+        let nwg = kernels.workgroups(shape.pixels());
+        let per_image = (MAX_WORKGROUPS as usize / shape.n()).max(1);
+        let wx = shape.s().div_ceil(WG as usize).clamp(1, per_image) as u32;
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let act = match spec.act {
+            Activation::Softmax => 0.0,
+            Activation::Sigmoid => 1.0,
+            Activation::None => 2.0,
+        };
+        let reduction = match spec.reduction {
+            Reduction::Mean => 0.0,
+            Reduction::Sum => 1.0,
+            Reduction::None => 2.0,
+        };
+        let w_type = match spec.w_type {
+            WeightType::Square => 0.0,
+            WeightType::Simple => 1.0,
+            WeightType::Uniform => 2.0,
+        };
+        let constants = [
+            ("LOSS", spec.kind as u32 as f64),
+            ("ACT", act),
+            ("DENSE", flag(spec.dense)),
+            ("HAS_IGNORE", flag(spec.ignore_index.is_some())),
+            ("FIRST_CHANNEL", spec.first_channel as f64),
+            ("SQUARED", flag(spec.squared)),
+            ("SOFT", flag(spec.soft)),
+            ("BATCH", flag(spec.batch)),
+            ("REDUCTION", reduction),
+            ("JACCARD", flag(spec.jaccard)),
+            ("LOG_COSH", flag(spec.log_cosh)),
+            ("FOCAL_TVERSKY", flag(spec.focal_tversky)),
+            ("W_TYPE", w_type),
+        ];
+        let (layout, pipeline_layout) = kernels.layout(Family::Region, &layout_entries(&SLOTS));
+        let pipe = |entry| kernels.pipeline(Family::Region, entry, &constants, &pipeline_layout);
+        let nseg = spec.segments(shape);
+        let scratch_len = 4 * (1 + nseg * shape.c() + shape.n() * wx as usize * (shape.c() + 1));
+        kernels.check_binding("scratch", scratch_len as u64 * 4)?;
+        let stats_len = spec.stats_len(shape);
+        Ok(RegionPlan {
+            stats_pass: pipe("stats_pass")?,
+            combine: pipe("combine")?,
+            finalize: pipe("finalize")?,
+            grad_pass: pipe("grad_pass")?,
+            weights: bind::constants(device, "segloss region weights", &spec.weight),
+            scratch: storage(
+                device,
+                "segloss region scratch",
+                scratch_len,
+                wgpu::BufferUsages::empty(),
+            ),
+            stats: storage(
+                device,
+                "segloss region statistics",
+                stats_len,
+                wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            ),
+            dummy: [
+                storage(device, "segloss unused", 1, wgpu::BufferUsages::empty()),
+                storage(device, "segloss unused", 1, wgpu::BufferUsages::empty()),
+            ],
+            spec,
+            layout,
+            nwg,
+            wx,
+        })
+    }
+
+    fn bind(
+        &self,
+        plan: &Plan,
+        inputs: &Inputs,
+        stats: &wgpu::Buffer,
+        outputs: Option<&Outputs>,
+    ) -> wgpu::BindGroup {
+        let shape = plan.shape();
+        let device = plan.kernels.device();
+        let params = RegionParams {
+            n: shape.n() as u32,
+            c: shape.c() as u32,
+            s: shape.s() as u32,
+            nwg: self.nwg,
+            wx: self.wx,
+            nseg: self.spec.segments(shape) as u32,
+            ignore_index: self.spec.ignore_index.unwrap_or(0),
+            accumulate: outputs.is_some_and(|o| o.accumulate) as u32,
+            smooth_nr: self.spec.smooth_nr,
+            smooth_dr: self.spec.smooth_dr,
+            alpha: self.spec.alpha,
+            beta: self.spec.beta,
+            gamma: self.spec.gamma,
+            grad_scale: outputs.map_or(1.0, |o| o.grad_scale),
+            ss_r: self.spec.ss_r,
+            _pad: 0.0,
+        };
+        let uniform = uniform(device, "segloss region params", &params);
+        // The statistics pass binds no outputs: the plan's scratch stands in for them.
+        let (grad, loss) = match outputs {
+            Some(o) => (
+                sized(o.grad, shape.numel()),
+                sized(o.loss, self.spec.loss_len(shape)),
+            ),
+            None => (
+                self.dummy[0].as_entire_binding(),
+                self.dummy[1].as_entire_binding(),
+            ),
+        };
+        let resources = vec![
+            uniform.as_entire_binding(),
+            sized(inputs.logits, shape.numel()),
+            sized(inputs.targets, plan.targets_len()),
+            self.weights.as_entire_binding(),
+            grad,
+            loss,
+            self.scratch.as_entire_binding(),
+            sized(stats, self.spec.stats_len(shape)),
+            plan.status_buffer().as_entire_binding(),
+        ];
+        bind_group(device, "segloss region", &self.layout, resources)
+    }
+
+    pub fn record_statistics(
+        &self,
+        plan: &Plan,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &Inputs,
+        stats: &wgpu::Buffer,
+    ) {
+        let shape = plan.shape();
+        let bind_group = self.bind(plan, inputs, stats, None);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("segloss region statistics"),
+            timestamp_writes: None,
+        });
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.set_pipeline(&self.stats_pass);
+        pass.dispatch_workgroups(self.wx, shape.n() as u32, 1);
+        pass.set_pipeline(&self.combine);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+
+    pub fn record_backward(
+        &self,
+        plan: &Plan,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &Inputs,
+        stats: &wgpu::Buffer,
+        outputs: &Outputs,
+    ) {
+        let bind_group = self.bind(plan, inputs, stats, Some(outputs));
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("segloss region backward"),
+            timestamp_writes: None,
+        });
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.set_pipeline(&self.finalize);
+        pass.dispatch_workgroups(1, 1, 1);
+        pass.set_pipeline(&self.grad_pass);
+        pass.dispatch_workgroups(self.nwg, 1, 1);
+    }
+}

@@ -1,0 +1,263 @@
+//! Region losses: the CPU reference against finite differences, the GPU against the CPU over
+//! random shapes and options, and the split phase (statistics → all-reduce → backward).
+
+mod common;
+
+use common::*;
+use segloss::{Inputs, Loss, Outputs, Shape, TargetKind};
+
+const LOSSES: &[(&str, &[&str])] = &[
+    ("dice", &[]),
+    (
+        "dice",
+        &[
+            "squared_pred=true",
+            "include_background=false",
+            "weight=0.5,2",
+        ],
+    ),
+    (
+        "dice",
+        &[
+            "soft_label=true",
+            "batch=true",
+            "smooth_nr=0.1",
+            "smooth_dr=0.2",
+        ],
+    ),
+    ("jaccard", &["reduction=sum"]),
+    (
+        "jaccard",
+        &["squared_pred=true", "reduction=none", "batch=true"],
+    ),
+    ("tversky", &["alpha=0.3", "beta=0.7"]),
+    (
+        "tversky",
+        &[
+            "soft_label=true",
+            "include_background=false",
+            "reduction=none",
+        ],
+    ),
+    ("focal-tversky", &[]),
+    (
+        "focal-tversky",
+        &["gamma=1.5", "batch=true", "reduction=sum"],
+    ),
+    ("asymmetric", &["f_beta=2"]),
+    ("generalized-dice", &[]),
+    (
+        "generalized-dice",
+        &["w_type=simple", "batch=true", "reduction=none"],
+    ),
+    (
+        "generalized-dice",
+        &[
+            "w_type=uniform",
+            "include_background=false",
+            "soft_label=true",
+        ],
+    ),
+    ("log-cosh-dice", &[]),
+    ("log-cosh-dice", &["reduction=none", "squared_pred=true"]),
+    ("sensitivity-specificity", &[]),
+    (
+        "sensitivity-specificity",
+        &["r=0.3", "batch=true", "include_background=false"],
+    ),
+    ("dice", &["activation=sigmoid", "ignore_index=7"]),
+    (
+        "tversky",
+        &["activation=none", "smooth_nr=1", "smooth_dr=1"],
+    ),
+];
+
+fn inputs(
+    rng: &mut Rng,
+    loss: &Loss,
+    shape: &Shape,
+    kind: TargetKind,
+    params: &[&str],
+) -> (Vec<f32>, OwnedTargets) {
+    let none_act = params.contains(&"activation=none");
+    let z = if none_act {
+        (0..shape.numel()).map(|_| rng.range(0.05, 0.95)).collect()
+    } else {
+        rng.logits(shape.numel(), 3.0)
+    };
+    let ignore = params
+        .iter()
+        .any(|p| p.starts_with("ignore_index"))
+        .then_some(7);
+    let t = targets(rng, shape, kind, label_classes(loss, shape), ignore, false);
+    (z, t)
+}
+
+#[test]
+fn cpu_gradients_match_finite_differences() {
+    let shapes = [
+        Shape::new(2, 3, &[4, 3]).unwrap(),
+        Shape::new(1, 3, &[2, 3, 2]).unwrap(),
+        Shape::new(2, 1, &[7]).unwrap(),
+    ];
+    let mut rng = Rng::new(21);
+    for (k, (name, params)) in LOSSES.iter().enumerate() {
+        for (j, kind) in [TargetKind::Labels, TargetKind::Dense]
+            .into_iter()
+            .enumerate()
+        {
+            let shape = &shapes[(k + j) % shapes.len()];
+            let Ok(loss) =
+                Loss::parse(name, params).and_then(|l| l.validate(shape, kind).map(|_| l))
+            else {
+                continue;
+            };
+            let (z, t) = inputs(&mut rng, &loss, shape, kind, params);
+            let z: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+            let f = |z: &[f64]| -> f64 {
+                segloss::cpu::forward_backward_f64(&loss, shape, z, t.view())
+                    .unwrap()
+                    .0
+                    .iter()
+                    .sum()
+            };
+            let (_, grad) = segloss::cpu::forward_backward_f64(&loss, shape, &z, t.view()).unwrap();
+            let scale = grad.iter().fold(1e-3f64, |m, g| m.max(g.abs()));
+            for i in 0..z.len() {
+                let h = 1e-6;
+                let (mut zp, mut zm) = (z.clone(), z.clone());
+                zp[i] += h;
+                zm[i] -= h;
+                let fd = (f(&zp) - f(&zm)) / (2.0 * h);
+                let err = (fd - grad[i]).abs();
+                assert!(
+                    err <= 1e-5 * scale,
+                    "{name} {params:?} {kind:?} {:?} element {i}: analytic {} vs finite difference {fd}",
+                    shape.dims(),
+                    grad[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_matches_cpu() {
+    let (gpu, kernels) = gpu();
+    let shapes = [
+        Shape::new(2, 3, &[17, 19]).unwrap(),
+        Shape::new(1, 4, &[5, 6, 7]).unwrap(),
+        Shape::new(3, 1, &[37]).unwrap(),
+        Shape::new(2, 35, &[9, 5]).unwrap(), // more classes than one chunk of the statistics pass
+        Shape::new(1, 2, &[100, 101]).unwrap(), // several workgroups per image
+    ];
+    let mut rng = Rng::new(5);
+    for (k, (name, params)) in LOSSES.iter().enumerate() {
+        for kind in [TargetKind::Labels, TargetKind::Dense] {
+            for shape in shapes.iter().skip(k % 2).step_by(2) {
+                let Ok(loss) =
+                    Loss::parse(name, params).and_then(|l| l.validate(shape, kind).map(|_| l))
+                else {
+                    continue;
+                };
+                let (z, t) = inputs(&mut rng, &loss, shape, kind, params);
+                let what = format!("{name} {params:?} {kind:?} {:?}", shape.dims());
+                let cpu = segloss::cpu::forward_backward(&loss, shape, &z, t.view()).unwrap();
+                let out = kernels
+                    .run_blocking(&gpu.queue, &loss, shape, &z, t.view())
+                    .unwrap();
+                assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
+                assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+            }
+        }
+    }
+}
+
+/// Two simulated ranks, each with half of the batch: summing their statistics buffers and running
+/// the backward on each gives the gradient one device computes for the whole batch (batch=true).
+#[test]
+fn split_phase_two_ranks_equal_one_device() {
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    for (name, params) in [
+        ("dice", &["batch=true", "include_background=false"][..]),
+        ("generalized-dice", &["batch=true"][..]),
+        ("log-cosh-dice", &["batch=true"][..]),
+        ("sensitivity-specificity", &["batch=true"][..]),
+    ] {
+        let loss = Loss::parse(name, params).unwrap();
+        let full = Shape::new(4, 3, &[23, 29]).unwrap();
+        let half = Shape::new(2, 3, &[23, 29]).unwrap();
+        let mut rng = Rng::new(8);
+        let z = rng.logits(full.numel(), 3.0);
+        let OwnedTargets::Labels(y) = targets(&mut rng, &full, TargetKind::Labels, 3, None, false)
+        else {
+            unreachable!()
+        };
+        let one = kernels
+            .run_blocking(&gpu.queue, &loss, &full, &z, segloss::Targets::Labels(&y))
+            .unwrap();
+
+        let plan = kernels
+            .plan(&loss, half.clone(), TargetKind::Labels)
+            .unwrap();
+        let n_stats = plan.stats_len();
+        let ranks: Vec<_> = (0..2)
+            .map(|r| {
+                let zs = &z[r * half.numel()..(r + 1) * half.numel()];
+                let ys = &y[r * half.pixels()..(r + 1) * half.pixels()];
+                let zb = segloss::readback::upload(device, "z", bytemuck::cast_slice(zs));
+                let yb = segloss::readback::upload(device, "y", bytemuck::cast_slice(ys));
+                let stats = segloss::readback::zeros(device, "stats", n_stats);
+                let mut enc = device.create_command_encoder(&Default::default());
+                plan.record_statistics(
+                    &mut enc,
+                    &Inputs {
+                        logits: &zb,
+                        targets: &yb,
+                    },
+                    &stats,
+                )
+                .unwrap();
+                gpu.queue.submit([enc.finish()]);
+                let s: Vec<f32> =
+                    segloss::readback::download(device, &gpu.queue, &stats, n_stats).unwrap();
+                (zb, yb, s)
+            })
+            .collect();
+        // The all-reduce: an element-wise sum of the two statistics buffers.
+        let summed: Vec<f32> = ranks[0]
+            .2
+            .iter()
+            .zip(&ranks[1].2)
+            .map(|(a, b)| a + b)
+            .collect();
+        let mut grad = Vec::new();
+        for (zb, yb, _) in &ranks {
+            let stats = segloss::readback::upload(device, "stats", bytemuck::cast_slice(&summed));
+            let (lb, gb) = (
+                segloss::readback::zeros(device, "l", 1),
+                segloss::readback::zeros(device, "g", half.numel()),
+            );
+            let mut enc = device.create_command_encoder(&Default::default());
+            plan.record_backward(
+                &mut enc,
+                &Inputs {
+                    logits: zb,
+                    targets: yb,
+                },
+                &stats,
+                &Outputs::new(&lb, &gb),
+            )
+            .unwrap();
+            gpu.queue.submit([enc.finish()]);
+            let l: Vec<f32> = segloss::readback::download(device, &gpu.queue, &lb, 1).unwrap();
+            assert_loss_close(&format!("{name}: rank loss"), &l, &one.loss, 1e-6);
+            grad.extend(
+                segloss::readback::download::<f32>(device, &gpu.queue, &gb, half.numel()).unwrap(),
+            );
+        }
+        // Equal up to the order in which the statistics were summed.
+        assert_grad_close(&format!("{name}: split gradient"), &grad, &one.grad, 1e-6);
+    }
+}
