@@ -88,6 +88,11 @@ fn one_line(s: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    // Mesa's lavapipe prints `error: XDG_RUNTIME_DIR is invalid` when it is unset; give it one so
+    // that an error run still prints exactly one line.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     // A bug must still end with one line on stderr; "panicked" stays in it so that tests catch it.
     std::panic::set_hook(Box::new(|info| {
         let payload = info.payload();
@@ -599,31 +604,6 @@ fn read_targets(path: &str, shape: &Shape) -> CliResult<OwnedTargets> {
 // ---------------------------------------------------------------------------------------------
 // eval
 
-fn reduction_of(loss: &Loss, loss_len: usize) -> Reduction {
-    match loss {
-        Loss::CrossEntropy(l) => l.reduction,
-        Loss::Bce(l) => l.reduction,
-        Loss::BalancedBce(l) => l.reduction,
-        Loss::Focal(l) => l.reduction,
-        // A loss added to the registry after this tool: infer it from the output's length.
-        _ if loss_len > 1 => Reduction::None,
-        _ => Reduction::Mean,
-    }
-}
-
-/// The shape of the loss output: `[]` for a number, the reference's unreduced shape for `none`.
-fn loss_shape(loss: &Loss, shape: &Shape, reduction: Reduction, loss_len: usize) -> Vec<usize> {
-    if reduction != Reduction::None {
-        return Vec::new();
-    }
-    let mut d = vec![shape.n()];
-    if !matches!(loss, Loss::CrossEntropy(_)) {
-        d.push(loss_len / shape.pixels().max(1));
-    }
-    d.extend(shape.spatial());
-    d
-}
-
 /// A finite f32 as the JSON number with the shortest text that reads back as the same f32.
 fn num(x: f32) -> Value {
     if !x.is_finite() {
@@ -706,7 +686,6 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
     let targets = read_targets(target_path, &shape)?;
     let kind = targets.view().kind();
     loss.validate(&shape, kind)?;
-    let loss_len = loss.loss_len(&shape, kind)?;
 
     let (out, adapter, timing) = if gpu_backend {
         eval_gpu(&loss, &shape, &z, &targets, repeat)?
@@ -731,7 +710,7 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
         write_grad(path, &shape.dims(), &out.grad)?;
     }
 
-    let reduction = reduction_of(&loss, loss_len);
+    let reduction = loss.reduction();
     let mut obj = Map::new();
     let loss_value = if reduction == Reduction::None {
         Value::Array(out.loss.iter().map(|&x| num(x)).collect())
@@ -739,10 +718,7 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
         num(out.loss.first().copied().unwrap_or(f32::NAN))
     };
     obj.insert("loss".into(), loss_value);
-    obj.insert(
-        "loss_shape".into(),
-        json!(loss_shape(&loss, &shape, reduction, loss_len)),
-    );
+    obj.insert("loss_shape".into(), json!(loss.loss_shape(&shape, kind)?));
     obj.insert("loss_name".into(), json!(loss.name()));
     obj.insert(
         "params".into(),
@@ -1076,6 +1052,76 @@ const CASES: &[Case] = &[
         Gen::Dense(true),
     ),
     case("focal", &[], C1, Gen::Labels(None)),
+    // region losses
+    case("dice", &[], D2, Gen::Labels(None)),
+    case(
+        "dice",
+        &[
+            "squared_pred=true",
+            "include_background=false",
+            "batch=true",
+        ],
+        D3,
+        Gen::Labels(None),
+    ),
+    case(
+        "dice",
+        &["soft_label=true", "reduction=none"],
+        D2,
+        Gen::Dense(false),
+    ),
+    case(
+        "dice",
+        &["ignore_index=255", "weight=1,2,0.5"],
+        D2,
+        Gen::Labels(Some(255)),
+    ),
+    case("dice", &[], C1, Gen::Labels(None)),
+    case("jaccard", &[], D2, Gen::Labels(None)),
+    case(
+        "jaccard",
+        &["reduction=sum", "batch=true"],
+        D3,
+        Gen::Dense(true),
+    ),
+    case("tversky", &["alpha=0.3", "beta=0.7"], D2, Gen::Labels(None)),
+    case("tversky", &["soft_label=true"], D1, Gen::Dense(false)),
+    case("focal-tversky", &[], D2, Gen::Labels(None)),
+    case(
+        "focal-tversky",
+        &["gamma=1.5", "reduction=none"],
+        D3,
+        Gen::Labels(None),
+    ),
+    case("asymmetric", &[], D2, Gen::Labels(None)),
+    case(
+        "asymmetric",
+        &["f_beta=2", "include_background=false"],
+        D3,
+        Gen::Dense(true),
+    ),
+    case("generalized-dice", &[], D2, Gen::Labels(None)),
+    case(
+        "generalized-dice",
+        &["w_type=simple", "batch=true"],
+        D3,
+        Gen::Labels(None),
+    ),
+    case(
+        "generalized-dice",
+        &["w_type=uniform", "reduction=none"],
+        C1,
+        Gen::Labels(None),
+    ),
+    case("log-cosh-dice", &[], D2, Gen::Labels(None)),
+    case("log-cosh-dice", &["reduction=none"], D1, Gen::Dense(true)),
+    case("sensitivity-specificity", &[], D2, Gen::Labels(None)),
+    case(
+        "sensitivity-specificity",
+        &["r=0.3", "batch=true"],
+        D3,
+        Gen::Dense(false),
+    ),
 ];
 
 /// max |got - want| / max(max |want|, 1e-3): the relative error of a loss (or of every element

@@ -233,6 +233,20 @@ impl Loss {
         }
     }
 
+    /// The loss's reduction.
+    pub fn reduction(&self) -> Reduction {
+        match self {
+            Loss::CrossEntropy(l) => l.reduction,
+            Loss::Bce(l) => l.reduction,
+            Loss::BalancedBce(l) => l.reduction,
+            Loss::Focal(l) => l.reduction,
+            Loss::Dice(l) | Loss::Jaccard(l) | Loss::LogCoshDice(l) => l.options.reduction,
+            Loss::Tversky(l) | Loss::FocalTversky(l) | Loss::Asymmetric(l) => l.options.reduction,
+            Loss::GeneralizedDice(l) => l.options.reduction,
+            Loss::SensitivitySpecificity(_) => Reduction::Mean,
+        }
+    }
+
     /// The description shared by the CPU reference and the GPU kernels, validated against
     /// `shape` and `target`.
     pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<Spec> {
