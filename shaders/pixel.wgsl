@@ -15,6 +15,7 @@
 #include "common/grid.wgsl"
 #include "common/reduce.wgsl"
 #include "common/activation.wgsl"
+#include "common/terms.wgsl"
 
 // Which loss (LOSS_* below), fixed per pipeline so that the compiler drops the other branches.
 override LOSS: u32 = 0u;
@@ -295,18 +296,16 @@ fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
         let lp = logits[e] - lse;     // log p_c
         let p = exp(lp);
         let w = class_weights[c];
-        var g = 0.0;
+        var lg = vec2<f32>(0.0);
         if DENSE {
             let t = (1.0 - eps) * target_at(e, c, label) + eps / f32(cs);
-            l = l - w * t * lp;
-            g = p * a - w * t;
+            lg = ce_dense_term(lp, p, t, w, a);
         } else {
-            let wy = class_weights[u32(label)];
             let hit = f32(i32(c) == label);
-            l = l - (1.0 - eps) * wy * hit * lp - eps / f32(cs) * w * lp;
-            g = (1.0 - eps) * wy * (p - hit) + eps / f32(cs) * (params.weight_sum * p - w);
+            lg = ce_label_term(lp, p, hit, class_weights[u32(label)], w, eps, f32(cs), params.weight_sum);
         }
-        write_grad(e, mult * g);
+        l = l + lg.x;
+        write_grad(e, mult * lg.y);
     }
     store_none(n, s, 0u, l);
     return l;
@@ -325,22 +324,13 @@ fn pixel_sigmoid(n: u32, s: u32, base: u32, label: i32, mult: f32, beta: f32) ->
         }
         let z = logits[e];
         let t = target_at(e, c, label);
-        var lc = 0.0;
-        var g = 0.0;
+        var lg = vec2<f32>(0.0);
         if LOSS == LOSS_FOCAL {
-            let w = class_weights[c];
-            // MONAI: bce = z - z t - log σ(z); f = exp(γ log σ(u)).
-            let bce = z - z * t - log_sigmoid(z);
-            let u = z * (1.0 - 2.0 * t);
-            let f = exp(params.gamma * log_sigmoid(u));
             var af = 1.0;
             if HAS_ALPHA {
-                af = t * params.alpha + (1.0 - t) * (1.0 - params.alpha);
+                af = focal_alpha_factor(t, params.alpha);
             }
-            lc = af * w * f * bce;
-            // d bce/dz = σ(z) - t;  d f/dz = γ f σ(-u) (1 - 2t).
-            let df = params.gamma * f * sigmoid(-u) * (1.0 - 2.0 * t);
-            g = af * w * (f * (sigmoid(z) - t) + df * bce);
+            lg = focal_sigmoid_term(z, t, params.gamma, af * class_weights[c]);
         } else {
             var a = beta;
             var b = 1.0 - beta;
@@ -348,24 +338,13 @@ fn pixel_sigmoid(n: u32, s: u32, base: u32, label: i32, mult: f32, beta: f32) ->
                 b = class_weights[c];
                 a = b * class_weights[params.c + c];
             }
-            lc = -(a * t * log_sigmoid(z) + b * (1.0 - t) * log_sigmoid(-z));
-            g = b * (1.0 - t) * sigmoid(z) - a * t * sigmoid(-z);
+            lg = bce_term(z, t, a, b);
         }
-        write_grad(e, mult * g);
-        store_none(n, s, c, lc);
-        l = l + lc;
+        write_grad(e, mult * lg.y);
+        store_none(n, s, c, lg.x);
+        l = l + lg.x;
     }
     return l;
-}
-
-// d l_c / d log p_c for the softmax focal term l_c = -t a w (1-p)^γ log p.
-fn focal_softmax_dl(t: f32, aw: f32, lp: f32, p: f32) -> f32 {
-    let q = 1.0 - p;
-    var d = pow_nonneg(q, params.gamma);
-    if params.gamma != 0.0 && q > 0.0 {
-        d = d - params.gamma * pow_nonneg(q, params.gamma - 1.0) * p * lp;
-    }
-    return -t * aw * d;
 }
 
 fn focal_alpha_weight(c: u32) -> f32 {
@@ -394,11 +373,10 @@ fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 
         let lp = logits[e] - lse;
         let p = exp(lp);
         let t = target_at(e, c, label);
-        let aw = focal_alpha_weight(c);
-        let lc = -t * aw * pow_nonneg(1.0 - p, params.gamma) * lp;
-        store_none(n, s, c, lc);
-        l = l + lc;
-        gsum = gsum + focal_softmax_dl(t, aw, lp, p);
+        let lg = focal_softmax_term(t, focal_alpha_weight(c), lp, p, params.gamma);
+        store_none(n, s, c, lg.x);
+        l = l + lg.x;
+        gsum = gsum + lg.y;
     }
     // Loop 3: dl/dz_j = dl_j/dlog p_j - p_j G (chain rule through log-softmax).
     for (var c = 0u; c < params.c; c = c + 1u) {
@@ -410,7 +388,7 @@ fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 
         let lp = logits[e] - lse;
         let p = exp(lp);
         let t = target_at(e, c, label);
-        let g = focal_softmax_dl(t, focal_alpha_weight(c), lp, p) - p * gsum;
+        let g = focal_softmax_term(t, focal_alpha_weight(c), lp, p, params.gamma).y - p * gsum;
         write_grad(e, mult * g);
     }
     return l;

@@ -43,6 +43,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../shaders/common/activation.wgsl"),
     ),
     (
+        "common/terms.wgsl",
+        include_str!("../shaders/common/terms.wgsl"),
+    ),
+    (
         "common/reduce_shared.wgsl",
         include_str!("../shaders/common/reduce_shared.wgsl"),
     ),

@@ -5,6 +5,7 @@ pub mod activation;
 pub(crate) mod pixel;
 pub mod reduce;
 pub(crate) mod region;
+pub mod terms;
 
 use crate::error::Result;
 use crate::loss::{Loss, Spec};

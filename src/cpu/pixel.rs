@@ -1,7 +1,11 @@
 //! CPU mirror of `shaders/pixel.wgsl`, in f64: same structure (prepass, prepare, main per
 //! pixel, finalize), same formulas, to be read side by side with the shader.
 
-use super::activation::{log_sigmoid, log_sum_exp, pow_nonneg, sigmoid};
+use super::activation::log_sum_exp;
+use super::terms::{
+    bce_term, ce_dense_term, ce_label_term, focal_alpha_factor, focal_sigmoid_term,
+    focal_softmax_term,
+};
 use crate::loss::pixel::{PixelKind, PixelSpec};
 use crate::loss::{Reduction, Status};
 use crate::tensor::{Shape, Targets};
@@ -228,16 +232,14 @@ impl Pixel<'_> {
             let e = self.e(c);
             let lp = self.z[e] - lse;
             let p = lp.exp();
-            let g = if dense {
-                let t = t_smooth(c);
-                l -= w(c) * t * lp;
-                p * a - w(c) * t
+            let (lc, g) = if dense {
+                ce_dense_term(lp, p, t_smooth(c), w(c), a)
             } else {
-                let wy = w(self.label as usize);
                 let hit = (c as i32 == self.label) as u8 as f64;
-                l -= (1.0 - eps) * wy * hit * lp + eps / cs as f64 * w(c) * lp;
-                (1.0 - eps) * wy * (p - hit) + eps / cs as f64 * (weight_sum * p - w(c))
+                let wy = w(self.label as usize);
+                ce_label_term(lp, p, hit, wy, w(c), eps, cs as f64, weight_sum)
             };
+            l += lc;
             self.grad[e] = self.mult * g;
         }
         self.store_none(0, l);
@@ -252,17 +254,8 @@ impl Pixel<'_> {
             let z = self.z[e];
             let t = self.ctx.target(e, c, self.label);
             let (lc, g) = if spec.kind == PixelKind::Focal {
-                let w = spec.weight[c] as f64;
-                let gamma = spec.gamma as f64;
-                let bce = z - z * t - log_sigmoid(z);
-                let u = z * (1.0 - 2.0 * t);
-                let f = (gamma * log_sigmoid(u)).exp();
-                let af = match spec.alpha {
-                    Some(a) => t * a as f64 + (1.0 - t) * (1.0 - a as f64),
-                    None => 1.0,
-                };
-                let df = gamma * f * sigmoid(-u) * (1.0 - 2.0 * t);
-                (af * w * f * bce, af * w * (f * (sigmoid(z) - t) + df * bce))
+                let af = spec.alpha.map_or(1.0, |a| focal_alpha_factor(t, a as f64));
+                focal_sigmoid_term(z, t, spec.gamma as f64, af * spec.weight[c] as f64)
             } else {
                 let (a, b) = if spec.kind == PixelKind::Bce {
                     let b = spec.weight[c] as f64;
@@ -270,10 +263,7 @@ impl Pixel<'_> {
                 } else {
                     (beta, 1.0 - beta)
                 };
-                (
-                    -(a * t * log_sigmoid(z) + b * (1.0 - t) * log_sigmoid(-z)),
-                    b * (1.0 - t) * sigmoid(z) - a * t * sigmoid(-z),
-                )
+                bce_term(z, t, a, b)
             };
             self.grad[e] = self.mult * g;
             self.store_none(c, lc);
@@ -291,16 +281,6 @@ impl Pixel<'_> {
         a * self.spec().weight[c] as f64
     }
 
-    fn focal_dl(&self, t: f64, aw: f64, lp: f64, p: f64) -> f64 {
-        let gamma = self.spec().gamma as f64;
-        let q = 1.0 - p;
-        let mut d = pow_nonneg(q, gamma);
-        if gamma != 0.0 && q > 0.0 {
-            d -= gamma * pow_nonneg(q, gamma - 1.0) * p * lp;
-        }
-        -t * aw * d
-    }
-
     fn focal_softmax(&mut self) -> f64 {
         let first = self.spec().first_channel;
         let cs = self.ctx.shape.c();
@@ -313,18 +293,17 @@ impl Pixel<'_> {
             let lp = self.z[e] - lse;
             let p = lp.exp();
             let t = self.ctx.target(e, c, self.label);
-            let aw = self.focal_alpha_weight(c);
-            let lc = -t * aw * pow_nonneg(1.0 - p, gamma) * lp;
+            let (lc, dl) = focal_softmax_term(t, self.focal_alpha_weight(c), lp, p, gamma);
             self.store_none(c, lc);
             l += lc;
-            gsum += self.focal_dl(t, aw, lp, p);
+            gsum += dl;
         }
         for c in first..cs {
             let e = self.e(c);
             let lp = self.z[e] - lse;
             let p = lp.exp();
             let t = self.ctx.target(e, c, self.label);
-            let g = self.focal_dl(t, self.focal_alpha_weight(c), lp, p) - p * gsum;
+            let g = focal_softmax_term(t, self.focal_alpha_weight(c), lp, p, gamma).1 - p * gsum;
             self.grad[e] = self.mult * g;
         }
         l
