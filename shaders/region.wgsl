@@ -11,11 +11,15 @@
 //   finalize     one workgroup: the loss from `stats`, and per-(segment, class) coefficients
 //                of its gradient with respect to the statistics;
 //   grad_pass    grid-stride over pixels: reads the logits again and writes dL/dz through the
-//                activation (no one-hot tensor anywhere: targets are read as labels or dense).
+//                activation (no one-hot tensor anywhere: targets are read as labels or dense);
+//                compound losses add their pixel-wise term (cross-entropy, focal) here, in the
+//                same loop, and leave per-workgroup partials of its loss;
+//   loss_final   one workgroup (compound losses): region loss + weighted pixel-wise loss.
 
 #include "common/grid.wgsl"
 #include "common/reduce.wgsl"
 #include "common/activation.wgsl"
+#include "common/terms.wgsl"
 
 override LOSS: u32 = 0u;
 const R_DICE: u32 = 0u;      // dice, jaccard (JACCARD), log-cosh-dice (LOG_COSH)
@@ -44,6 +48,14 @@ override FOCAL_TVERSKY: bool = false;
 // generalized-dice class weights: 0 square (1/Σg²), 1 simple (1/Σg), 2 uniform.
 override W_TYPE: u32 = 0u;
 
+// The pixel-wise term of a compound loss, computed in grad_pass.
+override PIX: u32 = 0u;
+const PIX_NONE: u32 = 0u;
+const PIX_CE: u32 = 1u;      // dice-ce: torch cross-entropy on the logits (BCE with C = 1)
+const PIX_FOCAL: u32 = 2u;   // dice-focal, generalized-dice-focal: MONAI's sigmoid focal loss
+// The focal term has an alpha.
+override HAS_ALPHA: bool = false;
+
 // Classes per chunk of the statistics pass: each thread keeps CHUNK vec4 accumulators.
 const CHUNK: u32 = 32u;
 
@@ -64,19 +76,26 @@ struct Params {
     gamma: f32,        // focal-tversky exponent
     grad_scale: f32,
     ss_r: f32,         // sensitivity-specificity: r
-    _pad: f32,
+    lambda_region: f32,
+    lambda_pixel: f32,
+    label_smoothing: f32,
+    focal_gamma: f32,
+    focal_alpha: f32,
+    pixel_norm: f32,   // multiplier of the summed pixel term when the host knows it
+    pixel_weight_sum: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
-// Per absolute channel (length C): dice `weight`; ones otherwise.
+// [region weight (C) | pixel-term weight (C)], per absolute channel; ones where none.
 @group(0) @binding(3) var<storage, read> class_weights: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(5) var<storage, read_write> loss_out: array<f32>;
-// [globals (1) | coefficients (nseg * C) | partials (n * wx * (C + 1))]
+// [globals (1) | coefficients (nseg * C) | partials (n * wx * (C + 1)) | pixel loss (nwg)]
 @group(0) @binding(6) var<storage, read_write> scratch: array<vec4<f32>>;
-// [segment, C + 1]: four statistics per class, slot C holds (valid pixels, 0, 0, 0).
+// [segment, C + 1]: four statistics per class; slot C holds (valid pixels, summed pixel-term
+// class weight of their labels, 0, 0), the normalisers of a compound loss's pixel-wise mean.
 @group(0) @binding(7) var<storage, read_write> stats: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> status: array<atomic<u32>>;
 
@@ -84,6 +103,14 @@ const COEF_OFFSET: u32 = 1u;
 
 fn partials_offset() -> u32 {
     return COEF_OFFSET + params.nseg * params.c;
+}
+
+fn pixel_partials_offset() -> u32 {
+    return partials_offset() + params.n * params.wx * (params.c + 1u);
+}
+
+fn pixel_weight(c: u32) -> f32 {
+    return class_weights[params.c + c];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,12 +211,16 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             acc[j] = vec4<f32>(0.0);
         }
         var valid = 0.0;
+        var valid_weight = 0.0;
         for (var s = wid.x * WG + lane.lid; s < params.s; s = s + stride) {
             let label = label_of(n * params.s + s);
             if pixel_state(label) != PIX_VALID {
                 continue;
             }
             valid = valid + 1.0;
+            if !DENSE && !binary_labels() {
+                valid_weight = valid_weight + pixel_weight(u32(label));
+            }
             let base = n * params.c * params.s + s;
             let lse = act_prepare(base);
             for (var j = 0u; j < chunk; j = j + 1u) {
@@ -209,9 +240,9 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             }
         }
         if c0 == 0u {
-            let total = wg_sum(valid, lane);
+            let v = wg_sum4(vec4<f32>(valid, valid_weight, 0.0, 0.0), lane);
             if lane.lid == 0u {
-                scratch[row + params.c] = vec4<f32>(total, 0.0, 0.0, 0.0);
+                scratch[row + params.c] = v;
             }
         }
     }
@@ -359,9 +390,10 @@ fn finalize_segment(seg: u32) -> f32 {
             }
             let d2 = den * den;
             let d = vec3<f32>(-2.0 * w / den + num * 2.0 * w / d2, num * w / d2, num * w / d2);
-            set_coef(seg, c, scale * coefficients(d));
+            // .z keeps the unreduced loss for a compound loss's element-wise output.
+            set_coef(seg, c, scale * coefficients(d) + vec4<f32>(0.0, 0.0, l, 0.0));
         }
-        if REDUCTION == REDUCE_NONE {
+        if REDUCTION == REDUCE_NONE && PIX == PIX_NONE {
             loss_out[seg] = l;
         }
         return scale * l;
@@ -397,14 +429,40 @@ fn finalize_segment(seg: u32) -> f32 {
                 co = co * tanh(lo);
                 lo = log(cosh(lo));
             }
-            loss_out[seg * kept + (c - FIRST_CHANNEL)] = lo;
-            set_coef(seg, c, co);
+            if PIX == PIX_NONE {
+                loss_out[seg * kept + (c - FIRST_CHANNEL)] = lo;
+            }
+            // .z keeps the unreduced loss for a compound loss's element-wise output.
+            set_coef(seg, c, vec4<f32>(co.xy, lo, 0.0));
         } else {
             set_coef(seg, c, scale * w * coef);
         }
         total = total + scale * w * l;
     }
     return total;
+}
+
+// Multiplier of the summed pixel-wise term: its mean's normaliser from the statistics' slot C
+// (valid pixels, or the summed class weight of their labels for cross-entropy, as torch).
+fn pixel_multiplier() -> f32 {
+    if PIX == PIX_NONE {
+        return 0.0;
+    }
+    if REDUCTION != REDUCE_MEAN {
+        return params.lambda_pixel * params.pixel_norm;
+    }
+    var valid = 0.0;
+    var valid_weight = 0.0;
+    for (var seg = 0u; seg < params.nseg; seg = seg + 1u) {
+        let v = stat_at(seg, params.c);
+        valid = valid + v.x;
+        valid_weight = valid_weight + v.y;
+    }
+    var denom = valid * f32(params.c - FIRST_CHANNEL);
+    if PIX == PIX_CE {
+        denom = select(valid_weight, valid, DENSE || binary_labels());
+    }
+    return params.lambda_pixel * select(0.0, 1.0 / denom, denom > 0.0);
 }
 
 @compute @workgroup_size(WG)
@@ -422,8 +480,16 @@ fn finalize(lane: Lane) {
             coef_scale = tanh(total);
             loss = log(cosh(total));
         }
-        scratch[0] = vec4<f32>(loss, coef_scale, 0.0, 0.0);
-        if REDUCTION != REDUCE_NONE {
+        if REDUCTION == REDUCE_NONE && PIX != PIX_NONE {
+            // MONAI broadcasts the region loss onto the pixel term's [N, C', *S]: the gradient of
+            // the sum counts each region item once per element it covers.
+            coef_scale = f32(params.s) * select(1.0, f32(params.n), BATCH);
+            if LOSS == R_GDL {
+                coef_scale = coef_scale * f32(params.c - FIRST_CHANNEL);
+            }
+        }
+        scratch[0] = vec4<f32>(params.lambda_region * loss, params.lambda_region * coef_scale, pixel_multiplier(), 0.0);
+        if REDUCTION != REDUCE_NONE && PIX == PIX_NONE {
             loss_out[0] = loss;
         }
     }
@@ -457,6 +523,13 @@ fn write_grad(e: u32, g: f32) {
     }
 }
 
+// A compound loss with reduction none writes [N, C', *S] elements (MONAI's broadcast sum).
+fn store_none(n: u32, s: u32, c: u32, l: f32) {
+    if REDUCTION == REDUCE_NONE && PIX != PIX_NONE && c >= FIRST_CHANNEL {
+        loss_out[(n * (params.c - FIRST_CHANNEL) + c - FIRST_CHANNEL) * params.s + s] = l;
+    }
+}
+
 fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32) -> f32 {
     if c < FIRST_CHANNEL {
         return 0.0;
@@ -464,11 +537,42 @@ fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32) -> f32 {
     return coef_scale * dl_dp(scratch[COEF_OFFSET + seg * params.c + c], p, g);
 }
 
+// The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits and
+// `ce_a` = Σ_k w_k t'_k (dense cross-entropy); both unused by the other terms.
+fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, ce_a: f32) -> vec2<f32> {
+    if PIX == PIX_CE {
+        if binary_labels() {
+            // MONAI's DiceCE: BCE with logits, pos_weight = weight.
+            return bce_term(z, t, pixel_weight(0u), 1.0);
+        }
+        let eps = params.label_smoothing;
+        let lp = z - lse_ce;
+        let p = exp(lp);
+        if DENSE {
+            let ts = (1.0 - eps) * t + eps / f32(params.c);
+            return ce_dense_term(lp, p, ts, pixel_weight(c), ce_a);
+        }
+        let hit = f32(i32(c) == label);
+        return ce_label_term(lp, p, hit, pixel_weight(u32(label)), pixel_weight(c), eps,
+                             f32(params.c), params.pixel_weight_sum);
+    }
+    if PIX == PIX_FOCAL && c >= FIRST_CHANNEL {
+        var af = 1.0;
+        if HAS_ALPHA {
+            af = focal_alpha_factor(t, params.focal_alpha);
+        }
+        return focal_sigmoid_term(z, t, params.focal_gamma, af * pixel_weight(c));
+    }
+    return vec2<f32>(0.0);
+}
+
 @compute @workgroup_size(WG)
 fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let pixels = params.n * params.s;
     let threads = params.nwg * WG;
     let coef_scale = scratch[0].y;
+    let pixel_mult = scratch[0].z;
+    var pixel_loss = 0.0;
     var bad_labels = 0u;
     var bad_logits = 0u;
     var bad_targets = 0u;
@@ -488,29 +592,53 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             bad_labels = bad_labels + u32(state == PIX_BAD);
             for (var c = 0u; c < params.c; c = c + 1u) {
                 write_grad(base + c * params.s, 0.0);
+                store_none(n, s, c, 0.0);
             }
             continue;
         }
         let seg = select(n, 0u, BATCH);
         let lse = act_prepare(base);
-        // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c).
+        // Cross-entropy runs on a softmax of the logits whatever the region term's activation.
+        var lse_ce = lse;
+        let ce_softmax = PIX == PIX_CE && !binary_labels();
+        if ce_softmax && ACT != ACT_SOFTMAX {
+            var st = lse_start(logits[base]);
+            for (var c = 1u; c < params.c; c = c + 1u) {
+                st = lse_push(st, logits[base + c * params.s]);
+            }
+            lse_ce = lse_value(st);
+        }
+        // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c); dense cross-entropy needs Σ w t'.
         var dot = 0.0;
-        if ACT == ACT_SOFTMAX {
+        var ce_a = 0.0;
+        if ACT == ACT_SOFTMAX || (ce_softmax && DENSE) {
             for (var c = 0u; c < params.c; c = c + 1u) {
                 let e = base + c * params.s;
                 let pc = prob(logits[e], lse);
-                dot = dot + pc * class_dl_dp(seg, c, pc, target_at(e, c, label), coef_scale);
+                let t = target_at(e, c, label);
+                dot = dot + pc * class_dl_dp(seg, c, pc, t, coef_scale);
+                let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
+                ce_a = ce_a + pixel_weight(c) * ts;
             }
         }
         for (var c = 0u; c < params.c; c = c + 1u) {
             let e = base + c * params.s;
-            let pc = prob(logits[e], lse);
-            let d = class_dl_dp(seg, c, pc, target_at(e, c, label), coef_scale);
+            let z = logits[e];
+            let pc = prob(z, lse);
+            let t = target_at(e, c, label);
+            let d = class_dl_dp(seg, c, pc, t, coef_scale);
             var g = d;
             if ACT == ACT_SOFTMAX {
                 g = pc * (d - dot);
             } else if ACT == ACT_SIGMOID {
                 g = d * pc * (1.0 - pc);
+            }
+            if PIX != PIX_NONE {
+                let lg = pixel_term(e, c, z, t, label, lse_ce, ce_a);
+                pixel_loss = pixel_loss + lg.x;
+                g = g + pixel_mult * lg.y;
+                let item = scratch[COEF_OFFSET + seg * params.c + c].z;
+                store_none(n, s, c, params.lambda_region * item + pixel_mult * lg.x);
             }
             write_grad(e, g);
         }
@@ -523,5 +651,24 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     }
     if bad_targets != 0u {
         atomicAdd(&status[STATUS_NONFINITE_TARGET], bad_targets);
+    }
+    if PIX != PIX_NONE && REDUCTION != REDUCE_NONE {
+        let total = wg_sum(pixel_loss, lane);
+        if lane.lid == 0u {
+            scratch[pixel_partials_offset() + wid.x] = vec4<f32>(total, 0.0, 0.0, 0.0);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn loss_final(lane: Lane) {
+    var acc_loss = 0.0;
+    for (var i = lane.lid; i < params.nwg; i = i + WG) {
+        acc_loss = acc_loss + scratch[pixel_partials_offset() + i].x;
+    }
+    let total = wg_sum(acc_loss, lane);
+    if lane.lid == 0u {
+        let g = scratch[0];
+        loss_out[0] = g.x + g.z * total;
     }
 }

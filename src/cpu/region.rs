@@ -2,7 +2,10 @@
 //! the shader's names and formulas.
 
 use super::activation::{log_sum_exp, pow_nonneg, sigmoid};
-use crate::loss::region::{RegionKind, RegionSpec, WeightType};
+use super::terms::{
+    bce_term, ce_dense_term, ce_label_term, focal_alpha_factor, focal_sigmoid_term,
+};
+use crate::loss::region::{PixTerm, RegionKind, RegionSpec, WeightType};
 use crate::loss::{Activation, Reduction, Status};
 use crate::tensor::{Shape, Targets};
 
@@ -119,6 +122,9 @@ pub(crate) fn statistics(
                 }
             }
             stats[(seg * slots + c_n) * 4] += 1.0;
+            if !spec.dense && !ctx.binary_labels() {
+                stats[(seg * slots + c_n) * 4 + 1] += spec.pixel_weight[label as usize] as f64;
+            }
         }
     }
     stats
@@ -173,13 +179,9 @@ fn gdl_weight(spec: &RegionSpec, g: f64) -> f64 {
     }
 }
 
-/// Loss (reduced or unreduced), per-(segment, class) coefficients and their global scale
-/// (finalize).
-pub(crate) fn finalize(
-    spec: &RegionSpec,
-    shape: &Shape,
-    stats: &[f64],
-) -> (Vec<f64>, Vec<[f64; 2]>, f64) {
+/// `finalize` of the shader: the loss (reduced, or per item for `none`), per-(segment, class)
+/// gradient coefficients, their global scale, and each item's unreduced loss (`.z` in WGSL).
+pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Finalized {
     let c_n = shape.c();
     let nseg = spec.segments(shape);
     let kept = spec.kept(shape);
@@ -196,6 +198,7 @@ pub(crate) fn finalize(
         1.0
     };
     let mut coefs = vec![[0.0; 2]; nseg * c_n];
+    let mut items_loss = vec![0.0; nseg * c_n];
     let mut none = vec![0.0; spec.loss_len(shape)];
     let mut total = 0.0;
     for seg in 0..nseg {
@@ -232,6 +235,7 @@ pub(crate) fn finalize(
                 ];
                 let co = coefficients(d);
                 coefs[seg * c_n + c] = [scale * co[0], scale * co[1]];
+                items_loss[seg * c_n + c] = l;
             }
             if spec.reduction == Reduction::None {
                 none[seg] = l;
@@ -274,6 +278,7 @@ pub(crate) fn finalize(
                 }
                 none[seg * kept + (c - first)] = lo;
                 coefs[seg * c_n + c] = coef;
+                items_loss[seg * c_n + c] = lo;
             } else {
                 coefs[seg * c_n + c] = [scale * w * coef[0], scale * w * coef[1]];
             }
@@ -286,12 +291,98 @@ pub(crate) fn finalize(
         coef_scale = total.tanh();
         loss = total.cosh().ln();
     }
-    let out = if spec.reduction == Reduction::None {
-        none
-    } else {
-        vec![loss]
+    if spec.reduction == Reduction::None && spec.pix != PixTerm::None {
+        // MONAI broadcasts the region loss onto [N, C', *S].
+        coef_scale = (shape.s() * if spec.batch { shape.n() } else { 1 }) as f64;
+        if spec.kind == RegionKind::GeneralizedDice {
+            coef_scale *= kept as f64;
+        }
+    }
+    let lambda = spec.lambda_region as f64;
+    Finalized {
+        loss: if spec.reduction == Reduction::None {
+            none
+        } else {
+            vec![lambda * loss]
+        },
+        coefs,
+        coef_scale: lambda * coef_scale,
+        items: items_loss,
+    }
+}
+
+/// What `finalize` hands to the gradient pass.
+pub(crate) struct Finalized {
+    pub loss: Vec<f64>,
+    pub coefs: Vec<[f64; 2]>,
+    pub coef_scale: f64,
+    pub items: Vec<f64>,
+}
+
+/// `pixel_multiplier` of the shader: the multiplier of the summed pixel-wise term.
+pub(crate) fn pixel_multiplier(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> f64 {
+    if spec.pix == PixTerm::None {
+        return 0.0;
+    }
+    let lambda = spec.lambda_pixel as f64;
+    if spec.reduction != Reduction::Mean {
+        return lambda * spec.pixel_norm(shape) as f64;
+    }
+    let c_n = shape.c();
+    let (mut valid, mut valid_weight) = (0.0, 0.0);
+    for seg in 0..spec.segments(shape) {
+        valid += stats[(seg * (c_n + 1) + c_n) * 4];
+        valid_weight += stats[(seg * (c_n + 1) + c_n) * 4 + 1];
+    }
+    let denom = match spec.pix {
+        PixTerm::CrossEntropy if !(spec.dense || c_n == 1) => valid_weight,
+        PixTerm::CrossEntropy => valid,
+        _ => valid * spec.kept(shape) as f64,
     };
-    (out, coefs, coef_scale)
+    if denom > 0.0 {
+        lambda / denom
+    } else {
+        0.0
+    }
+}
+
+/// `pixel_term` of the shader: (loss, dl/dz) of channel c's pixel-wise term.
+#[allow(clippy::too_many_arguments)]
+fn pixel_term(
+    spec: &RegionSpec,
+    shape: &Shape,
+    c: usize,
+    z: f64,
+    t: f64,
+    label: i32,
+    lse_ce: f64,
+    ce_a: f64,
+) -> (f64, f64) {
+    let c_n = shape.c();
+    let pw = |k: usize| spec.pixel_weight[k] as f64;
+    match spec.pix {
+        PixTerm::CrossEntropy if c_n == 1 => bce_term(z, t, pw(0), 1.0),
+        PixTerm::CrossEntropy => {
+            let eps = spec.label_smoothing as f64;
+            let lp = z - lse_ce;
+            let p = lp.exp();
+            if spec.dense {
+                let ts = (1.0 - eps) * t + eps / c_n as f64;
+                ce_dense_term(lp, p, ts, pw(c), ce_a)
+            } else {
+                let hit = (c as i32 == label) as u8 as f64;
+                let wsum: f64 = spec.pixel_weight.iter().map(|&w| w as f64).sum();
+                ce_label_term(lp, p, hit, pw(label as usize), pw(c), eps, c_n as f64, wsum)
+            }
+        }
+        PixTerm::Focal if c >= spec.first_channel => {
+            let af = spec
+                .focal_alpha
+                .map_or(1.0, |a| focal_alpha_factor(t, a as f64));
+            focal_sigmoid_term(z, t, spec.focal_gamma as f64, af * pw(c))
+        }
+        _ => (0.0, 0.0),
+    }
 }
 
 /// `dl_dp` of the shader.
@@ -327,7 +418,8 @@ pub(crate) fn gradient(
     targets: &Targets,
     coefs: &[[f64; 2]],
     coef_scale: f64,
-) -> (Vec<f64>, Status) {
+    pixel_mult: f64,
+) -> (Vec<f64>, Vec<f64>, Status) {
     let ctx = Ctx {
         spec,
         shape,
@@ -337,6 +429,8 @@ pub(crate) fn gradient(
     let (c_n, s_n) = (shape.c(), shape.s());
     let mut grad = vec![0.0; shape.numel()];
     let mut status = Status::default();
+    // The pixel term's loss per element [N, C, *S].
+    let mut pixel_loss = vec![0.0; shape.numel()];
     for n in 0..shape.n() {
         for s in 0..s_n {
             let base = n * c_n * s_n + s;
@@ -367,16 +461,32 @@ pub(crate) fn gradient(
                 })
                 .collect();
             let dot: f64 = p.iter().zip(&d).map(|(p, d)| p * d).sum();
+            let lse_ce = log_sum_exp((0..c_n).map(|c| z[base + c * s_n]));
+            let eps = spec.label_smoothing as f64;
+            let ce_a: f64 = (0..c_n)
+                .map(|c| {
+                    let t = ctx.target(base + c * s_n, c, label);
+                    spec.pixel_weight[c] as f64 * ((1.0 - eps) * t + eps / c_n as f64)
+                })
+                .sum();
             for c in 0..c_n {
-                grad[base + c * s_n] = match spec.act {
+                let e = base + c * s_n;
+                let mut g = match spec.act {
                     Activation::Softmax => p[c] * (d[c] - dot),
                     Activation::Sigmoid => d[c] * p[c] * (1.0 - p[c]),
                     Activation::None => d[c],
                 };
+                if spec.pix != PixTerm::None {
+                    let t = ctx.target(e, c, label);
+                    let (l, dz) = pixel_term(spec, shape, c, z[e], t, label, lse_ce, ce_a);
+                    pixel_loss[e] = l;
+                    g += pixel_mult * dz;
+                }
+                grad[e] = g;
             }
         }
     }
-    (grad, status)
+    (grad, pixel_loss, status)
 }
 
 /// Loss and gradient of a region loss, with the status counts.
@@ -387,7 +497,47 @@ pub(crate) fn forward_backward(
     targets: &Targets,
 ) -> (Vec<f64>, Vec<f64>, Status) {
     let stats = statistics(spec, shape, z, targets);
-    let (loss, coefs, coef_scale) = finalize(spec, shape, &stats);
-    let (grad, status) = gradient(spec, shape, z, targets, &coefs, coef_scale);
+    let fin = finalize(spec, shape, &stats);
+    let pixel_mult = pixel_multiplier(spec, shape, &stats);
+    let (grad, pixel_loss, status) = gradient(
+        spec,
+        shape,
+        z,
+        targets,
+        &fin.coefs,
+        fin.coef_scale,
+        pixel_mult,
+    );
+    let mut loss = fin.loss;
+    if spec.pix != PixTerm::None {
+        if spec.reduction == Reduction::None {
+            // [N, C', *S]: the region item broadcast plus the pixel term; 0 where ignored.
+            let (c_n, s_n, first) = (shape.c(), shape.s(), spec.first_channel);
+            let kept = spec.kept(shape);
+            let ctx = Ctx {
+                spec,
+                shape,
+                z,
+                targets,
+            };
+            loss = vec![0.0; shape.n() * kept * s_n];
+            for n in 0..shape.n() {
+                let seg = if spec.batch { 0 } else { n };
+                for s in 0..s_n {
+                    if ctx.state(ctx.label(n * s_n + s)) != Pix::Valid {
+                        continue;
+                    }
+                    for c in first..c_n {
+                        let e = n * c_n * s_n + c * s_n + s;
+                        loss[(n * kept + c - first) * s_n + s] = spec.lambda_region as f64
+                            * fin.items[seg * c_n + c]
+                            + pixel_mult * pixel_loss[e];
+                    }
+                }
+            }
+        } else {
+            loss[0] += pixel_mult * pixel_loss.iter().sum::<f64>();
+        }
+    }
     (loss, grad, status)
 }

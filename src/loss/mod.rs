@@ -11,7 +11,8 @@ use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 
 pub use pixel::{BalancedBce, Bce, CrossEntropy, Focal};
 pub use region::{
-    Dice, GeneralizedDice, RegionOptions, SensitivitySpecificity, Tversky, WeightType,
+    Dice, DiceCe, GeneralizedDice, RegionFocal, RegionOptions, SensitivitySpecificity, Tversky,
+    WeightType,
 };
 
 /// How the per-element losses are combined, as the reference defines it.
@@ -155,6 +156,12 @@ pub enum Loss {
     LogCoshDice(Dice),
     /// `sensitivity-specificity`
     SensitivitySpecificity(SensitivitySpecificity),
+    /// `dice-ce`
+    DiceCe(DiceCe),
+    /// `dice-focal`
+    DiceFocal(RegionFocal),
+    /// `generalized-dice-focal`
+    GeneralizedDiceFocal(RegionFocal),
 }
 
 impl Loss {
@@ -172,6 +179,9 @@ impl Loss {
         "generalized-dice",
         "log-cosh-dice",
         "sensitivity-specificity",
+        "dice-ce",
+        "dice-focal",
+        "generalized-dice-focal",
     ];
 
     /// The loss `name` with `key=value` parameters (LOSSES.md's names; lists comma-separated).
@@ -192,6 +202,12 @@ impl Loss {
             "sensitivity-specificity" => {
                 Loss::SensitivitySpecificity(SensitivitySpecificity::from_params(params)?)
             }
+            "dice-ce" => Loss::DiceCe(DiceCe::from_params(params)?),
+            "dice-focal" => Loss::DiceFocal(RegionFocal::from_params("dice-focal", params)?),
+            "generalized-dice-focal" => Loss::GeneralizedDiceFocal(RegionFocal::from_params(
+                "generalized-dice-focal",
+                params,
+            )?),
             _ => {
                 return Err(Error::UnknownLoss {
                     name: name.to_string(),
@@ -230,6 +246,9 @@ impl Loss {
             Loss::GeneralizedDice(_) => "generalized-dice",
             Loss::LogCoshDice(_) => "log-cosh-dice",
             Loss::SensitivitySpecificity(_) => "sensitivity-specificity",
+            Loss::DiceCe(_) => "dice-ce",
+            Loss::DiceFocal(_) => "dice-focal",
+            Loss::GeneralizedDiceFocal(_) => "generalized-dice-focal",
         }
     }
 
@@ -243,7 +262,9 @@ impl Loss {
             Loss::Dice(l) | Loss::Jaccard(l) | Loss::LogCoshDice(l) => l.options.reduction,
             Loss::Tversky(l) | Loss::FocalTversky(l) | Loss::Asymmetric(l) => l.options.reduction,
             Loss::GeneralizedDice(l) => l.options.reduction,
-            Loss::SensitivitySpecificity(_) => Reduction::Mean,
+            Loss::SensitivitySpecificity(l) => l.reduction,
+            Loss::DiceCe(l) => l.dice.options.reduction,
+            Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => l.dice.options.reduction,
         }
     }
 
@@ -264,6 +285,10 @@ impl Loss {
             }
             Loss::GeneralizedDice(l) => Spec::Region(l.spec(shape, target)?),
             Loss::SensitivitySpecificity(l) => Spec::Region(l.spec(shape, target)?),
+            Loss::DiceCe(l) => Spec::Region(l.spec(shape, target)?),
+            Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => {
+                Spec::Region(l.spec(name, shape, target)?)
+            }
         })
     }
 
@@ -279,7 +304,8 @@ impl Loss {
 
     /// The shape of the loss output: `[]` for `mean`/`sum`, the reference's unreduced shape for
     /// `none` (`[N, *S]` for cross-entropy, `[N, C', *S]` for the other pixel-wise losses,
-    /// `[N, C']` or `[1, C']` with `batch` for region losses, `[N]` for generalized-dice).
+    /// `[N, C']` or `[1, C']` with `batch` for region losses (MONAI adds trailing ones),
+    /// `[N]` for generalized-dice, `[N, C', *S]` for `dice-focal` and `generalized-dice-focal`).
     pub fn loss_shape(&self, shape: &Shape, target: TargetKind) -> Result<Vec<usize>> {
         let spec = self.spec(shape, target)?;
         Ok(match &spec {
@@ -288,6 +314,10 @@ impl Loss {
                 [shape.n()].into_iter().chain(shape.spatial()).collect()
             }
             Spec::Pixel(p) => [shape.n(), p.kept_channels(shape)]
+                .into_iter()
+                .chain(shape.spatial())
+                .collect(),
+            Spec::Region(r) if r.pix != region::PixTerm::None => [shape.n(), r.kept(shape)]
                 .into_iter()
                 .chain(shape.spatial())
                 .collect(),

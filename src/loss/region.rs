@@ -166,6 +166,8 @@ pub struct SensitivitySpecificity {
     pub ignore_index: Option<i32>,
     /// `None`: softmax for C > 1, sigmoid for C = 1.
     pub activation: Option<Activation>,
+    /// Reduction over the (image, class) items (LOSSES.md: mean); `none` gives `[N, C']`.
+    pub reduction: Reduction,
 }
 
 impl Default for SensitivitySpecificity {
@@ -177,8 +179,59 @@ impl Default for SensitivitySpecificity {
             batch: false,
             ignore_index: None,
             activation: None,
+            reduction: Reduction::Mean,
         }
     }
+}
+
+/// `dice-ce` (`monai.losses.DiceCELoss`): `lambda_dice · dice + lambda_ce · cross-entropy`, the
+/// cross-entropy on a softmax of the logits (BCE with `pos_weight = weight` when C = 1) computed
+/// inside the Dice kernel's gradient pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiceCe {
+    /// The Dice part (its `weight` is ignored: see [`DiceCe::weight`]).
+    pub dice: Dice,
+    /// Per class (length C): the cross-entropy's weight; the Dice part uses the kept classes'.
+    pub weight: Option<Vec<f32>>,
+    /// Cross-entropy label smoothing in [0, 1].
+    pub label_smoothing: f32,
+    /// Weight of the Dice part.
+    pub lambda_dice: f32,
+    /// Weight of the cross-entropy part.
+    pub lambda_ce: f32,
+}
+
+impl Default for DiceCe {
+    fn default() -> Self {
+        DiceCe {
+            dice: Dice::default(),
+            weight: None,
+            label_smoothing: 0.0,
+            lambda_dice: 1.0,
+            lambda_ce: 1.0,
+        }
+    }
+}
+
+/// `dice-focal` (`monai.losses.DiceFocalLoss`) and `generalized-dice-focal`
+/// (`monai.losses.GeneralizedDiceFocalLoss`): a region term plus MONAI's sigmoid focal loss on
+/// the logits, computed inside the region kernel's gradient pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegionFocal {
+    /// The region part: [`Dice`] options for `dice-focal`.
+    pub dice: Dice,
+    /// The region part for `generalized-dice-focal`.
+    pub generalized: Option<GeneralizedDice>,
+    /// Focal exponent, >= 0.
+    pub gamma: f32,
+    /// Focal alpha in [0, 1].
+    pub alpha: Option<f32>,
+    /// Per kept class, or one value: the focal weight (and, for `dice-focal`, the Dice weight).
+    pub weight: Option<Vec<f32>>,
+    /// Weight of the region part (`lambda_dice` or `lambda_gdl`).
+    pub lambda_region: f32,
+    /// Weight of the focal part.
+    pub lambda_focal: f32,
 }
 
 /// Which statistics and score (`LOSS` in the shader).
@@ -214,6 +267,23 @@ pub(crate) struct RegionSpec {
     pub beta: f32,
     pub gamma: f32,
     pub ss_r: f32,
+    /// The pixel-wise term of a compound loss (`PIX` in the shader).
+    pub pix: PixTerm,
+    /// Per absolute channel (length C): the pixel term's class weight.
+    pub pixel_weight: Vec<f32>,
+    pub label_smoothing: f32,
+    pub focal_gamma: f32,
+    pub focal_alpha: Option<f32>,
+    pub lambda_region: f32,
+    pub lambda_pixel: f32,
+}
+
+/// The pixel-wise term of a compound region loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PixTerm {
+    None = 0,
+    CrossEntropy = 1,
+    Focal = 2,
 }
 
 fn param_err(loss: &'static str, name: &str, message: String) -> Error {
@@ -286,7 +356,23 @@ impl RegionSpec {
             beta: 0.5,
             gamma: 1.0,
             ss_r: 0.0,
+            pix: PixTerm::None,
+            pixel_weight: vec![1.0; c],
+            label_smoothing: 0.0,
+            focal_gamma: 0.0,
+            focal_alpha: None,
+            lambda_region: 1.0,
+            lambda_pixel: 0.0,
         })
+    }
+
+    /// The host-known multiplier of the summed pixel term (for `sum`; `mean` comes from the
+    /// statistics): MONAI's focal `sum` is a sum of spatial means.
+    pub fn pixel_norm(&self, shape: &Shape) -> f32 {
+        match (self.pix, self.reduction) {
+            (PixTerm::Focal, Reduction::Sum) => 1.0 / shape.s() as f32,
+            _ => 1.0,
+        }
     }
 
     /// Segments: images, or one for `batch`.
@@ -305,6 +391,10 @@ impl RegionSpec {
     /// Elements of the loss output.
     pub fn loss_len(&self, shape: &Shape) -> usize {
         match (self.reduction, self.kind) {
+            // A compound loss's region term broadcast onto its pixel term: [N, C', *S].
+            (Reduction::None, _) if self.pix != PixTerm::None => {
+                shape.n() * self.kept(shape) * shape.s()
+            }
             (Reduction::None, RegionKind::GeneralizedDice) => self.segments(shape),
             (Reduction::None, _) => self.segments(shape) * self.kept(shape),
             _ => 1,
@@ -342,30 +432,193 @@ impl Dice {
         s.jaccard = loss == "jaccard";
         s.log_cosh = loss == "log-cosh-dice";
         if let Some(w) = &self.weight {
-            let kept = s.kept(shape);
-            if let Some(x) = w.iter().find(|x| !x.is_finite() || **x < 0.0) {
-                return Err(param_err(
-                    loss,
-                    "weight",
-                    format!("{x} is negative or not finite"),
-                ));
-            }
-            let full: Vec<f32> = match w.len() {
-                1 => vec![w[0]; kept],
-                l if l == kept => w.clone(),
-                l => {
-                    return Err(param_err(
-                        loss,
-                        "weight",
-                        format!("{l} values given, the loss needs {kept} (one per kept class)"),
-                    ))
-                }
-            };
-            // MONAI applies no weight with a single class.
-            if kept > 1 {
-                s.weight[s.first_channel..].copy_from_slice(&full);
+            // MONAI applies no Dice weight with a single class.
+            if s.kept(shape) > 1 {
+                s.weight = kept_weights(loss, w, shape, s.first_channel)?;
             }
         }
+        Ok(s)
+    }
+}
+
+/// Per absolute channel (length C) from a per-kept-class list (or one value); channel 0 gets 1
+/// when it is dropped.
+fn kept_weights(loss: &'static str, w: &[f32], shape: &Shape, first: usize) -> Result<Vec<f32>> {
+    let kept = shape.c() - first;
+    if let Some(x) = w.iter().find(|x| !x.is_finite() || **x < 0.0) {
+        return Err(param_err(
+            loss,
+            "weight",
+            format!("{x} is negative or not finite"),
+        ));
+    }
+    let mut full = vec![1.0; first];
+    match w.len() {
+        1 => full.extend(std::iter::repeat_n(w[0], kept)),
+        l if l == kept => full.extend_from_slice(w),
+        l => {
+            return Err(param_err(
+                loss,
+                "weight",
+                format!("{l} values given, the loss needs {kept} (one per kept class)"),
+            ))
+        }
+    }
+    Ok(full)
+}
+
+impl DiceCe {
+    pub(crate) fn from_params(items: &[(String, String)]) -> Result<Self> {
+        let extra = [
+            "squared_pred",
+            "weight",
+            "label_smoothing",
+            "lambda_dice",
+            "lambda_ce",
+        ];
+        let r = ParamReader::new("dice-ce", &known(&extra), items)?;
+        let d = Self::default();
+        Ok(DiceCe {
+            dice: Dice {
+                options: RegionOptions::read(&r)?,
+                squared_pred: r.bool("squared_pred", false)?,
+                weight: None,
+            },
+            weight: r.list("weight")?,
+            label_smoothing: r.f32("label_smoothing", d.label_smoothing)?,
+            lambda_dice: r.f32("lambda_dice", d.lambda_dice)?,
+            lambda_ce: r.f32("lambda_ce", d.lambda_ce)?,
+        })
+    }
+
+    pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<RegionSpec> {
+        const L: &str = "dice-ce";
+        let mut s = self.dice.spec(L, shape, target)?;
+        if s.reduction == Reduction::None {
+            return Err(param_err(
+                L,
+                "reduction",
+                "none is not defined for dice-ce (MONAI: its terms have different shapes)".into(),
+            ));
+        }
+        check_nonneg(L, "lambda_dice", self.lambda_dice)?;
+        check_nonneg(L, "lambda_ce", self.lambda_ce)?;
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            let v = self.label_smoothing;
+            return Err(param_err(
+                L,
+                "label_smoothing",
+                format!("{v} is outside [0, 1]"),
+            ));
+        }
+        if let Some(w) = &self.weight {
+            if w.len() != shape.c() {
+                let msg = format!(
+                    "{} values given, the loss needs {} (one per class)",
+                    w.len(),
+                    shape.c()
+                );
+                return Err(param_err(L, "weight", msg));
+            }
+            // The CE weight covers every class; the Dice weight the kept ones (MONAI).
+            s.pixel_weight = kept_weights(L, w, shape, 0)?;
+            if s.kept(shape) > 1 {
+                s.weight = kept_weights(L, &w[s.first_channel..], shape, s.first_channel)?;
+            }
+        }
+        s.pix = PixTerm::CrossEntropy;
+        s.label_smoothing = self.label_smoothing;
+        s.lambda_region = self.lambda_dice;
+        s.lambda_pixel = self.lambda_ce;
+        Ok(s)
+    }
+}
+
+impl RegionFocal {
+    pub(crate) fn from_params(loss: &'static str, items: &[(String, String)]) -> Result<Self> {
+        let generalized = loss == "generalized-dice-focal";
+        let mut extra = vec!["gamma", "alpha", "weight", "lambda_focal"];
+        extra.extend(if generalized {
+            ["w_type", "lambda_gdl"]
+        } else {
+            ["squared_pred", "lambda_dice"]
+        });
+        let r = ParamReader::new(loss, &known(&extra), items)?;
+        let options = RegionOptions::read(&r)?;
+        Ok(RegionFocal {
+            dice: Dice {
+                options: options.clone(),
+                squared_pred: r.bool("squared_pred", false)?,
+                weight: None,
+            },
+            generalized: if generalized {
+                Some(GeneralizedDice {
+                    options,
+                    w_type: r.parsed("w_type", WeightType::Square)?,
+                })
+            } else {
+                None
+            },
+            gamma: r.f32("gamma", 2.0)?,
+            alpha: r.opt_f32("alpha")?,
+            weight: r.list("weight")?,
+            lambda_region: r.f32(
+                if generalized {
+                    "lambda_gdl"
+                } else {
+                    "lambda_dice"
+                },
+                1.0,
+            )?,
+            lambda_focal: r.f32("lambda_focal", 1.0)?,
+        })
+    }
+
+    pub(crate) fn spec(
+        &self,
+        loss: &'static str,
+        shape: &Shape,
+        target: TargetKind,
+    ) -> Result<RegionSpec> {
+        let mut s = match &self.generalized {
+            Some(g) => g.spec(shape, target)?,
+            None => {
+                let dice = Dice {
+                    weight: self.weight.clone(),
+                    ..self.dice.clone()
+                };
+                dice.spec(loss, shape, target)?
+            }
+        };
+        check_nonneg(loss, "gamma", self.gamma)?;
+        check_nonneg(loss, "lambda_focal", self.lambda_focal)?;
+        let lambda_name = if self.generalized.is_some() {
+            "lambda_gdl"
+        } else {
+            "lambda_dice"
+        };
+        check_nonneg(loss, lambda_name, self.lambda_region)?;
+        if let Some(a) = self.alpha {
+            if !(0.0..=1.0).contains(&a) {
+                return Err(param_err(loss, "alpha", format!("{a} is outside [0, 1]")));
+            }
+        }
+        if s.ignore_index.is_some() && s.reduction == Reduction::Sum {
+            return Err(param_err(
+                loss,
+                "ignore_index",
+                "is supported with reduction=mean only (the focal sum is a sum of spatial means)"
+                    .into(),
+            ));
+        }
+        if let Some(w) = &self.weight {
+            s.pixel_weight = kept_weights(loss, w, shape, s.first_channel)?;
+        }
+        s.pix = PixTerm::Focal;
+        s.focal_gamma = self.gamma;
+        s.focal_alpha = self.alpha;
+        s.lambda_region = self.lambda_region;
+        s.lambda_pixel = self.lambda_focal;
         Ok(s)
     }
 }
@@ -456,6 +709,7 @@ impl SensitivitySpecificity {
         "batch",
         "ignore_index",
         "activation",
+        "reduction",
     ];
 
     pub(crate) fn from_params(items: &[(String, String)]) -> Result<Self> {
@@ -468,6 +722,7 @@ impl SensitivitySpecificity {
             batch: r.bool("batch", d.batch)?,
             ignore_index: r.ignore_index(None)?,
             activation: r.parsed_opt("activation")?,
+            reduction: r.reduction()?,
         })
     }
 
@@ -483,6 +738,7 @@ impl SensitivitySpecificity {
             batch: self.batch,
             ignore_index: self.ignore_index,
             activation: self.activation,
+            reduction: self.reduction,
             ..RegionOptions::default()
         };
         let mut s = RegionSpec::base(L, RegionKind::SensitivitySpecificity, &o, shape, target)?;
@@ -512,7 +768,13 @@ pub struct RegionParams {
     pub gamma: f32,
     pub grad_scale: f32,
     pub ss_r: f32,
-    pub _pad: f32,
+    pub lambda_region: f32,
+    pub lambda_pixel: f32,
+    pub label_smoothing: f32,
+    pub focal_gamma: f32,
+    pub focal_alpha: f32,
+    pub pixel_norm: f32,
+    pub pixel_weight_sum: f32,
 }
 
 // params, logits, targets, class_weights, grad, loss_out, scratch, stats, status
@@ -536,6 +798,7 @@ pub(crate) struct RegionPlan {
     combine: wgpu::ComputePipeline,
     finalize: wgpu::ComputePipeline,
     grad_pass: wgpu::ComputePipeline,
+    loss_final: Option<wgpu::ComputePipeline>,
     weights: wgpu::Buffer,
     scratch: wgpu::Buffer,
     /// The statistics of a plain `record` (split-phase callers bring their own).
@@ -589,11 +852,14 @@ impl RegionPlan {
             ("LOG_COSH", flag(spec.log_cosh)),
             ("FOCAL_TVERSKY", flag(spec.focal_tversky)),
             ("W_TYPE", w_type),
+            ("PIX", spec.pix as u32 as f64),
+            ("HAS_ALPHA", flag(spec.focal_alpha.is_some())),
         ];
         let (layout, pipeline_layout) = kernels.layout(Family::Region, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Region, entry, &constants, &pipeline_layout);
         let nseg = spec.segments(shape);
-        let scratch_len = 4 * (1 + nseg * shape.c() + shape.n() * wx as usize * (shape.c() + 1));
+        let scratch_len =
+            4 * (1 + nseg * shape.c() + shape.n() * wx as usize * (shape.c() + 1) + nwg as usize);
         kernels.check_binding("scratch", scratch_len as u64 * 4)?;
         let stats_len = spec.stats_len(shape);
         Ok(RegionPlan {
@@ -601,7 +867,16 @@ impl RegionPlan {
             combine: pipe("combine")?,
             finalize: pipe("finalize")?,
             grad_pass: pipe("grad_pass")?,
-            weights: bind::constants(device, "segloss region weights", &spec.weight),
+            // A compound loss's pixel term is reduced last (with `none` grad_pass writes it).
+            loss_final: match (spec.pix, spec.reduction) {
+                (PixTerm::None, _) | (_, Reduction::None) => None,
+                _ => Some(pipe("loss_final")?),
+            },
+            weights: bind::constants(
+                device,
+                "segloss region weights",
+                &[spec.weight.as_slice(), spec.pixel_weight.as_slice()].concat(),
+            ),
             scratch: storage(
                 device,
                 "segloss region scratch",
@@ -650,7 +925,13 @@ impl RegionPlan {
             gamma: self.spec.gamma,
             grad_scale: outputs.map_or(1.0, |o| o.grad_scale),
             ss_r: self.spec.ss_r,
-            _pad: 0.0,
+            lambda_region: self.spec.lambda_region,
+            lambda_pixel: self.spec.lambda_pixel,
+            label_smoothing: self.spec.label_smoothing,
+            focal_gamma: self.spec.focal_gamma,
+            focal_alpha: self.spec.focal_alpha.unwrap_or(0.0),
+            pixel_norm: self.spec.pixel_norm(shape),
+            pixel_weight_sum: self.spec.pixel_weight.iter().sum(),
         };
         let uniform = uniform(device, "segloss region params", &params);
         // The statistics pass binds no outputs: the plan's scratch stands in for them.
@@ -716,5 +997,9 @@ impl RegionPlan {
         pass.dispatch_workgroups(1, 1, 1);
         pass.set_pipeline(&self.grad_pass);
         pass.dispatch_workgroups(self.nwg, 1, 1);
+        if let Some(loss_final) = &self.loss_final {
+            pass.set_pipeline(loss_final);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
     }
 }
