@@ -1122,6 +1122,43 @@ const CASES: &[Case] = &[
         D3,
         Gen::Dense(false),
     ),
+    case("dice-ce", &[], D2, Gen::Labels(None)),
+    case(
+        "dice-ce",
+        &["weight=0.5,2,1,1.5", "label_smoothing=0.1", "batch=true"],
+        D3,
+        Gen::Labels(None),
+    ),
+    case("dice-ce", &["reduction=sum"], D2, Gen::Dense(false)),
+    case("dice-ce", &[], C1, Gen::Labels(None)),
+    case("dice-focal", &[], D2, Gen::Labels(None)),
+    case(
+        "dice-focal",
+        &["alpha=0.25", "include_background=false", "reduction=none"],
+        D3,
+        Gen::Labels(None),
+    ),
+    case("generalized-dice-focal", &[], D2, Gen::Labels(None)),
+    case(
+        "generalized-dice-focal",
+        &["w_type=simple", "reduction=sum"],
+        D1,
+        Gen::Dense(true),
+    ),
+    case("combo", &[], C1, Gen::Labels(None)),
+    case(
+        "combo",
+        &["alpha=0.3", "ce_ratio=0.7"],
+        D2,
+        Gen::Dense(true),
+    ),
+    case("exp-log", &[], D2, Gen::Labels(None)),
+    case(
+        "exp-log",
+        &["gamma_dice=1", "gamma_ce=1"],
+        D3,
+        Gen::Labels(None),
+    ),
 ];
 
 /// max |got - want| / max(max |want|, 1e-3): the relative error of a loss (or of every element

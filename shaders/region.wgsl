@@ -26,6 +26,8 @@ const R_DICE: u32 = 0u;      // dice, jaccard (JACCARD), log-cosh-dice (LOG_COSH
 const R_TVERSKY: u32 = 1u;   // tversky, asymmetric, focal-tversky (FOCAL_TVERSKY)
 const R_GDL: u32 = 2u;       // generalized-dice
 const R_SS: u32 = 3u;        // sensitivity-specificity
+const R_COMBO: u32 = 4u;     // combo: -(1 - alpha)·Dice over everything (+ PIX_COMBO)
+const R_EXPLOG: u32 = 5u;    // exp-log: w_dice·mean_c (-ln Dice_c)^gamma (+ PIX_EXPLOG)
 override ACT: u32 = 0u;
 const ACT_SOFTMAX: u32 = 0u;
 const ACT_SIGMOID: u32 = 1u;
@@ -53,6 +55,8 @@ override PIX: u32 = 0u;
 const PIX_NONE: u32 = 0u;
 const PIX_CE: u32 = 1u;      // dice-ce: torch cross-entropy on the logits (BCE with C = 1)
 const PIX_FOCAL: u32 = 2u;   // dice-focal, generalized-dice-focal: MONAI's sigmoid focal loss
+const PIX_COMBO: u32 = 3u;   // combo: BCE with weights ce_ratio (positives), 1 - ce_ratio
+const PIX_EXPLOG: u32 = 4u;  // exp-log: w_y·(-ln p_y)^gamma_ce, w_y from the class counts
 // The focal term has an alpha.
 override HAS_ALPHA: bool = false;
 
@@ -71,15 +75,15 @@ struct Params {
     accumulate: u32,
     smooth_nr: f32,
     smooth_dr: f32,
-    alpha: f32,        // tversky: weight of fp
-    beta: f32,         // tversky: weight of fn
-    gamma: f32,        // focal-tversky exponent
+    alpha: f32,        // tversky: weight of fp; combo: alpha; exp-log: w_dice
+    beta: f32,         // tversky: weight of fn; combo: ce_ratio
+    gamma: f32,        // focal-tversky exponent; exp-log: gamma_dice
     grad_scale: f32,
     ss_r: f32,         // sensitivity-specificity: r
     lambda_region: f32,
     lambda_pixel: f32,
     label_smoothing: f32,
-    focal_gamma: f32,
+    pixel_gamma: f32,  // focal gamma; exp-log: gamma_ce
     focal_alpha: f32,
     pixel_norm: f32,   // multiplier of the summed pixel term when the host knows it
     pixel_weight_sum: f32,
@@ -349,7 +353,8 @@ fn item_count() -> f32 {
 }
 
 fn item_scale() -> f32 {
-    if REDUCTION == REDUCE_MEAN {
+    // Combo and exp-log define their own averages.
+    if REDUCTION == REDUCE_MEAN && LOSS != R_COMBO && LOSS != R_EXPLOG {
         return 1.0 / item_count();
     }
     return 1.0;
@@ -361,6 +366,43 @@ fn finalize_segment(seg: u32) -> f32 {
     let scale = item_scale();
     let kept = params.c - FIRST_CHANNEL;
     var total = 0.0;
+    if LOSS == R_COMBO {
+        // One Dice over every class and pixel: -(1 - alpha)·(2I + s)/(P + G + s).
+        var st = vec4<f32>(0.0);
+        for (var c = FIRST_CHANNEL; c < params.c; c = c + 1u) {
+            st = st + stat_at(seg, c);
+        }
+        let num = 2.0 * st.x + params.smooth_nr;
+        let den = st.y + st.z + params.smooth_nr;
+        let k = -(1.0 - params.alpha);
+        for (var c = FIRST_CHANNEL; c < params.c; c = c + 1u) {
+            set_coef(seg, c, vec4<f32>(k * 2.0 / den, -k * num / (den * den), 0.0, 0.0));
+        }
+        return k * num / den;
+    }
+    if LOSS == R_EXPLOG {
+        // w_dice·mean_c (-ln Dice_c)^gamma_dice; .w keeps the class weight of the CE term,
+        // (Σ_k f_k / f_c)^0.5 from the class counts (0 for an absent class: never used).
+        let counted = stat_at(seg, params.c).x;
+        let scale_c = params.alpha / f32(params.c);
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            let st = stat_at(seg, c);
+            let num = 2.0 * st.x + params.smooth_nr;
+            let den = st.y + st.z + params.smooth_nr;
+            let d = num / den;
+            let x = -log(d);
+            var dterm = 0.0;
+            if x > 0.0 {
+                dterm = -params.gamma * pow_nonneg(x, params.gamma - 1.0) / d;
+            }
+            let wl = select(0.0, sqrt(counted / st.z), st.z > 0.0);
+            let ct = scale_c * dterm * 2.0 / den;
+            let ca = -scale_c * dterm * num / (den * den);
+            set_coef(seg, c, vec4<f32>(ct, ca, 0.0, wl));
+            total = total + scale_c * pow_nonneg(max(x, 0.0), params.gamma);
+        }
+        return total;
+    }
     if LOSS == R_GDL {
         // Class weights from the target mass; an infinite weight (an empty class) takes the
         // largest finite weight of the segment, as MONAI does.
@@ -459,6 +501,9 @@ fn pixel_multiplier() -> f32 {
         valid_weight = valid_weight + v.y;
     }
     var denom = valid * f32(params.c - FIRST_CHANNEL);
+    if PIX == PIX_EXPLOG {
+        denom = valid;
+    }
     if PIX == PIX_CE {
         denom = select(valid_weight, valid, DENSE || binary_labels());
     }
@@ -537,9 +582,24 @@ fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32) -> f32 {
     return coef_scale * dl_dp(scratch[COEF_OFFSET + seg * params.c + c], p, g);
 }
 
-// The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits and
-// `ce_a` = Σ_k w_k t'_k (dense cross-entropy); both unused by the other terms.
-fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, ce_a: f32) -> vec2<f32> {
+// The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits;
+// `aux` is Σ_k w_k t'_k for dense cross-entropy and log p_y for exp-log.
+fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32) -> vec2<f32> {
+    if PIX == PIX_COMBO {
+        return bce_term(z, t, params.beta, 1.0 - params.beta);
+    }
+    if PIX == PIX_EXPLOG {
+        // w_y·x^γ with x = -log p_y: d/dz_c = -γ·w_y·x^(γ-1)·([c = y] - p_c); loss once, at y.
+        let wy = scratch[COEF_OFFSET + u32(label)].w;
+        let x = -aux;
+        let hit = f32(i32(c) == label);
+        var d = 0.0;
+        if x > 0.0 {
+            d = -params.pixel_gamma * wy * pow_nonneg(x, params.pixel_gamma - 1.0);
+        }
+        let p = exp(z - lse_ce);
+        return vec2<f32>(hit * wy * pow_nonneg(max(x, 0.0), params.pixel_gamma), d * (hit - p));
+    }
     if PIX == PIX_CE {
         if binary_labels() {
             // MONAI's DiceCE: BCE with logits, pos_weight = weight.
@@ -550,7 +610,7 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, ce_a: f32
         let p = exp(lp);
         if DENSE {
             let ts = (1.0 - eps) * t + eps / f32(params.c);
-            return ce_dense_term(lp, p, ts, pixel_weight(c), ce_a);
+            return ce_dense_term(lp, p, ts, pixel_weight(c), aux);
         }
         let hit = f32(i32(c) == label);
         return ce_label_term(lp, p, hit, pixel_weight(u32(label)), pixel_weight(c), eps,
@@ -561,7 +621,7 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, ce_a: f32
         if HAS_ALPHA {
             af = focal_alpha_factor(t, params.focal_alpha);
         }
-        return focal_sigmoid_term(z, t, params.focal_gamma, af * pixel_weight(c));
+        return focal_sigmoid_term(z, t, params.pixel_gamma, af * pixel_weight(c));
     }
     return vec2<f32>(0.0);
 }
@@ -600,7 +660,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         let lse = act_prepare(base);
         // Cross-entropy runs on a softmax of the logits whatever the region term's activation.
         var lse_ce = lse;
-        let ce_softmax = PIX == PIX_CE && !binary_labels();
+        let ce_softmax = (PIX == PIX_CE && !binary_labels()) || PIX == PIX_EXPLOG;
         if ce_softmax && ACT != ACT_SOFTMAX {
             var st = lse_start(logits[base]);
             for (var c = 1u; c < params.c; c = c + 1u) {
@@ -611,7 +671,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c); dense cross-entropy needs Σ w t'.
         var dot = 0.0;
         var ce_a = 0.0;
-        if ACT == ACT_SOFTMAX || (ce_softmax && DENSE) {
+        if ACT == ACT_SOFTMAX || (PIX == PIX_CE && ce_softmax && DENSE) {
             for (var c = 0u; c < params.c; c = c + 1u) {
                 let e = base + c * params.s;
                 let pc = prob(logits[e], lse);
@@ -620,6 +680,9 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
                 ce_a = ce_a + pixel_weight(c) * ts;
             }
+        }
+        if PIX == PIX_EXPLOG {
+            ce_a = logits[base + u32(label) * params.s] - lse_ce;   // log p_y
         }
         for (var c = 0u; c < params.c; c = c + 1u) {
             let e = base + c * params.s;

@@ -192,16 +192,64 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
     } else {
         nseg * kept
     } as f64;
-    let scale = if spec.reduction == Reduction::Mean {
+    let own_mean = matches!(spec.kind, RegionKind::Combo | RegionKind::ExpLog);
+    let scale = if spec.reduction == Reduction::Mean && !own_mean {
         1.0 / items
     } else {
         1.0
     };
     let mut coefs = vec![[0.0; 2]; nseg * c_n];
+    // exp-log: the class weights of its cross-entropy term (`.w` of the coefficients in WGSL).
+    let mut class_w = vec![0.0; c_n];
     let mut items_loss = vec![0.0; nseg * c_n];
     let mut none = vec![0.0; spec.loss_len(shape)];
     let mut total = 0.0;
     for seg in 0..nseg {
+        if spec.kind == RegionKind::Combo {
+            // One Dice over every class and pixel: -(1 - alpha)·(2I + s)/(P + G + s).
+            let mut st = [0.0; 4];
+            for c in first..c_n {
+                for (k, v) in at(seg, c).iter().enumerate() {
+                    st[k] += v;
+                }
+            }
+            let num = 2.0 * st[0] + spec.smooth_nr as f64;
+            let den = st[1] + st[2] + spec.smooth_nr as f64;
+            let k = -(1.0 - spec.alpha as f64);
+            for c in first..c_n {
+                coefs[seg * c_n + c] = [k * 2.0 / den, -k * num / (den * den)];
+            }
+            total += k * num / den;
+            continue;
+        }
+        if spec.kind == RegionKind::ExpLog {
+            let counted = at(seg, c_n)[0];
+            let scale_c = spec.alpha as f64 / c_n as f64;
+            let gamma = spec.gamma as f64;
+            for c in 0..c_n {
+                let st = at(seg, c);
+                let num = 2.0 * st[0] + spec.smooth_nr as f64;
+                let den = st[1] + st[2] + spec.smooth_nr as f64;
+                let d = num / den;
+                let x = -d.ln();
+                let dterm = if x > 0.0 {
+                    -gamma * pow_nonneg(x, gamma - 1.0) / d
+                } else {
+                    0.0
+                };
+                class_w[c] = if st[2] > 0.0 {
+                    (counted / st[2]).sqrt()
+                } else {
+                    0.0
+                };
+                coefs[seg * c_n + c] = [
+                    scale_c * dterm * 2.0 / den,
+                    -scale_c * dterm * num / (den * den),
+                ];
+                total += scale_c * pow_nonneg(x.max(0.0), gamma);
+            }
+            continue;
+        }
         if spec.kind == RegionKind::GeneralizedDice {
             let weights: Vec<f64> = (first..c_n)
                 .map(|c| gdl_weight(spec, at(seg, c)[2]))
@@ -308,6 +356,7 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
         coefs,
         coef_scale: lambda * coef_scale,
         items: items_loss,
+        class_w,
     }
 }
 
@@ -315,6 +364,7 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
 pub(crate) struct Finalized {
     pub loss: Vec<f64>,
     pub coefs: Vec<[f64; 2]>,
+    pub class_w: Vec<f64>,
     pub coef_scale: f64,
     pub items: Vec<f64>,
 }
@@ -337,6 +387,7 @@ pub(crate) fn pixel_multiplier(spec: &RegionSpec, shape: &Shape, stats: &[f64]) 
     let denom = match spec.pix {
         PixTerm::CrossEntropy if !(spec.dense || c_n == 1) => valid_weight,
         PixTerm::CrossEntropy => valid,
+        PixTerm::ExpLog => valid,
         _ => valid * spec.kept(shape) as f64,
     };
     if denom > 0.0 {
@@ -347,6 +398,8 @@ pub(crate) fn pixel_multiplier(spec: &RegionSpec, shape: &Shape, stats: &[f64]) 
 }
 
 /// `pixel_term` of the shader: (loss, dl/dz) of channel c's pixel-wise term.
+/// `aux` is Σ_k w_k t'_k for dense cross-entropy and log p_y for exp-log; `class_w` the exp-log
+/// class weights.
 #[allow(clippy::too_many_arguments)]
 fn pixel_term(
     spec: &RegionSpec,
@@ -356,7 +409,8 @@ fn pixel_term(
     t: f64,
     label: i32,
     lse_ce: f64,
-    ce_a: f64,
+    aux: f64,
+    class_w: &[f64],
 ) -> (f64, f64) {
     let c_n = shape.c();
     let pw = |k: usize| spec.pixel_weight[k] as f64;
@@ -368,18 +422,32 @@ fn pixel_term(
             let p = lp.exp();
             if spec.dense {
                 let ts = (1.0 - eps) * t + eps / c_n as f64;
-                ce_dense_term(lp, p, ts, pw(c), ce_a)
+                ce_dense_term(lp, p, ts, pw(c), aux)
             } else {
                 let hit = (c as i32 == label) as u8 as f64;
                 let wsum: f64 = spec.pixel_weight.iter().map(|&w| w as f64).sum();
                 ce_label_term(lp, p, hit, pw(label as usize), pw(c), eps, c_n as f64, wsum)
             }
         }
+        PixTerm::Combo => bce_term(z, t, spec.beta as f64, 1.0 - spec.beta as f64),
+        PixTerm::ExpLog => {
+            let wy = class_w[label as usize];
+            let x = -aux;
+            let g = spec.pixel_gamma as f64;
+            let hit = (c as i32 == label) as u8 as f64;
+            let d = if x > 0.0 {
+                -g * wy * pow_nonneg(x, g - 1.0)
+            } else {
+                0.0
+            };
+            let p = (z - lse_ce).exp();
+            (hit * wy * pow_nonneg(x.max(0.0), g), d * (hit - p))
+        }
         PixTerm::Focal if c >= spec.first_channel => {
             let af = spec
                 .focal_alpha
                 .map_or(1.0, |a| focal_alpha_factor(t, a as f64));
-            focal_sigmoid_term(z, t, spec.focal_gamma as f64, af * pw(c))
+            focal_sigmoid_term(z, t, spec.pixel_gamma as f64, af * pw(c))
         }
         _ => (0.0, 0.0),
     }
@@ -416,8 +484,7 @@ pub(crate) fn gradient(
     shape: &Shape,
     z: &[f64],
     targets: &Targets,
-    coefs: &[[f64; 2]],
-    coef_scale: f64,
+    fin: &Finalized,
     pixel_mult: f64,
 ) -> (Vec<f64>, Vec<f64>, Status) {
     let ctx = Ctx {
@@ -456,19 +523,22 @@ pub(crate) fn gradient(
                         0.0
                     } else {
                         let g = ctx.target(base + c * s_n, c, label);
-                        coef_scale * dl_dp(spec, coefs[seg * c_n + c], p[c], g)
+                        fin.coef_scale * dl_dp(spec, fin.coefs[seg * c_n + c], p[c], g)
                     }
                 })
                 .collect();
             let dot: f64 = p.iter().zip(&d).map(|(p, d)| p * d).sum();
             let lse_ce = log_sum_exp((0..c_n).map(|c| z[base + c * s_n]));
             let eps = spec.label_smoothing as f64;
-            let ce_a: f64 = (0..c_n)
+            let mut ce_a: f64 = (0..c_n)
                 .map(|c| {
                     let t = ctx.target(base + c * s_n, c, label);
                     spec.pixel_weight[c] as f64 * ((1.0 - eps) * t + eps / c_n as f64)
                 })
                 .sum();
+            if spec.pix == PixTerm::ExpLog {
+                ce_a = z[base + label as usize * s_n] - lse_ce; // log p_y
+            }
             for c in 0..c_n {
                 let e = base + c * s_n;
                 let mut g = match spec.act {
@@ -478,7 +548,8 @@ pub(crate) fn gradient(
                 };
                 if spec.pix != PixTerm::None {
                     let t = ctx.target(e, c, label);
-                    let (l, dz) = pixel_term(spec, shape, c, z[e], t, label, lse_ce, ce_a);
+                    let (l, dz) =
+                        pixel_term(spec, shape, c, z[e], t, label, lse_ce, ce_a, &fin.class_w);
                     pixel_loss[e] = l;
                     g += pixel_mult * dz;
                 }
@@ -499,15 +570,7 @@ pub(crate) fn forward_backward(
     let stats = statistics(spec, shape, z, targets);
     let fin = finalize(spec, shape, &stats);
     let pixel_mult = pixel_multiplier(spec, shape, &stats);
-    let (grad, pixel_loss, status) = gradient(
-        spec,
-        shape,
-        z,
-        targets,
-        &fin.coefs,
-        fin.coef_scale,
-        pixel_mult,
-    );
+    let (grad, pixel_loss, status) = gradient(spec, shape, z, targets, &fin, pixel_mult);
     let mut loss = fin.loss;
     if spec.pix != PixTerm::None {
         if spec.reduction == Reduction::None {

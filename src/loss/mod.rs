@@ -11,8 +11,8 @@ use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 
 pub use pixel::{BalancedBce, Bce, CrossEntropy, Focal};
 pub use region::{
-    Dice, DiceCe, GeneralizedDice, RegionFocal, RegionOptions, SensitivitySpecificity, Tversky,
-    WeightType,
+    Combo, Dice, DiceCe, ExpLog, GeneralizedDice, RegionFocal, RegionOptions,
+    SensitivitySpecificity, Tversky, WeightType,
 };
 
 /// How the per-element losses are combined, as the reference defines it.
@@ -162,6 +162,10 @@ pub enum Loss {
     DiceFocal(RegionFocal),
     /// `generalized-dice-focal`
     GeneralizedDiceFocal(RegionFocal),
+    /// `combo`
+    Combo(Combo),
+    /// `exp-log`
+    ExpLog(ExpLog),
 }
 
 impl Loss {
@@ -182,6 +186,8 @@ impl Loss {
         "dice-ce",
         "dice-focal",
         "generalized-dice-focal",
+        "combo",
+        "exp-log",
     ];
 
     /// The loss `name` with `key=value` parameters (LOSSES.md's names; lists comma-separated).
@@ -203,6 +209,8 @@ impl Loss {
                 Loss::SensitivitySpecificity(SensitivitySpecificity::from_params(params)?)
             }
             "dice-ce" => Loss::DiceCe(DiceCe::from_params(params)?),
+            "combo" => Loss::Combo(Combo::from_params(params)?),
+            "exp-log" => Loss::ExpLog(ExpLog::from_params(params)?),
             "dice-focal" => Loss::DiceFocal(RegionFocal::from_params("dice-focal", params)?),
             "generalized-dice-focal" => Loss::GeneralizedDiceFocal(RegionFocal::from_params(
                 "generalized-dice-focal",
@@ -249,6 +257,8 @@ impl Loss {
             Loss::DiceCe(_) => "dice-ce",
             Loss::DiceFocal(_) => "dice-focal",
             Loss::GeneralizedDiceFocal(_) => "generalized-dice-focal",
+            Loss::Combo(_) => "combo",
+            Loss::ExpLog(_) => "exp-log",
         }
     }
 
@@ -265,6 +275,7 @@ impl Loss {
             Loss::SensitivitySpecificity(l) => l.reduction,
             Loss::DiceCe(l) => l.dice.options.reduction,
             Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => l.dice.options.reduction,
+            Loss::Combo(_) | Loss::ExpLog(_) => Reduction::Mean,
         }
     }
 
@@ -286,6 +297,8 @@ impl Loss {
             Loss::GeneralizedDice(l) => Spec::Region(l.spec(shape, target)?),
             Loss::SensitivitySpecificity(l) => Spec::Region(l.spec(shape, target)?),
             Loss::DiceCe(l) => Spec::Region(l.spec(shape, target)?),
+            Loss::Combo(l) => Spec::Region(l.spec(shape, target)?),
+            Loss::ExpLog(l) => Spec::Region(l.spec(shape, target)?),
             Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => {
                 Spec::Region(l.spec(name, shape, target)?)
             }

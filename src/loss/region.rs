@@ -234,6 +234,160 @@ pub struct RegionFocal {
     pub lambda_focal: f32,
 }
 
+/// `combo` (Taghanaki 2019, LOSSES.md), on an element-wise sigmoid:
+/// `alpha·mean[-(ce_ratio·t·log p + (1-ce_ratio)(1-t)·log(1-p))] - (1-alpha)·Dice`, with
+/// `Dice = (2Σpt + smooth)/(Σp + Σt + smooth)` over every element of the batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Combo {
+    /// Weight of the BCE term (the Dice term gets `1 - alpha`).
+    pub alpha: f32,
+    /// Weight of the positive part of the BCE term.
+    pub ce_ratio: f32,
+    /// Dice smoothing.
+    pub smooth: f32,
+    /// Label value to skip (labels only).
+    pub ignore_index: Option<i32>,
+}
+
+impl Default for Combo {
+    fn default() -> Self {
+        Combo {
+            alpha: 0.5,
+            ce_ratio: 0.5,
+            smooth: 1.0,
+            ignore_index: None,
+        }
+    }
+}
+
+/// `exp-log` (Wong 2018, LOSSES.md), labels, softmax:
+/// `w_dice·mean_c[(-ln Dice_c)^gamma_dice] + w_ce·mean_i[w_{y_i}·(-ln p_{i,y_i})^gamma_ce]`,
+/// Dice per class over the batch, `w_l = (Σ_k f_k / f_l)^0.5` from the class counts (constants).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpLog {
+    /// Weight of the Dice term.
+    pub w_dice: f32,
+    /// Weight of the cross-entropy term.
+    pub w_ce: f32,
+    /// Exponent of the Dice term.
+    pub gamma_dice: f32,
+    /// Exponent of the cross-entropy term.
+    pub gamma_ce: f32,
+    /// Dice smoothing.
+    pub smooth: f32,
+    /// Label value to skip.
+    pub ignore_index: Option<i32>,
+}
+
+impl Default for ExpLog {
+    fn default() -> Self {
+        ExpLog {
+            w_dice: 0.8,
+            w_ce: 0.2,
+            gamma_dice: 0.3,
+            gamma_ce: 0.3,
+            smooth: 1.0,
+            ignore_index: None,
+        }
+    }
+}
+
+impl Combo {
+    pub(crate) fn from_params(items: &[(String, String)]) -> Result<Self> {
+        let r = ParamReader::new(
+            "combo",
+            &["alpha", "ce_ratio", "smooth", "ignore_index"],
+            items,
+        )?;
+        let d = Self::default();
+        Ok(Combo {
+            alpha: r.f32("alpha", d.alpha)?,
+            ce_ratio: r.f32("ce_ratio", d.ce_ratio)?,
+            smooth: r.f32("smooth", d.smooth)?,
+            ignore_index: r.ignore_index(None)?,
+        })
+    }
+
+    pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<RegionSpec> {
+        const L: &str = "combo";
+        for (name, v) in [("alpha", self.alpha), ("ce_ratio", self.ce_ratio)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(param_err(L, name, format!("{v} is outside [0, 1]")));
+            }
+        }
+        let o = RegionOptions {
+            smooth_nr: self.smooth,
+            smooth_dr: self.smooth,
+            batch: true,
+            ignore_index: self.ignore_index,
+            activation: Some(Activation::Sigmoid),
+            ..RegionOptions::default()
+        };
+        let mut s = RegionSpec::base(L, RegionKind::Combo, &o, shape, target)?;
+        s.alpha = self.alpha;
+        s.beta = self.ce_ratio;
+        s.pix = PixTerm::Combo;
+        s.lambda_pixel = self.alpha;
+        Ok(s)
+    }
+}
+
+impl ExpLog {
+    pub(crate) fn from_params(items: &[(String, String)]) -> Result<Self> {
+        let known = [
+            "w_dice",
+            "w_ce",
+            "gamma_dice",
+            "gamma_ce",
+            "smooth",
+            "ignore_index",
+        ];
+        let r = ParamReader::new("exp-log", &known, items)?;
+        let d = Self::default();
+        Ok(ExpLog {
+            w_dice: r.f32("w_dice", d.w_dice)?,
+            w_ce: r.f32("w_ce", d.w_ce)?,
+            gamma_dice: r.f32("gamma_dice", d.gamma_dice)?,
+            gamma_ce: r.f32("gamma_ce", d.gamma_ce)?,
+            smooth: r.f32("smooth", d.smooth)?,
+            ignore_index: r.ignore_index(None)?,
+        })
+    }
+
+    pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<RegionSpec> {
+        const L: &str = "exp-log";
+        for (name, v) in [
+            ("w_dice", self.w_dice),
+            ("w_ce", self.w_ce),
+            ("gamma_dice", self.gamma_dice),
+            ("gamma_ce", self.gamma_ce),
+        ] {
+            check_nonneg(L, name, v)?;
+        }
+        if target != TargetKind::Labels || shape.c() < 2 {
+            return Err(Error::Target {
+                loss: L,
+                message: "needs label targets and at least 2 classes (softmax)".into(),
+            });
+        }
+        let o = RegionOptions {
+            smooth_nr: self.smooth,
+            smooth_dr: self.smooth,
+            batch: true,
+            ignore_index: self.ignore_index,
+            activation: Some(Activation::Softmax),
+            ..RegionOptions::default()
+        };
+        let mut s = RegionSpec::base(L, RegionKind::ExpLog, &o, shape, target)?;
+        s.alpha = self.w_dice;
+        s.gamma = self.gamma_dice;
+        s.pixel_gamma = self.gamma_ce;
+        s.pix = PixTerm::ExpLog;
+        s.lambda_pixel = self.w_ce;
+        Ok(s)
+    }
+}
+
 /// Which statistics and score (`LOSS` in the shader).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RegionKind {
@@ -241,6 +395,8 @@ pub(crate) enum RegionKind {
     Tversky = 1,
     GeneralizedDice = 2,
     SensitivitySpecificity = 3,
+    Combo = 4,
+    ExpLog = 5,
 }
 
 /// Everything the region kernels and their CPU mirror need, validated against one shape.
@@ -272,7 +428,7 @@ pub(crate) struct RegionSpec {
     /// Per absolute channel (length C): the pixel term's class weight.
     pub pixel_weight: Vec<f32>,
     pub label_smoothing: f32,
-    pub focal_gamma: f32,
+    pub pixel_gamma: f32,
     pub focal_alpha: Option<f32>,
     pub lambda_region: f32,
     pub lambda_pixel: f32,
@@ -284,6 +440,8 @@ pub(crate) enum PixTerm {
     None = 0,
     CrossEntropy = 1,
     Focal = 2,
+    Combo = 3,
+    ExpLog = 4,
 }
 
 fn param_err(loss: &'static str, name: &str, message: String) -> Error {
@@ -359,7 +517,7 @@ impl RegionSpec {
             pix: PixTerm::None,
             pixel_weight: vec![1.0; c],
             label_smoothing: 0.0,
-            focal_gamma: 0.0,
+            pixel_gamma: 0.0,
             focal_alpha: None,
             lambda_region: 1.0,
             lambda_pixel: 0.0,
@@ -615,7 +773,7 @@ impl RegionFocal {
             s.pixel_weight = kept_weights(loss, w, shape, s.first_channel)?;
         }
         s.pix = PixTerm::Focal;
-        s.focal_gamma = self.gamma;
+        s.pixel_gamma = self.gamma;
         s.focal_alpha = self.alpha;
         s.lambda_region = self.lambda_region;
         s.lambda_pixel = self.lambda_focal;
@@ -771,7 +929,7 @@ pub struct RegionParams {
     pub lambda_region: f32,
     pub lambda_pixel: f32,
     pub label_smoothing: f32,
-    pub focal_gamma: f32,
+    pub pixel_gamma: f32,
     pub focal_alpha: f32,
     pub pixel_norm: f32,
     pub pixel_weight_sum: f32,
@@ -928,7 +1086,7 @@ impl RegionPlan {
             lambda_region: self.spec.lambda_region,
             lambda_pixel: self.spec.lambda_pixel,
             label_smoothing: self.spec.label_smoothing,
-            focal_gamma: self.spec.focal_gamma,
+            pixel_gamma: self.spec.pixel_gamma,
             focal_alpha: self.spec.focal_alpha.unwrap_or(0.0),
             pixel_norm: self.spec.pixel_norm(shape),
             pixel_weight_sum: self.spec.pixel_weight.iter().sum(),
