@@ -1152,6 +1152,22 @@ const CASES: &[Case] = &[
         D2,
         Gen::Dense(true),
     ),
+    case(
+        "wasserstein-dice",
+        &["dist_matrix=0,1,1,1,0,0.5,1,0.5,0"],
+        D2,
+        Gen::Labels(None),
+    ),
+    case(
+        "wasserstein-dice",
+        &[
+            "dist_matrix=0,1,1,1,1,0,1,1,1,1,0,1,1,1,1,0",
+            "weighting_mode=GDL",
+            "reduction=none",
+        ],
+        D3,
+        Gen::Labels(None),
+    ),
     case("exp-log", &[], D2, Gen::Labels(None)),
     case(
         "exp-log",

@@ -28,6 +28,7 @@ const R_GDL: u32 = 2u;       // generalized-dice
 const R_SS: u32 = 3u;        // sensitivity-specificity
 const R_COMBO: u32 = 4u;     // combo: -(1 - alpha)·Dice over everything (+ PIX_COMBO)
 const R_EXPLOG: u32 = 5u;    // exp-log: w_dice·mean_c (-ln Dice_c)^gamma (+ PIX_EXPLOG)
+const R_WASS: u32 = 6u;      // wasserstein-dice: statistics grouped by label (see wass_distance)
 override ACT: u32 = 0u;
 const ACT_SOFTMAX: u32 = 0u;
 const ACT_SIGMOID: u32 = 1u;
@@ -49,6 +50,9 @@ override LOG_COSH: bool = false;
 override FOCAL_TVERSKY: bool = false;
 // generalized-dice class weights: 0 square (1/Σg²), 1 simple (1/Σg), 2 uniform.
 override W_TYPE: u32 = 0u;
+
+// wasserstein-dice: GDL weighting (1/(count + 1)) instead of the default (0 for class 0, else 1).
+override WASS_GDL: bool = false;
 
 // The pixel-wise term of a compound loss, computed in grad_pass.
 override PIX: u32 = 0u;
@@ -92,7 +96,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
-// [region weight (C) | pixel-term weight (C)], per absolute channel; ones where none.
+// [region weight (C) | pixel-term weight (C) | wasserstein distance matrix (C × C, row-major,
+// normalised to max 1)], per absolute channel; ones where none.
 @group(0) @binding(3) var<storage, read> class_weights: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(5) var<storage, read_write> loss_out: array<f32>;
@@ -115,6 +120,19 @@ fn pixel_partials_offset() -> u32 {
 
 fn pixel_weight(c: u32) -> f32 {
     return class_weights[params.c + c];
+}
+
+fn dist(y: u32, c: u32) -> f32 {
+    return class_weights[2u * params.c + y * params.c + c];
+}
+
+// Wasserstein distance between p and the one-hot of y: Σ_c M[y, c]·p_c.
+fn wass_distance(base: u32, y: u32, lse: f32) -> f32 {
+    var w = 0.0;
+    for (var c = 0u; c < params.c; c = c + 1u) {
+        w = w + dist(y, c) * prob(logits[base + c * params.s], lse);
+    }
+    return w;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,6 +245,14 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             }
             let base = n * params.c * params.s + s;
             let lse = act_prepare(base);
+            if LOSS == R_WASS {
+                // Grouped by label: (Σ W, count) in the slot of the pixel's class.
+                let y = u32(label);
+                if y >= c0 && y < c0 + chunk {
+                    acc[y - c0] = acc[y - c0] + vec4<f32>(wass_distance(base, y, lse), 1.0, 0.0, 0.0);
+                }
+                continue;
+            }
             for (var j = 0u; j < chunk; j = j + 1u) {
                 let c = c0 + j;
                 if c < FIRST_CHANNEL {
@@ -322,6 +348,13 @@ fn coefficients(d: vec3<f32>) -> vec4<f32> {
     return vec4<f32>(d.x - d.y - d.z, d.y, 0.0, 0.0);
 }
 
+fn wass_alpha(l: u32, count: f32) -> f32 {
+    if WASS_GDL {
+        return 1.0 / (count + 1.0);
+    }
+    return select(1.0, 0.0, l == 0u);
+}
+
 fn gdl_weight(g: f32) -> f32 {
     if W_TYPE == 0u {
         return 1.0 / (g * g);
@@ -346,7 +379,7 @@ fn set_coef(seg: u32, c: u32, v: vec4<f32>) {
 
 // Items the mean divides by: (segment, kept class) pairs, or segments for generalized-dice.
 fn item_count() -> f32 {
-    if LOSS == R_GDL {
+    if LOSS == R_GDL || LOSS == R_WASS {
         return f32(params.nseg);
     }
     return f32(params.nseg * (params.c - FIRST_CHANNEL));
@@ -379,6 +412,39 @@ fn finalize_segment(seg: u32) -> f32 {
             set_coef(seg, c, vec4<f32>(k * 2.0 / den, -k * num / (den * den), 0.0, 0.0));
         }
         return k * num / den;
+    }
+    if LOSS == R_WASS {
+        // MONAI's generalised Wasserstein Dice: with a_l per class, Q_l = Σ_{y=l} W and
+        // n_l = #{y = l}: TP = Σ a_l (n_l - Q_l); the denominator is 2 TP + Σ Q (default) or
+        // Σ a_l (2 n_l - Q_l) (GDL); f = 1 - (2 TP + smooth_nr) / (den + smooth_dr).
+        var tp = 0.0;
+        var den = params.smooth_dr;
+        for (var l = 0u; l < params.c; l = l + 1u) {
+            let st = stat_at(seg, l);
+            let a = wass_alpha(l, st.y);
+            tp = tp + a * (st.y - st.x);
+            if WASS_GDL {
+                den = den + a * (2.0 * st.y - st.x);
+            } else {
+                den = den + st.x;
+            }
+        }
+        if !WASS_GDL {
+            den = den + 2.0 * tp;
+        }
+        let num = 2.0 * tp + params.smooth_nr;
+        let f = 1.0 - num / den;
+        for (var l = 0u; l < params.c; l = l + 1u) {
+            let a = wass_alpha(l, stat_at(seg, l).y);
+            let dden = select(1.0 - 2.0 * a, -a, WASS_GDL);
+            // df/dQ_l, with dTP/dQ_l = -a_l.
+            let df = -((-2.0 * a) * den - num * dden) / (den * den);
+            set_coef(seg, l, vec4<f32>(scale * df, 0.0, f, 0.0));
+        }
+        if REDUCTION == REDUCE_NONE {
+            loss_out[seg] = f;
+        }
+        return scale * f;
     }
     if LOSS == R_EXPLOG {
         // w_dice·mean_c (-ln Dice_c)^gamma_dice; .w keeps the class weight of the CE term,
@@ -575,9 +641,14 @@ fn store_none(n: u32, s: u32, c: u32, l: f32) {
     }
 }
 
-fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32) -> f32 {
+fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32) -> f32 {
     if c < FIRST_CHANNEL {
         return 0.0;
+    }
+    if LOSS == R_WASS {
+        // dl/dp_c = df/dQ_y · M[y, c].
+        let y = u32(label);
+        return coef_scale * scratch[COEF_OFFSET + seg * params.c + y].x * dist(y, c);
     }
     return coef_scale * dl_dp(scratch[COEF_OFFSET + seg * params.c + c], p, g);
 }
@@ -676,7 +747,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 let e = base + c * params.s;
                 let pc = prob(logits[e], lse);
                 let t = target_at(e, c, label);
-                dot = dot + pc * class_dl_dp(seg, c, pc, t, coef_scale);
+                dot = dot + pc * class_dl_dp(seg, c, pc, t, coef_scale, label);
                 let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
                 ce_a = ce_a + pixel_weight(c) * ts;
             }
@@ -689,7 +760,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             let z = logits[e];
             let pc = prob(z, lse);
             let t = target_at(e, c, label);
-            let d = class_dl_dp(seg, c, pc, t, coef_scale);
+            let d = class_dl_dp(seg, c, pc, t, coef_scale, label);
             var g = d;
             if ACT == ACT_SOFTMAX {
                 g = pc * (d - dot);

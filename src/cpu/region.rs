@@ -115,6 +115,15 @@ pub(crate) fn statistics(
             }
             let base = n * c_n * s_n + s;
             let p = ctx.probs(base);
+            if spec.kind == RegionKind::Wasserstein {
+                // Grouped by label: (Σ W, count) in the slot of the pixel's class.
+                let y = label as usize;
+                let w: f64 = (0..c_n).map(|c| spec.dist[y * c_n + c] as f64 * p[c]).sum();
+                stats[(seg * slots + y) * 4] += w;
+                stats[(seg * slots + y) * 4 + 1] += 1.0;
+                stats[(seg * slots + c_n) * 4] += 1.0;
+                continue;
+            }
             for c in spec.first_channel..c_n {
                 let st = stat4(spec, p[c], ctx.target(base + c * s_n, c, label));
                 for k in 0..4 {
@@ -187,7 +196,10 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
     let kept = spec.kept(shape);
     let first = spec.first_channel;
     let at = |seg: usize, c: usize| &stats[(seg * (c_n + 1) + c) * 4..][..4];
-    let items = if spec.kind == RegionKind::GeneralizedDice {
+    let items = if matches!(
+        spec.kind,
+        RegionKind::GeneralizedDice | RegionKind::Wasserstein
+    ) {
         nseg
     } else {
         nseg * kept
@@ -220,6 +232,44 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
                 coefs[seg * c_n + c] = [k * 2.0 / den, -k * num / (den * den)];
             }
             total += k * num / den;
+            continue;
+        }
+        if spec.kind == RegionKind::Wasserstein {
+            let alpha = |l: usize, count: f64| {
+                if spec.wass_gdl {
+                    1.0 / (count + 1.0)
+                } else if l == 0 {
+                    0.0
+                } else {
+                    1.0
+                }
+            };
+            let (mut tp, mut den) = (0.0, spec.smooth_dr as f64);
+            for l in 0..c_n {
+                let st = at(seg, l);
+                let a = alpha(l, st[1]);
+                tp += a * (st[1] - st[0]);
+                den += if spec.wass_gdl {
+                    a * (2.0 * st[1] - st[0])
+                } else {
+                    st[0]
+                };
+            }
+            if !spec.wass_gdl {
+                den += 2.0 * tp;
+            }
+            let num = 2.0 * tp + spec.smooth_nr as f64;
+            let f = 1.0 - num / den;
+            for l in 0..c_n {
+                let a = alpha(l, at(seg, l)[1]);
+                let dden = if spec.wass_gdl { -a } else { 1.0 - 2.0 * a };
+                let df = -((-2.0 * a) * den - num * dden) / (den * den);
+                coefs[seg * c_n + l] = [scale * df, 0.0];
+            }
+            if spec.reduction == Reduction::None {
+                none[seg] = f;
+            }
+            total += scale * f;
             continue;
         }
         if spec.kind == RegionKind::ExpLog {
@@ -521,6 +571,9 @@ pub(crate) fn gradient(
                 .map(|c| {
                     if c < spec.first_channel {
                         0.0
+                    } else if spec.kind == RegionKind::Wasserstein {
+                        let y = label as usize;
+                        fin.coef_scale * fin.coefs[seg * c_n + y][0] * spec.dist[y * c_n + c] as f64
                     } else {
                         let g = ctx.target(base + c * s_n, c, label);
                         fin.coef_scale * dl_dp(spec, fin.coefs[seg * c_n + c], p[c], g)

@@ -12,7 +12,7 @@ use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 pub use pixel::{BalancedBce, Bce, CrossEntropy, Focal};
 pub use region::{
     Combo, Dice, DiceCe, ExpLog, GeneralizedDice, RegionFocal, RegionOptions,
-    SensitivitySpecificity, Tversky, WeightType,
+    SensitivitySpecificity, Tversky, WassersteinDice, WeightType,
 };
 
 /// How the per-element losses are combined, as the reference defines it.
@@ -166,6 +166,8 @@ pub enum Loss {
     Combo(Combo),
     /// `exp-log`
     ExpLog(ExpLog),
+    /// `wasserstein-dice`
+    WassersteinDice(WassersteinDice),
 }
 
 impl Loss {
@@ -181,6 +183,7 @@ impl Loss {
         "focal-tversky",
         "asymmetric",
         "generalized-dice",
+        "wasserstein-dice",
         "log-cosh-dice",
         "sensitivity-specificity",
         "dice-ce",
@@ -211,6 +214,7 @@ impl Loss {
             "dice-ce" => Loss::DiceCe(DiceCe::from_params(params)?),
             "combo" => Loss::Combo(Combo::from_params(params)?),
             "exp-log" => Loss::ExpLog(ExpLog::from_params(params)?),
+            "wasserstein-dice" => Loss::WassersteinDice(WassersteinDice::from_params(params)?),
             "dice-focal" => Loss::DiceFocal(RegionFocal::from_params("dice-focal", params)?),
             "generalized-dice-focal" => Loss::GeneralizedDiceFocal(RegionFocal::from_params(
                 "generalized-dice-focal",
@@ -259,6 +263,7 @@ impl Loss {
             Loss::GeneralizedDiceFocal(_) => "generalized-dice-focal",
             Loss::Combo(_) => "combo",
             Loss::ExpLog(_) => "exp-log",
+            Loss::WassersteinDice(_) => "wasserstein-dice",
         }
     }
 
@@ -276,6 +281,7 @@ impl Loss {
             Loss::DiceCe(l) => l.dice.options.reduction,
             Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => l.dice.options.reduction,
             Loss::Combo(_) | Loss::ExpLog(_) => Reduction::Mean,
+            Loss::WassersteinDice(l) => l.reduction,
         }
     }
 
@@ -299,6 +305,7 @@ impl Loss {
             Loss::DiceCe(l) => Spec::Region(l.spec(shape, target)?),
             Loss::Combo(l) => Spec::Region(l.spec(shape, target)?),
             Loss::ExpLog(l) => Spec::Region(l.spec(shape, target)?),
+            Loss::WassersteinDice(l) => Spec::Region(l.spec(shape, target)?),
             Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => {
                 Spec::Region(l.spec(name, shape, target)?)
             }
@@ -334,7 +341,12 @@ impl Loss {
                 .into_iter()
                 .chain(shape.spatial())
                 .collect(),
-            Spec::Region(r) if r.kind == region::RegionKind::GeneralizedDice => {
+            Spec::Region(r)
+                if matches!(
+                    r.kind,
+                    region::RegionKind::GeneralizedDice | region::RegionKind::Wasserstein
+                ) =>
+            {
                 vec![r.segments(shape)]
             }
             Spec::Region(r) => vec![r.segments(shape), r.kept(shape)],

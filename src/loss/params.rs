@@ -27,7 +27,7 @@ impl<'a> ParamReader<'a> {
         Ok(ParamReader { loss, items })
     }
 
-    fn get(&self, key: &str) -> Option<&'a str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a str> {
         // The last occurrence wins, as on a command line.
         self.items
             .iter()

@@ -388,6 +388,101 @@ impl ExpLog {
     }
 }
 
+/// `wasserstein-dice` (`monai.losses.GeneralizedWassersteinDiceLoss`, Fidon 2017): labels,
+/// softmax; the distance matrix is divided by its maximum (as MONAI) when that is not 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WassersteinDice {
+    /// C × C distances between classes, row-major; non-negative.
+    pub dist_matrix: Vec<f32>,
+    /// `default` (class 0 weighs 0, others 1) or `GDL` (1 / (class pixels + 1)).
+    pub gdl_weighting: bool,
+    /// Added to the numerator.
+    pub smooth_nr: f32,
+    /// Added to the denominator.
+    pub smooth_dr: f32,
+    /// Reduction over images; `none` gives `[N]`.
+    pub reduction: Reduction,
+}
+
+impl WassersteinDice {
+    pub(crate) fn from_params(items: &[(String, String)]) -> Result<Self> {
+        const L: &str = "wasserstein-dice";
+        let known = [
+            "dist_matrix",
+            "weighting_mode",
+            "smooth_nr",
+            "smooth_dr",
+            "reduction",
+        ];
+        let r = ParamReader::new(L, &known, items)?;
+        let gdl_weighting = match r.get("weighting_mode") {
+            None | Some("default") => false,
+            Some("GDL") => true,
+            Some(m) => {
+                return Err(param_err(
+                    L,
+                    "weighting_mode",
+                    format!("`{m}` is not default or GDL"),
+                ))
+            }
+        };
+        Ok(WassersteinDice {
+            dist_matrix: r.list("dist_matrix")?.ok_or_else(|| {
+                param_err(
+                    L,
+                    "dist_matrix",
+                    "is required (C×C values, row-major)".into(),
+                )
+            })?,
+            gdl_weighting,
+            smooth_nr: r.f32("smooth_nr", 1e-5)?,
+            smooth_dr: r.f32("smooth_dr", 1e-5)?,
+            reduction: r.reduction()?,
+        })
+    }
+
+    pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<RegionSpec> {
+        const L: &str = "wasserstein-dice";
+        let c = shape.c();
+        if target != TargetKind::Labels || c < 2 {
+            return Err(Error::Target {
+                loss: L,
+                message: "needs label targets and at least 2 classes (softmax)".into(),
+            });
+        }
+        let m = &self.dist_matrix;
+        if m.len() != c * c {
+            let msg = format!("{} values given, the loss needs {} (C×C)", m.len(), c * c);
+            return Err(param_err(L, "dist_matrix", msg));
+        }
+        if let Some(x) = m.iter().find(|x| !x.is_finite() || **x < 0.0) {
+            return Err(param_err(
+                L,
+                "dist_matrix",
+                format!("{x} is negative or not finite"),
+            ));
+        }
+        let max = m.iter().fold(0.0f32, |a, &b| a.max(b));
+        if max == 0.0 {
+            return Err(param_err(L, "dist_matrix", "is all zeros".into()));
+        }
+        let o = RegionOptions {
+            smooth_nr: self.smooth_nr,
+            smooth_dr: self.smooth_dr,
+            reduction: self.reduction,
+            activation: Some(Activation::Softmax),
+            ..RegionOptions::default()
+        };
+        let mut s = RegionSpec::base(L, RegionKind::Wasserstein, &o, shape, target)?;
+        s.dist = m
+            .iter()
+            .map(|&v| if max != 1.0 { v / max } else { v })
+            .collect();
+        s.wass_gdl = self.gdl_weighting;
+        Ok(s)
+    }
+}
+
 /// Which statistics and score (`LOSS` in the shader).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RegionKind {
@@ -397,6 +492,7 @@ pub(crate) enum RegionKind {
     SensitivitySpecificity = 3,
     Combo = 4,
     ExpLog = 5,
+    Wasserstein = 6,
 }
 
 /// Everything the region kernels and their CPU mirror need, validated against one shape.
@@ -432,6 +528,9 @@ pub(crate) struct RegionSpec {
     pub focal_alpha: Option<f32>,
     pub lambda_region: f32,
     pub lambda_pixel: f32,
+    /// wasserstein-dice: the normalised distance matrix (C × C) and the GDL weighting.
+    pub dist: Vec<f32>,
+    pub wass_gdl: bool,
 }
 
 /// The pixel-wise term of a compound region loss.
@@ -521,6 +620,8 @@ impl RegionSpec {
             focal_alpha: None,
             lambda_region: 1.0,
             lambda_pixel: 0.0,
+            dist: Vec::new(),
+            wass_gdl: false,
         })
     }
 
@@ -553,7 +654,9 @@ impl RegionSpec {
             (Reduction::None, _) if self.pix != PixTerm::None => {
                 shape.n() * self.kept(shape) * shape.s()
             }
-            (Reduction::None, RegionKind::GeneralizedDice) => self.segments(shape),
+            (Reduction::None, RegionKind::GeneralizedDice | RegionKind::Wasserstein) => {
+                self.segments(shape)
+            }
             (Reduction::None, _) => self.segments(shape) * self.kept(shape),
             _ => 1,
         }
@@ -1012,6 +1115,7 @@ impl RegionPlan {
             ("W_TYPE", w_type),
             ("PIX", spec.pix as u32 as f64),
             ("HAS_ALPHA", flag(spec.focal_alpha.is_some())),
+            ("WASS_GDL", flag(spec.wass_gdl)),
         ];
         let (layout, pipeline_layout) = kernels.layout(Family::Region, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Region, entry, &constants, &pipeline_layout);
@@ -1033,7 +1137,7 @@ impl RegionPlan {
             weights: bind::constants(
                 device,
                 "segloss region weights",
-                &[spec.weight.as_slice(), spec.pixel_weight.as_slice()].concat(),
+                &[spec.weight.as_slice(), &spec.pixel_weight, &spec.dist].concat(),
             ),
             scratch: storage(
                 device,
