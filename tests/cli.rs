@@ -15,7 +15,10 @@ use std::sync::OnceLock;
 use npyz::WriterBuilder;
 use serde_json::Value;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pixel");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// Losses with fixtures but no implementation yet (tests/fixtures.rs keeps the same list).
+const NOT_YET: &[&str] = &["unified-focal"];
 const TOL: f64 = 1e-4;
 
 /// The example binary, built for this test's profile.
@@ -171,8 +174,8 @@ fn write_npy<T: npyz::AutoSerialize + Copy>(path: &str, shape: &[usize], data: &
     w.finish().expect("finishing npy");
 }
 
-fn fixture(name: &str, part: &str) -> String {
-    format!("{FIXTURES}/{name}.{part}.npy")
+fn fixture(family: &str, name: &str, part: &str) -> String {
+    format!("{FIXTURES}/{family}/{name}.{part}.npy")
 }
 
 /// max |got - want| / max(max |want|, 1e-3), as the tool's `check` reports it.
@@ -208,8 +211,8 @@ struct FixtureCase {
     params: Vec<String>,
 }
 
-fn manifest() -> Vec<FixtureCase> {
-    let path = format!("{FIXTURES}/manifest.json");
+fn manifest(family: &str) -> Vec<FixtureCase> {
+    let path = format!("{FIXTURES}/{family}/manifest.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
     v.as_array()
@@ -244,13 +247,19 @@ fn eval_args<'a>(
 }
 
 /// Every manifest case on `backend`: the loss and the gradient file match the fixture.
-fn fixtures_on(backend: &str) {
-    let dir = TempDir::new(&format!("fixtures-{backend}"));
-    let cases = manifest();
+fn fixtures_on(family: &str, backend: &str) {
+    let dir = TempDir::new(&format!("fixtures-{family}-{backend}"));
+    let cases: Vec<_> = manifest(family)
+        .into_iter()
+        .filter(|c| !NOT_YET.contains(&c.loss.as_str()))
+        .collect();
     assert!(!cases.is_empty(), "the fixture manifest is empty");
     let mut failures = Vec::new();
     for c in &cases {
-        let (logits, target) = (fixture(&c.name, "logits"), fixture(&c.name, "target"));
+        let (logits, target) = (
+            fixture(family, &c.name, "logits"),
+            fixture(family, &c.name, "target"),
+        );
         let grad_path = dir.path(&format!("{}.grad.npy", c.name));
         let mut args = eval_args(&c.loss, &logits, &target, &c.params);
         args.extend(["--backend", backend, "--grad", &grad_path]);
@@ -262,7 +271,7 @@ fn fixtures_on(backend: &str) {
         let v = json(&args, &out);
         assert_eq!(v["backend"], backend, "{}", c.name);
         assert_eq!(v["loss_name"], c.loss.as_str(), "{}", c.name);
-        let (want_shape, want_loss) = read_npy::<f32>(&fixture(&c.name, "loss"));
+        let (want_shape, want_loss) = read_npy::<f32>(&fixture(family, &c.name, "loss"));
         let got_shape: Vec<usize> = v["loss_shape"]
             .as_array()
             .expect("loss_shape")
@@ -270,10 +279,13 @@ fn fixtures_on(backend: &str) {
             .map(|d| d.as_u64().expect("loss_shape entries") as usize)
             .collect();
         let got_loss = loss_values(&v);
-        let (_, want_grad) = read_npy::<f32>(&fixture(&c.name, "grad"));
+        let (_, want_grad) = read_npy::<f32>(&fixture(family, &c.name, "grad"));
         let (grad_shape, got_grad) = read_npy::<f32>(&grad_path);
         let (logits_shape, _) = read_npy::<f32>(&logits);
-        if got_shape != want_shape || got_loss.len() != want_loss.len() {
+        // MONAI's unreduced region losses carry trailing ones ([N, C', 1, 1]): compare the
+        // shapes without their unit dimensions.
+        let squeeze = |d: &[usize]| d.iter().copied().filter(|&x| x != 1).collect::<Vec<_>>();
+        if squeeze(&got_shape) != squeeze(&want_shape) || got_loss.len() != want_loss.len() {
             failures.push(format!(
                 "{}: loss shape {got_shape:?} ({} values), fixture {want_shape:?}",
                 c.name,
@@ -350,18 +362,31 @@ fn usage_with_no_arguments_and_help() {
 
 #[test]
 fn eval_matches_fixtures_on_gpu() {
-    fixtures_on("gpu");
+    fixtures_on("pixel", "gpu");
 }
 
 #[test]
 fn eval_matches_fixtures_on_cpu() {
-    fixtures_on("cpu");
+    fixtures_on("pixel", "cpu");
+}
+
+#[test]
+fn eval_matches_region_fixtures_on_gpu() {
+    fixtures_on("region", "gpu");
+}
+
+#[test]
+fn eval_matches_region_fixtures_on_cpu() {
+    fixtures_on("region", "cpu");
 }
 
 #[test]
 fn eval_reports_the_run() {
     let name = "ce_2d_ignore255_weight";
-    let (z, y) = (fixture(name, "logits"), fixture(name, "target"));
+    let (z, y) = (
+        fixture("pixel", name, "logits"),
+        fixture("pixel", name, "target"),
+    );
     let params = [
         "ignore_index=255".to_string(),
         "weight=1,2,0.5,3".to_string(),
@@ -389,7 +414,10 @@ fn eval_reports_the_run() {
 #[test]
 fn repeat_adds_timings() {
     let name = "focal_softmax_2d_labels_alpha";
-    let (z, y) = (fixture(name, "logits"), fixture(name, "target"));
+    let (z, y) = (
+        fixture("pixel", name, "logits"),
+        fixture("pixel", name, "target"),
+    );
     let params = ["activation=softmax".to_string(), "alpha=0.25".to_string()];
     for backend in ["gpu", "cpu"] {
         let mut args = eval_args("focal", &z, &y, &params);
@@ -422,9 +450,9 @@ fn target_dtypes_and_layouts() {
         "weight=1.0,2.0,0.5,3.0".to_string(),
         "ignore_index=255".to_string(),
     ];
-    let z = fixture(name, "logits");
-    let (dims, labels) = read_npy::<i64>(&fixture(name, "target"));
-    let (_, want) = read_npy::<f32>(&fixture(name, "loss"));
+    let z = fixture("pixel", name, "logits");
+    let (dims, labels) = read_npy::<i64>(&fixture("pixel", name, "target"));
+    let (_, want) = read_npy::<f32>(&fixture("pixel", name, "loss"));
     let mut n1 = dims.clone();
     n1.insert(1, 1);
     let u8_path = dir.path("u8.npy");
@@ -471,9 +499,9 @@ fn target_dtypes_and_layouts() {
     // float64 dense targets are converted.
     let name = "bce_2d_pos_weight";
     let params = ["pos_weight=3.0,0.5,1.25".to_string()];
-    let z = fixture(name, "logits");
-    let (dims, dense) = read_npy::<f32>(&fixture(name, "target"));
-    let (_, want) = read_npy::<f32>(&fixture(name, "loss"));
+    let z = fixture("pixel", name, "logits");
+    let (dims, dense) = read_npy::<f32>(&fixture("pixel", name, "target"));
+    let (_, want) = read_npy::<f32>(&fixture("pixel", name, "loss"));
     let path = dir.path("f64.npy");
     write_npy(
         &path,
@@ -494,7 +522,10 @@ fn target_dtypes_and_layouts() {
 fn bad_input_fails_with_one_clear_line() {
     let dir = TempDir::new("bad");
     let name = "ce_2d_sum";
-    let (z, y) = (fixture(name, "logits"), fixture(name, "target"));
+    let (z, y) = (
+        fixture("pixel", name, "logits"),
+        fixture("pixel", name, "target"),
+    );
     let (zdims, zdata) = read_npy::<f32>(&z);
     let (ydims, ydata) = read_npy::<i64>(&y);
 
