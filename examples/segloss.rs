@@ -1168,6 +1168,13 @@ const CASES: &[Case] = &[
         D3,
         Gen::Labels(None),
     ),
+    case("unified-focal", &[], C1, Gen::Labels(None)),
+    case(
+        "unified-focal",
+        &["weight=0.3", "delta=0.6", "ignore_index=255"],
+        &[2, 2, 9, 11],
+        Gen::Labels(Some(255)),
+    ),
     case("exp-log", &[], D2, Gen::Labels(None)),
     case(
         "exp-log",

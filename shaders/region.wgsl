@@ -29,6 +29,7 @@ const R_SS: u32 = 3u;        // sensitivity-specificity
 const R_COMBO: u32 = 4u;     // combo: -(1 - alpha)·Dice over everything (+ PIX_COMBO)
 const R_EXPLOG: u32 = 5u;    // exp-log: w_dice·mean_c (-ln Dice_c)^gamma (+ PIX_EXPLOG)
 const R_WASS: u32 = 6u;      // wasserstein-dice: statistics grouped by label (see wass_distance)
+const R_UNIFIED: u32 = 7u;   // unified-focal: binary, see unified_probs (+ PIX_UNIFIED)
 override ACT: u32 = 0u;
 const ACT_SOFTMAX: u32 = 0u;
 const ACT_SIGMOID: u32 = 1u;
@@ -61,6 +62,10 @@ const PIX_CE: u32 = 1u;      // dice-ce: torch cross-entropy on the logits (BCE 
 const PIX_FOCAL: u32 = 2u;   // dice-focal, generalized-dice-focal: MONAI's sigmoid focal loss
 const PIX_COMBO: u32 = 3u;   // combo: BCE with weights ce_ratio (positives), 1 - ce_ratio
 const PIX_EXPLOG: u32 = 4u;  // exp-log: w_y·(-ln p_y)^gamma_ce, w_y from the class counts
+const PIX_UNIFIED: u32 = 5u; // unified-focal: MONAI's asymmetric focal loss (in unified_pixel)
+
+// unified-focal clamps the probabilities to [UF_EPS, 1 - UF_EPS] (MONAI's epsilon).
+const UF_EPS: f32 = 1e-7;
 // The focal term has an alpha.
 override HAS_ALPHA: bool = false;
 
@@ -234,9 +239,16 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         }
         var valid = 0.0;
         var valid_weight = 0.0;
+        var mass = vec2<f32>(0.0);
         for (var s = wid.x * WG + lane.lid; s < params.s; s = s + stride) {
             let label = label_of(n * params.s + s);
-            if pixel_state(label) != PIX_VALID {
+            let state = pixel_state(label);
+            if LOSS == R_UNIFIED && state == PIX_IGNORED {
+                // MONAI masks the probabilities to 0 and then clamps them to ε: every ignored
+                // pixel adds ε to Σ P of both classes (and nothing else).
+                acc[0] = acc[0] + vec4<f32>(0.0, UF_EPS, 0.0, UF_EPS);
+            }
+            if state != PIX_VALID {
                 continue;
             }
             valid = valid + 1.0;
@@ -245,6 +257,14 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             }
             let base = n * params.c * params.s + s;
             let lse = act_prepare(base);
+            if LOSS == R_UNIFIED {
+                // Two classes whatever C: slot 0 holds (Σ g0·P0, Σ P0, Σ g1·P1, Σ P1) of the
+                // clamped probabilities, slot C's .zw the target masses (Σ g0, Σ g1).
+                let u = unified_probs(base, label, lse);
+                acc[0] = acc[0] + vec4<f32>(u.z * u.x, u.x, u.w * u.y, u.y);
+                mass = mass + u.zw;
+                continue;
+            }
             if LOSS == R_WASS {
                 // Grouped by label: (Σ W, count) in the slot of the pixel's class.
                 let y = u32(label);
@@ -270,7 +290,7 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             }
         }
         if c0 == 0u {
-            let v = wg_sum4(vec4<f32>(valid, valid_weight, 0.0, 0.0), lane);
+            let v = wg_sum4(vec4<f32>(valid, valid_weight, mass), lane);
             if lane.lid == 0u {
                 scratch[row + params.c] = v;
             }
@@ -355,6 +375,23 @@ fn wass_alpha(l: u32, count: f32) -> f32 {
     return select(1.0, 0.0, l == 0u);
 }
 
+// unified-focal's probabilities and targets of one pixel: (P0, P1, g0, g1), P clamped to
+// [ε, 1 - ε]; with C = 1 the pixel is the pair (1 - σ(z), σ(z)) and (1 - t, t), as MONAI.
+fn unified_probs(base: u32, label: i32, lse: f32) -> vec4<f32> {
+    var p = vec2<f32>(0.0);
+    var g = vec2<f32>(0.0);
+    if params.c == 1u {
+        p.y = prob(logits[base], lse);
+        p.x = 1.0 - p.y;
+        g.y = target_at(base, 0u, label);
+        g.x = 1.0 - g.y;
+    } else {
+        p = vec2<f32>(prob(logits[base], lse), prob(logits[base + params.s], lse));
+        g = vec2<f32>(target_at(base, 0u, label), target_at(base + params.s, 1u, label));
+    }
+    return vec4<f32>(clamp(p, vec2<f32>(UF_EPS), vec2<f32>(1.0 - UF_EPS)), g);
+}
+
 fn gdl_weight(g: f32) -> f32 {
     if W_TYPE == 0u {
         return 1.0 / (g * g);
@@ -381,6 +418,9 @@ fn set_coef(seg: u32, c: u32, v: vec4<f32>) {
 fn item_count() -> f32 {
     if LOSS == R_GDL || LOSS == R_WASS {
         return f32(params.nseg);
+    }
+    if LOSS == R_UNIFIED {
+        return 2.0 * f32(params.nseg);
     }
     return f32(params.nseg * (params.c - FIRST_CHANNEL));
 }
@@ -412,6 +452,29 @@ fn finalize_segment(seg: u32) -> f32 {
             set_coef(seg, c, vec4<f32>(k * 2.0 / den, -k * num / (den * den), 0.0, 0.0));
         }
         return k * num / den;
+    }
+    if LOSS == R_UNIFIED {
+        // Asymmetric focal Tversky: with fn = Σg - tp and fp = ΣP - tp the Tversky index is
+        // (tp + ε)/(δ·Σg + (1-δ)·ΣP + ε); loss (1 - dice0) + (1 - dice1)^(1-γ), mean over
+        // (image, class) pairs (the 1/2 and (1 - weight) are in item_scale and lambda_region).
+        let st = stat_at(seg, 0u);
+        let mass = stat_at(seg, params.c).zw;
+        let d = params.beta;
+        let den = vec2<f32>(d * mass.x + (1.0 - d) * st.y + UF_EPS, d * mass.y + (1.0 - d) * st.w + UF_EPS);
+        let tp = vec2<f32>(st.x, st.z);
+        let dice = (tp + UF_EPS) / den;
+        let q = 1.0 - dice.y;
+        let fore = pow_nonneg(max(q, 0.0), 1.0 - params.gamma);
+        var dfore = 0.0;
+        if q > 0.0 {
+            dfore = -(1.0 - params.gamma) * pow_nonneg(q, -params.gamma);
+        }
+        let ddice = vec2<f32>(-1.0, dfore);
+        // dl/dP_c = ddice_c·(g_c / den_c - (1-δ)(tp_c + ε)/den_c²): (coefT, coefA) per class.
+        let ct = ddice / den;
+        let ca = -ddice * (1.0 - d) * (tp + UF_EPS) / (den * den);
+        set_coef(seg, 0u, scale * vec4<f32>(ct.x, ca.x, ct.y, ca.y));
+        return scale * (1.0 - dice.x + fore);
     }
     if LOSS == R_WASS {
         // MONAI's generalised Wasserstein Dice: with a_l per class, Q_l = Σ_{y=l} W and
@@ -556,7 +619,7 @@ fn pixel_multiplier() -> f32 {
     if PIX == PIX_NONE {
         return 0.0;
     }
-    if REDUCTION != REDUCE_MEAN {
+    if REDUCTION != REDUCE_MEAN || PIX == PIX_UNIFIED {
         return params.lambda_pixel * params.pixel_norm;
     }
     var valid = 0.0;
@@ -729,6 +792,10 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         }
         let seg = select(n, 0u, BATCH);
         let lse = act_prepare(base);
+        if LOSS == R_UNIFIED {
+            pixel_loss = pixel_loss + unified_pixel(seg, base, label, lse, coef_scale, pixel_mult);
+            continue;
+        }
         // Cross-entropy runs on a softmax of the logits whatever the region term's activation.
         var lse_ce = lse;
         let ce_softmax = (PIX == PIX_CE && !binary_labels()) || PIX == PIX_EXPLOG;
@@ -792,6 +859,43 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             scratch[pixel_partials_offset() + wid.x] = vec4<f32>(total, 0.0, 0.0, 0.0);
         }
     }
+}
+
+// unified-focal at one pixel: writes dL/dz and returns its asymmetric focal (AFL) loss.
+fn unified_pixel(seg: u32, base: u32, label: i32, lse: f32, coef_scale: f32, pixel_mult: f32) -> f32 {
+    let u = unified_probs(base, label, lse);
+    let pc = u.xy;
+    let g = u.zw;
+    let co = scratch[COEF_OFFSET + seg * params.c];
+    // Tversky part: dl/dP_c = coefT_c·g_c + coefA_c.
+    var d = coef_scale * (vec2<f32>(co.x, co.z) * g + vec2<f32>(co.y, co.w));
+    // AFL: (1-δ)(1-P0)^γ·(-g0 ln P0) + δ·(-g1 ln P1).
+    let dl = params.beta;
+    let gm = params.gamma;
+    let q0 = 1.0 - pc.x;
+    let afl = (1.0 - dl) * pow_nonneg(q0, gm) * (-g.x * log(pc.x)) + dl * (-g.y * log(pc.y));
+    let dafl0 = (1.0 - dl) * g.x * (gm * pow_nonneg(q0, gm - 1.0) * log(pc.x) - pow_nonneg(q0, gm) / pc.x);
+    let dafl1 = -dl * g.y / pc.y;
+    d = d + pixel_mult * vec2<f32>(dafl0, dafl1);
+    // The clamp passes no gradient where it clamped.
+    var p = vec2<f32>(0.0);
+    if params.c == 1u {
+        p.y = prob(logits[base], lse);
+        p.x = 1.0 - p.y;
+    } else {
+        p = vec2<f32>(prob(logits[base], lse), prob(logits[base + params.s], lse));
+    }
+    let inside = vec2<f32>(p >= vec2<f32>(UF_EPS)) * vec2<f32>(p <= vec2<f32>(1.0 - UF_EPS));
+    d = d * inside;
+    if params.c == 1u {
+        // P1 = σ(z), P0 = 1 - σ(z).
+        write_grad(base, (d.y - d.x) * p.y * (1.0 - p.y));
+    } else {
+        let dot = p.x * d.x + p.y * d.y;
+        write_grad(base, p.x * (d.x - dot));
+        write_grad(base + params.s, p.y * (d.y - dot));
+    }
+    return afl;
 }
 
 @compute @workgroup_size(WG)

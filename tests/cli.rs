@@ -17,8 +17,6 @@ use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-/// Losses with fixtures but no implementation yet (tests/fixtures.rs keeps the same list).
-const NOT_YET: &[&str] = &["unified-focal"];
 const TOL: f64 = 1e-4;
 
 /// The example binary, built for this test's profile.
@@ -249,10 +247,7 @@ fn eval_args<'a>(
 /// Every manifest case on `backend`: the loss and the gradient file match the fixture.
 fn fixtures_on(family: &str, backend: &str) {
     let dir = TempDir::new(&format!("fixtures-{family}-{backend}"));
-    let cases: Vec<_> = manifest(family)
-        .into_iter()
-        .filter(|c| !NOT_YET.contains(&c.loss.as_str()))
-        .collect();
+    let cases = manifest(family);
     assert!(!cases.is_empty(), "the fixture manifest is empty");
     let mut failures = Vec::new();
     for c in &cases {

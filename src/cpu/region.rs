@@ -23,7 +23,39 @@ struct Ctx<'a> {
     targets: &'a Targets<'a>,
 }
 
+/// unified-focal's clamp (MONAI's epsilon).
+const UF_EPS: f64 = 1e-7;
+
 impl Ctx<'_> {
+    /// unified-focal: (P0, P1, g0, g1) with P clamped to [ε, 1 - ε], as `unified_probs`.
+    fn unified_probs(&self, base: usize, label: i32) -> [f64; 4] {
+        let (p, g) = self.unified_raw(base, label);
+        [
+            p[0].clamp(UF_EPS, 1.0 - UF_EPS),
+            p[1].clamp(UF_EPS, 1.0 - UF_EPS),
+            g[0],
+            g[1],
+        ]
+    }
+
+    /// The unclamped pair of probabilities and targets (C = 1: (1 - σ, σ) and (1 - t, t)).
+    fn unified_raw(&self, base: usize, label: i32) -> ([f64; 2], [f64; 2]) {
+        let p = self.probs(base);
+        if self.shape.c() == 1 {
+            let t = self.target(base, 0, label);
+            ([1.0 - p[0], p[0]], [1.0 - t, t])
+        } else {
+            let s_n = self.shape.s();
+            (
+                [p[0], p[1]],
+                [
+                    self.target(base, 0, label),
+                    self.target(base + s_n, 1, label),
+                ],
+            )
+        }
+    }
+
     fn binary_labels(&self) -> bool {
         self.shape.c() == 1
     }
@@ -110,10 +142,29 @@ pub(crate) fn statistics(
         let seg = if spec.batch { 0 } else { n };
         for s in 0..s_n {
             let label = ctx.label(n * s_n + s);
-            if ctx.state(label) != Pix::Valid {
+            let state = ctx.state(label);
+            if spec.kind == RegionKind::Unified && state == Pix::Ignored {
+                // MONAI: masked to 0, clamped to ε: ε into Σ P of both classes.
+                stats[(seg * slots) * 4 + 1] += UF_EPS;
+                stats[(seg * slots) * 4 + 3] += UF_EPS;
+            }
+            if state != Pix::Valid {
                 continue;
             }
             let base = n * c_n * s_n + s;
+            if spec.kind == RegionKind::Unified {
+                let [p0, p1, g0, g1] = ctx.unified_probs(base, label);
+                let st = &mut stats[(seg * slots) * 4..][..4];
+                st[0] += g0 * p0;
+                st[1] += p0;
+                st[2] += g1 * p1;
+                st[3] += p1;
+                let sc = &mut stats[(seg * slots + c_n) * 4..][..4];
+                sc[0] += 1.0;
+                sc[2] += g0;
+                sc[3] += g1;
+                continue;
+            }
             let p = ctx.probs(base);
             if spec.kind == RegionKind::Wasserstein {
                 // Grouped by label: (Σ W, count) in the slot of the pixel's class.
@@ -196,13 +247,10 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
     let kept = spec.kept(shape);
     let first = spec.first_channel;
     let at = |seg: usize, c: usize| &stats[(seg * (c_n + 1) + c) * 4..][..4];
-    let items = if matches!(
-        spec.kind,
-        RegionKind::GeneralizedDice | RegionKind::Wasserstein
-    ) {
-        nseg
-    } else {
-        nseg * kept
+    let items = match spec.kind {
+        RegionKind::GeneralizedDice | RegionKind::Wasserstein => nseg,
+        RegionKind::Unified => 2 * nseg,
+        _ => nseg * kept,
     } as f64;
     let own_mean = matches!(spec.kind, RegionKind::Combo | RegionKind::ExpLog);
     let scale = if spec.reduction == Reduction::Mean && !own_mean {
@@ -213,6 +261,8 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
     let mut coefs = vec![[0.0; 2]; nseg * c_n];
     // exp-log: the class weights of its cross-entropy term (`.w` of the coefficients in WGSL).
     let mut class_w = vec![0.0; c_n];
+    // unified-focal: class 1's coefficients per segment (`.zw` of the coefficients in WGSL).
+    let mut uf_coefs = Vec::new();
     let mut items_loss = vec![0.0; nseg * c_n];
     let mut none = vec![0.0; spec.loss_len(shape)];
     let mut total = 0.0;
@@ -232,6 +282,37 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
                 coefs[seg * c_n + c] = [k * 2.0 / den, -k * num / (den * den)];
             }
             total += k * num / den;
+            continue;
+        }
+        if spec.kind == RegionKind::Unified {
+            let st = at(seg, 0);
+            let mass = &at(seg, c_n)[2..];
+            let d = spec.beta as f64;
+            let gm = spec.gamma as f64;
+            let mut co = [0.0; 4];
+            let mut item = 0.0;
+            for k in 0..2 {
+                let (tp, a) = (st[2 * k], st[2 * k + 1]);
+                let den = d * mass[k] + (1.0 - d) * a + UF_EPS;
+                let dice = (tp + UF_EPS) / den;
+                let ddice = if k == 0 {
+                    item += 1.0 - dice;
+                    -1.0
+                } else {
+                    let q = 1.0 - dice;
+                    item += pow_nonneg(q.max(0.0), 1.0 - gm);
+                    if q > 0.0 {
+                        -(1.0 - gm) * pow_nonneg(q, -gm)
+                    } else {
+                        0.0
+                    }
+                };
+                co[2 * k] = scale * ddice / den;
+                co[2 * k + 1] = -scale * ddice * (1.0 - d) * (tp + UF_EPS) / (den * den);
+            }
+            coefs[seg * c_n] = [co[0], co[1]];
+            uf_coefs.push([co[2], co[3]]);
+            total += scale * item;
             continue;
         }
         if spec.kind == RegionKind::Wasserstein {
@@ -407,6 +488,7 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
         coef_scale: lambda * coef_scale,
         items: items_loss,
         class_w,
+        uf_coefs,
     }
 }
 
@@ -415,6 +497,7 @@ pub(crate) struct Finalized {
     pub loss: Vec<f64>,
     pub coefs: Vec<[f64; 2]>,
     pub class_w: Vec<f64>,
+    pub uf_coefs: Vec<[f64; 2]>,
     pub coef_scale: f64,
     pub items: Vec<f64>,
 }
@@ -425,7 +508,7 @@ pub(crate) fn pixel_multiplier(spec: &RegionSpec, shape: &Shape, stats: &[f64]) 
         return 0.0;
     }
     let lambda = spec.lambda_pixel as f64;
-    if spec.reduction != Reduction::Mean {
+    if spec.reduction != Reduction::Mean || spec.pix == PixTerm::Unified {
         return lambda * spec.pixel_norm(shape) as f64;
     }
     let c_n = shape.c();
@@ -566,6 +649,11 @@ pub(crate) fn gradient(
                 }
             }
             let seg = if spec.batch { 0 } else { n };
+            if spec.kind == RegionKind::Unified {
+                pixel_loss[base] =
+                    unified_pixel(&ctx, fin, seg, base, label, pixel_mult, &mut grad);
+                continue;
+            }
             let p = ctx.probs(base);
             let d: Vec<f64> = (0..c_n)
                 .map(|c| {
@@ -611,6 +699,48 @@ pub(crate) fn gradient(
         }
     }
     (grad, pixel_loss, status)
+}
+
+/// `unified_pixel` of the shader: writes dL/dz of one pixel, returns its focal (AFL) loss.
+fn unified_pixel(
+    ctx: &Ctx,
+    fin: &Finalized,
+    seg: usize,
+    base: usize,
+    label: i32,
+    pixel_mult: f64,
+    grad: &mut [f64],
+) -> f64 {
+    let spec = ctx.spec;
+    let [pc0, pc1, g0, g1] = ctx.unified_probs(base, label);
+    let (co0, co1) = (fin.coefs[seg * ctx.shape.c()], fin.uf_coefs[seg]);
+    let mut d = [
+        fin.coef_scale * (co0[0] * g0 + co0[1]),
+        fin.coef_scale * (co1[0] * g1 + co1[1]),
+    ];
+    let (dl, gm) = (spec.beta as f64, spec.gamma as f64);
+    let q0 = 1.0 - pc0;
+    let afl = (1.0 - dl) * pow_nonneg(q0, gm) * (-g0 * pc0.ln()) + dl * (-g1 * pc1.ln());
+    d[0] += pixel_mult
+        * (1.0 - dl)
+        * g0
+        * (gm * pow_nonneg(q0, gm - 1.0) * pc0.ln() - pow_nonneg(q0, gm) / pc0);
+    d[1] += pixel_mult * (-dl * g1 / pc1);
+    let (p, _) = ctx.unified_raw(base, label);
+    for k in 0..2 {
+        if !(UF_EPS..=1.0 - UF_EPS).contains(&p[k]) {
+            d[k] = 0.0; // the clamp passes no gradient where it clamped
+        }
+    }
+    let s_n = ctx.shape.s();
+    if ctx.shape.c() == 1 {
+        grad[base] = (d[1] - d[0]) * p[1] * (1.0 - p[1]);
+    } else {
+        let dot = p[0] * d[0] + p[1] * d[1];
+        grad[base] = p[0] * (d[0] - dot);
+        grad[base + s_n] = p[1] * (d[1] - dot);
+    }
+    afl
 }
 
 /// Loss and gradient of a region loss, with the status counts.

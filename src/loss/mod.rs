@@ -12,7 +12,7 @@ use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 pub use pixel::{BalancedBce, Bce, CrossEntropy, Focal};
 pub use region::{
     Combo, Dice, DiceCe, ExpLog, GeneralizedDice, RegionFocal, RegionOptions,
-    SensitivitySpecificity, Tversky, WassersteinDice, WeightType,
+    SensitivitySpecificity, Tversky, UnifiedFocal, WassersteinDice, WeightType,
 };
 
 /// How the per-element losses are combined, as the reference defines it.
@@ -168,6 +168,8 @@ pub enum Loss {
     ExpLog(ExpLog),
     /// `wasserstein-dice`
     WassersteinDice(WassersteinDice),
+    /// `unified-focal`
+    UnifiedFocal(UnifiedFocal),
 }
 
 impl Loss {
@@ -191,6 +193,7 @@ impl Loss {
         "generalized-dice-focal",
         "combo",
         "exp-log",
+        "unified-focal",
     ];
 
     /// The loss `name` with `key=value` parameters (LOSSES.md's names; lists comma-separated).
@@ -215,6 +218,7 @@ impl Loss {
             "combo" => Loss::Combo(Combo::from_params(params)?),
             "exp-log" => Loss::ExpLog(ExpLog::from_params(params)?),
             "wasserstein-dice" => Loss::WassersteinDice(WassersteinDice::from_params(params)?),
+            "unified-focal" => Loss::UnifiedFocal(UnifiedFocal::from_params(params)?),
             "dice-focal" => Loss::DiceFocal(RegionFocal::from_params("dice-focal", params)?),
             "generalized-dice-focal" => Loss::GeneralizedDiceFocal(RegionFocal::from_params(
                 "generalized-dice-focal",
@@ -264,6 +268,7 @@ impl Loss {
             Loss::Combo(_) => "combo",
             Loss::ExpLog(_) => "exp-log",
             Loss::WassersteinDice(_) => "wasserstein-dice",
+            Loss::UnifiedFocal(_) => "unified-focal",
         }
     }
 
@@ -280,7 +285,7 @@ impl Loss {
             Loss::SensitivitySpecificity(l) => l.reduction,
             Loss::DiceCe(l) => l.dice.options.reduction,
             Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => l.dice.options.reduction,
-            Loss::Combo(_) | Loss::ExpLog(_) => Reduction::Mean,
+            Loss::Combo(_) | Loss::ExpLog(_) | Loss::UnifiedFocal(_) => Reduction::Mean,
             Loss::WassersteinDice(l) => l.reduction,
         }
     }
@@ -306,6 +311,7 @@ impl Loss {
             Loss::Combo(l) => Spec::Region(l.spec(shape, target)?),
             Loss::ExpLog(l) => Spec::Region(l.spec(shape, target)?),
             Loss::WassersteinDice(l) => Spec::Region(l.spec(shape, target)?),
+            Loss::UnifiedFocal(l) => Spec::Region(l.spec(shape, target)?),
             Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => {
                 Spec::Region(l.spec(name, shape, target)?)
             }

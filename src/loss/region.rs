@@ -483,6 +483,86 @@ impl WassersteinDice {
     }
 }
 
+/// `unified-focal` (`monai.losses.AsymmetricUnifiedFocalLoss` on `act(z)`): binary segmentation,
+/// sigmoid for C = 1 (the pair `(1 - σ, σ)`), softmax for C = 2;
+/// `weight·AFL + (1 - weight)·AFTL` with MONAI's clamp of the probabilities to `[1e-7, 1 - 1e-7]`.
+/// With `ignore_index`, MONAI's semantics: ignored pixels get a zero gradient but still count in
+/// the focal term's mean and add the clamp's 1e-7 to the Tversky term's false positives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnifiedFocal {
+    /// Weight of the focal term (the focal Tversky term gets `1 - weight`).
+    pub weight: f32,
+    /// Asymmetry between the classes.
+    pub delta: f32,
+    /// Focal exponent.
+    pub gamma: f32,
+    /// Label value to skip (labels only).
+    pub ignore_index: Option<i32>,
+}
+
+impl Default for UnifiedFocal {
+    fn default() -> Self {
+        UnifiedFocal {
+            weight: 0.5,
+            delta: 0.7,
+            gamma: 0.5,
+            ignore_index: None,
+        }
+    }
+}
+
+impl UnifiedFocal {
+    pub(crate) fn from_params(items: &[(String, String)]) -> Result<Self> {
+        let known = ["weight", "delta", "gamma", "ignore_index"];
+        let r = ParamReader::new("unified-focal", &known, items)?;
+        let d = Self::default();
+        Ok(UnifiedFocal {
+            weight: r.f32("weight", d.weight)?,
+            delta: r.f32("delta", d.delta)?,
+            gamma: r.f32("gamma", d.gamma)?,
+            ignore_index: r.ignore_index(None)?,
+        })
+    }
+
+    pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<RegionSpec> {
+        const L: &str = "unified-focal";
+        for (name, v) in [("weight", self.weight), ("delta", self.delta)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(param_err(L, name, format!("{v} is outside [0, 1]")));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.gamma) {
+            return Err(param_err(
+                L,
+                "gamma",
+                format!("{} is outside [0, 1]", self.gamma),
+            ));
+        }
+        if shape.c() > 2 {
+            return Err(Error::Target {
+                loss: L,
+                message: format!("binary only: C = 1 or 2, got {}", shape.c()),
+            });
+        }
+        let o = RegionOptions {
+            ignore_index: self.ignore_index,
+            activation: Some(if shape.c() == 1 {
+                Activation::Sigmoid
+            } else {
+                Activation::Softmax
+            }),
+            ..RegionOptions::default()
+        };
+        let mut s = RegionSpec::base(L, RegionKind::Unified, &o, shape, target)?;
+        s.beta = self.delta;
+        s.gamma = self.gamma;
+        s.pix = PixTerm::Unified;
+        s.lambda_region = 1.0 - self.weight;
+        s.lambda_pixel = self.weight;
+        Ok(s)
+    }
+}
+
 /// Which statistics and score (`LOSS` in the shader).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RegionKind {
@@ -493,6 +573,7 @@ pub(crate) enum RegionKind {
     Combo = 4,
     ExpLog = 5,
     Wasserstein = 6,
+    Unified = 7,
 }
 
 /// Everything the region kernels and their CPU mirror need, validated against one shape.
@@ -541,6 +622,7 @@ pub(crate) enum PixTerm {
     Focal = 2,
     Combo = 3,
     ExpLog = 4,
+    Unified = 5,
 }
 
 fn param_err(loss: &'static str, name: &str, message: String) -> Error {
@@ -630,6 +712,8 @@ impl RegionSpec {
     pub fn pixel_norm(&self, shape: &Shape) -> f32 {
         match (self.pix, self.reduction) {
             (PixTerm::Focal, Reduction::Sum) => 1.0 / shape.s() as f32,
+            // MONAI's asymmetric focal mean over [N, 2, *S], ignored pixels included.
+            (PixTerm::Unified, _) => (1.0 / (2 * shape.pixels()) as f64) as f32,
             _ => 1.0,
         }
     }
