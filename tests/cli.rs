@@ -19,38 +19,39 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 const TOL: f64 = 1e-4;
 
-/// The example binary, built for this test's profile.
+/// The `segloss` example binary, built for this test's profile.
 fn bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let deps = exe.parent().expect("target/<profile>/deps");
-        let profile_dir = deps.parent().expect("target/<profile>");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|s| s.to_str())
-            .expect("profile directory name")
-            .to_string();
-        let path = profile_dir
-            .join("examples")
-            .join(format!("segloss{}", std::env::consts::EXE_SUFFIX));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--example", "segloss", "--profile"])
-            .arg(if profile == "debug" { "dev" } else { &profile });
-        let out = build
-            .output()
-            .expect("running cargo build --example segloss");
-        assert!(
-            out.status.success(),
-            "cargo build --example segloss failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(path.exists(), "{} was not built", path.display());
-        path
-    })
+    BIN.get_or_init(|| build_example("segloss"))
+}
+
+/// Builds example `name` for this test's profile (`cargo test --test cli` alone builds none).
+fn build_example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let profile_dir = deps.parent().expect("target/<profile>");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|s| s.to_str())
+        .expect("profile directory name")
+        .to_string();
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--example", name, "--profile"])
+        .arg(if profile == "debug" { "dev" } else { &profile })
+        .output()
+        .unwrap_or_else(|e| panic!("running cargo build --example {name}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build --example {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(path.exists(), "{} was not built", path.display());
+    path
 }
 
 /// Runs the tool. Mesa's lavapipe complains on stderr when XDG_RUNTIME_DIR is unset.
@@ -762,4 +763,23 @@ fn check_passes_on_every_loss() {
         assert!(s.contains(name), "check has no `{name}` row:\n{s}");
     }
     assert!(s.contains("PASS"), "{s}");
+}
+
+/// The split-phase example: two simulated ranks reproduce the single-device gradient.
+#[test]
+fn data_parallel_example_passes() {
+    let out = Command::new(build_example("data_parallel"))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("running the data_parallel example");
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "data_parallel failed:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("reproduces the single-device gradient"),
+        "{stdout}"
+    );
 }

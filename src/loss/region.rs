@@ -1135,6 +1135,9 @@ const SLOTS: [Slot; 9] = [
     Slot::ReadWrite,
 ];
 
+/// Minimum pixels per thread of the statistics pass (see `RegionPlan::new`).
+const STATS_PIXELS_PER_THREAD: usize = 16;
+
 /// The GPU side of a planned region loss.
 pub(crate) struct RegionPlan {
     pub spec: RegionSpec,
@@ -1166,7 +1169,13 @@ impl RegionPlan {
         }
         let nwg = kernels.workgroups(shape.pixels());
         let per_image = (MAX_WORKGROUPS as usize / shape.n()).max(1);
-        let wx = shape.s().div_ceil(WG as usize).clamp(1, per_image) as u32;
+        // Each stats-pass thread walks at least STATS_PIXELS_PER_THREAD pixels: the pass ends in
+        // one workgroup reduction per class, which costs more than the pixels it summarises
+        // when threads hold only one or two (on software adapters, many times more).
+        let wx = shape
+            .s()
+            .div_ceil(WG as usize * STATS_PIXELS_PER_THREAD)
+            .clamp(1, per_image) as u32;
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let act = match spec.act {
             Activation::Softmax => 0.0,
