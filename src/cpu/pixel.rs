@@ -125,11 +125,11 @@ pub(crate) fn forward_backward(
     let mut grad = vec![0.0f64; shape.numel()];
     let mut none = vec![0.0f64; spec.loss_len(shape)];
     let mut acc = 0.0;
-    for n in 0..n_img {
+    for (n, &image_mult) in image_mult.iter().enumerate() {
         for s in 0..s_n {
             let p = n * s_n + s;
             let base = n * c_n * s_n + s;
-            let mult = global_mult * image_mult[n] * grad_scale;
+            let mult = global_mult * image_mult * grad_scale;
             for c in 0..c_n {
                 let e = base + c * s_n;
                 status.nonfinite_logits += (!z[e].is_finite()) as u32;
@@ -161,7 +161,7 @@ pub(crate) fn forward_backward(
                 PixelKind::Focal if spec.focal_softmax => px.focal_softmax(),
                 _ => px.sigmoid_family(beta),
             };
-            acc += image_mult[n] * l;
+            acc += image_mult * l;
         }
     }
 
