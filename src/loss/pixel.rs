@@ -3,7 +3,7 @@
 //! One fused pass computes the activation, the loss term and the gradient of every pixel
 //! (`shaders/pixel.wgsl`); a targets-only prepass runs first when a normaliser depends on the
 //! targets (ignored pixels, the class weights of the labels, balanced BCE's negative fraction).
-//! CPU mirror: [`crate::cpu::pixel`].
+//! CPU mirror: `src/cpu/pixel.rs`.
 
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;

@@ -4,7 +4,7 @@
 //! pass that turns the statistics into the loss and per-(image, class) gradient coefficients —
 //! the gradient pass. The statistics are exposed ([`crate::Plan::record_statistics`],
 //! [`crate::Plan::record_backward`]) so that data-parallel training can all-reduce them between
-//! the two. CPU mirror: [`crate::cpu::region`].
+//! the two. CPU mirror: `src/cpu/region.rs`.
 
 use crate::error::{Error, Result};
 use crate::kernels::{Kernels, MAX_WORKGROUPS, WG};
