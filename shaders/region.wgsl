@@ -20,6 +20,7 @@
 #include "common/reduce.wgsl"
 #include "common/activation.wgsl"
 #include "common/terms.wgsl"
+#include "common/targets.wgsl"
 
 override LOSS: u32 = 0u;
 const R_DICE: u32 = 0u;      // dice, jaccard (JACCARD), log-cosh-dice (LOG_COSH)
@@ -31,9 +32,6 @@ const R_EXPLOG: u32 = 5u;    // exp-log: w_dice·mean_c (-ln Dice_c)^gamma (+ PI
 const R_WASS: u32 = 6u;      // wasserstein-dice: statistics grouped by label (see wass_distance)
 const R_UNIFIED: u32 = 7u;   // unified-focal: binary, see unified_probs (+ PIX_UNIFIED)
 override ACT: u32 = 0u;
-const ACT_SOFTMAX: u32 = 0u;
-const ACT_SIGMOID: u32 = 1u;
-const ACT_NONE: u32 = 2u;
 override DENSE: bool = false;
 override HAS_IGNORE: bool = false;
 override FIRST_CHANNEL: u32 = 0u;
@@ -138,70 +136,6 @@ fn wass_distance(base: u32, y: u32, lse: f32) -> f32 {
         w = w + dist(y, c) * prob(logits[base + c * params.s], lse);
     }
     return w;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pixels, labels and targets (as in pixel.wgsl).
-
-const PIX_VALID: u32 = 0u;
-const PIX_IGNORED: u32 = 1u;
-const PIX_BAD: u32 = 2u;
-
-fn binary_labels() -> bool {
-    return params.c == 1u;
-}
-
-fn label_of(p: u32) -> i32 {
-    if DENSE {
-        return 0;
-    }
-    return bitcast<i32>(targets[p]);
-}
-
-fn pixel_state(label: i32) -> u32 {
-    if DENSE {
-        return PIX_VALID;
-    }
-    if HAS_IGNORE && label == params.ignore_index {
-        return PIX_IGNORED;
-    }
-    let count = select(i32(params.c), 2, binary_labels());
-    if label < 0 || label >= count {
-        return PIX_BAD;
-    }
-    return PIX_VALID;
-}
-
-fn target_at(e: u32, c: u32, label: i32) -> f32 {
-    if DENSE {
-        return bitcast<f32>(targets[e]);
-    }
-    if binary_labels() {
-        return f32(label == 1);
-    }
-    return f32(label == i32(c));
-}
-
-// The activation of one pixel: log-sum-exp over the channels for softmax, nothing otherwise.
-fn act_prepare(base: u32) -> f32 {
-    if ACT != ACT_SOFTMAX {
-        return 0.0;
-    }
-    var st = lse_start(logits[base]);
-    for (var c = 1u; c < params.c; c = c + 1u) {
-        st = lse_push(st, logits[base + c * params.s]);
-    }
-    return lse_value(st);
-}
-
-fn prob(z: f32, lse: f32) -> f32 {
-    if ACT == ACT_SOFTMAX {
-        return exp(z - lse);
-    }
-    if ACT == ACT_SIGMOID {
-        return sigmoid(z);
-    }
-    return z;
 }
 
 // ---------------------------------------------------------------------------------------------

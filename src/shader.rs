@@ -47,6 +47,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../shaders/common/terms.wgsl"),
     ),
     (
+        "common/targets.wgsl",
+        include_str!("../shaders/common/targets.wgsl"),
+    ),
+    (
         "common/reduce_shared.wgsl",
         include_str!("../shaders/common/reduce_shared.wgsl"),
     ),
