@@ -35,6 +35,7 @@
 pub use wgpu;
 
 pub mod cpu;
+pub mod distance;
 mod error;
 mod kernels;
 pub mod loss;
@@ -52,6 +53,7 @@ pub use tensor::{Inputs, Outputs, Shape, TargetKind, Targets};
 #[doc(hidden)]
 pub mod internals {
     //! Items exposed for the crate's own tests; not part of the stable API.
+    pub use crate::distance::DistanceParams;
     pub use crate::loss::pixel::PixelParams;
     pub use crate::loss::region::RegionParams;
 }

@@ -12,19 +12,27 @@ pub enum Family {
     Pixel,
     /// `shaders/region.wgsl`: the Dice family.
     Region,
+    /// `shaders/distance.wgsl`: distance transforms and the distance losses' maps.
+    Distance,
     /// `shaders/reduce.wgsl`: the standalone deterministic sum (tests and benches).
     Reduce,
 }
 
 impl Family {
     /// Every family, for validation.
-    pub const ALL: [Family; 3] = [Family::Pixel, Family::Region, Family::Reduce];
+    pub const ALL: [Family; 4] = [
+        Family::Pixel,
+        Family::Region,
+        Family::Distance,
+        Family::Reduce,
+    ];
 
     /// The file name under `shaders/`.
     pub fn file(self) -> &'static str {
         match self {
             Family::Pixel => "pixel.wgsl",
             Family::Region => "region.wgsl",
+            Family::Distance => "distance.wgsl",
             Family::Reduce => "reduce.wgsl",
         }
     }
@@ -33,6 +41,7 @@ impl Family {
 const SOURCES: &[(&str, &str)] = &[
     ("pixel.wgsl", include_str!("../shaders/pixel.wgsl")),
     ("region.wgsl", include_str!("../shaders/region.wgsl")),
+    ("distance.wgsl", include_str!("../shaders/distance.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
     (
         "common/grid.wgsl",

@@ -2,6 +2,7 @@
 //! its shader. It is what the GPU kernels are tested against, and the baseline of the benches.
 
 pub mod activation;
+pub mod distance;
 pub(crate) mod pixel;
 pub mod reduce;
 pub(crate) mod region;

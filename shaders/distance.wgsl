@@ -1,0 +1,233 @@
+// Euclidean distance transforms, exact (Felzenszwalb–Huttenlocher) and by jump flooding, for a
+// batch of masks at once; and the distance maps of the boundary and Hausdorff losses.
+// CPU mirror: src/cpu/distance.rs.
+//
+// Every transform works on "volumes": one f32 per pixel, the squared distance to the nearest
+// source pixel (0 at a source, INF where no source has been seen). A mask m yields two volumes:
+// 2m with the background as sources (its value at a foreground pixel is the squared EDT of the
+// mask, scipy's distance_transform_edt) and 2m + 1 with the foreground as sources (the squared
+// distance of a background pixel to the mask). Entry points:
+//   seed_masks   volumes from caller masks (u32, non-zero = foreground);
+//   seed_loss    volumes from a loss's targets (> 0.5) and, for Hausdorff, its prediction
+//                (activation > 0.5), for every (image, kept class);
+//   edt_axis     the exact 1-D transform along `params.axis` of every line of every volume
+//                (run once per spatial axis: the transform is separable);
+//   jfa_init / jfa_step / jfa_finish   jump flooding on nearest-source coordinates;
+//   finish_edt   caller output: the EDT (or the signed map) of each mask;
+//   finish_map   a loss's map: boundary φ of the target, or Hausdorff dt_p^α + dt_g^α.
+
+#include "common/grid.wgsl"
+#include "common/activation.wgsl"
+#include "common/targets.wgsl"
+
+override DENSE: bool = false;
+override HAS_IGNORE: bool = false;
+override ACT: u32 = 0u;
+// finish_edt: write the signed map (boundary convention) instead of the plain EDT.
+override SIGNED: bool = false;
+// finish_map: 0 boundary (signed map of the target), 1 Hausdorff (dt_p^α + dt_g^α).
+override MAP_KIND: u32 = 0u;
+const MAP_BOUNDARY: u32 = 0u;
+const MAP_HAUSDORFF: u32 = 1u;
+
+// Squared distances at or above this are "no source yet".
+const INF: f32 = 1e30;
+
+// Must match `DistanceParams` in src/distance.rs.
+struct Params {
+    n: u32,            // images (losses) or masks (caller masks)
+    c: u32,            // channels of the logits (losses); 1 for caller masks
+    s: u32,            // pixels per volume
+    first: u32,        // first kept channel (losses)
+    dims: vec4<u32>,   // spatial extents, padded with 1 (dims.w unused)
+    spacing: vec4<f32>,
+    axis: u32,         // edt_axis: the axis; jfa_step: the step length in pixels
+    nvol: u32,         // volumes
+    ignore_index: i32,
+    alpha: f32,        // Hausdorff exponent
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+// Loss targets (labels or dense), or caller masks.
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+@group(0) @binding(3) var<storage, read_write> vol: array<f32>;
+// edt_axis: per-line scratch of the lower envelope; JFA: nearest-source pixel indices.
+@group(0) @binding(4) var<storage, read_write> env: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+// Sources of the two volumes of a mask pixel: 2m takes the background, 2m + 1 the foreground.
+fn seed(m: u32, s: u32, fg: bool) {
+    vol[(2u * m) * params.s + s] = select(0.0, INF, fg);
+    vol[(2u * m + 1u) * params.s + s] = select(INF, 0.0, fg);
+}
+
+@compute @workgroup_size(WG)
+fn seed_masks(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = params.n * params.s;
+    for (var i = gid.x; i < total; i = i + nwg.x * WG) {
+        seed(i / params.s, i % params.s, targets[i] != 0u);
+    }
+}
+
+// Loss masks, per pixel (n, s) and kept class c: mask (0, n, c) is the target > 0.5, and for
+// Hausdorff mask (1, n, c) the prediction > 0.5. Ignored pixels count as background of both.
+@compute @workgroup_size(WG)
+fn seed_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pixels = params.n * params.s;
+    let kept = params.c - params.first;
+    for (var p = gid.x; p < pixels; p = p + nwg.x * WG) {
+        let n = p / params.s;
+        let s = p - n * params.s;
+        let base = n * params.c * params.s + s;
+        let label = label_of(p);
+        let valid = pixel_state(label) == PIX_VALID;
+        var lse = 0.0;
+        if MAP_KIND == MAP_HAUSDORFF {
+            lse = act_prepare(base);
+        }
+        for (var c = params.first; c < params.c; c = c + 1u) {
+            let e = base + c * params.s;
+            let m = n * kept + (c - params.first);
+            seed(m, s, valid && target_at(e, c, label) > 0.5);
+            if MAP_KIND == MAP_HAUSDORFF {
+                seed(params.n * kept + m, s, valid && prob(logits[e], lse) > 0.5);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact transform: Felzenszwalb & Huttenlocher's lower envelope of parabolas, one line per
+// thread, linear in the line's length. With f the squared distances so far and x_q = q·spacing,
+// d(p) = min_q (x_p - x_q)² + f(q).
+
+// Extent and element stride of `axis`.
+fn axis_extent(axis: u32) -> u32 {
+    return params.dims[axis];
+}
+
+fn axis_stride(axis: u32) -> u32 {
+    var st = 1u;
+    for (var a = axis + 1u; a < 3u; a = a + 1u) {
+        st = st * params.dims[a];
+    }
+    return st;
+}
+
+@compute @workgroup_size(WG)
+fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let axis = params.axis;
+    let len = axis_extent(axis);
+    let stride = axis_stride(axis);
+    let lines_per_vol = params.s / len;
+    let lines = params.nvol * lines_per_vol;
+    let sp = params.spacing[axis];
+    for (var line = gid.x; line < lines; line = line + nwg.x * WG) {
+        let v_idx = line / lines_per_vol;
+        let r = line - v_idx * lines_per_vol;
+        // The line's first element: r enumerates the other axes (outer part, inner part).
+        let outer = r / stride;
+        let inner = r - outer * stride;
+        let start = v_idx * params.s + outer * len * stride + inner;
+        // Scratch: f (len), v (len, as f32 indices), z (len + 1).
+        let fo = line * (3u * len + 1u);
+        let vo = fo + len;
+        let zo = vo + len;
+        var k = -1;
+        for (var q = 0u; q < len; q = q + 1u) {
+            let f = vol[start + q * stride];
+            env[fo + q] = f;
+            if f >= INF {
+                continue; // no parabola: no source along the lines seen so far
+            }
+            let xq = f32(q) * sp;
+            var s = -INF;
+            loop {
+                if k < 0 {
+                    break;
+                }
+                let vk = u32(env[vo + u32(k)]);
+                let xv = f32(vk) * sp;
+                s = ((f + xq * xq) - (env[fo + vk] + xv * xv)) / (2.0 * (xq - xv));
+                if s <= env[zo + u32(k)] {
+                    k = k - 1;
+                } else {
+                    break;
+                }
+            }
+            k = k + 1;
+            env[vo + u32(k)] = f32(q);
+            env[zo + u32(k)] = select(s, -INF, k == 0);
+            env[zo + u32(k) + 1u] = INF;
+        }
+        if k < 0 {
+            continue; // the whole line is INF: leave it
+        }
+        var j = 0u;
+        for (var q = 0u; q < len; q = q + 1u) {
+            let x = f32(q) * sp;
+            while env[zo + j + 1u] < x {
+                j = j + 1u;
+            }
+            let vj = u32(env[vo + j]);
+            let dx = x - f32(vj) * sp;
+            vol[start + q * stride] = dx * dx + env[fo + vj];
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+// Distance of pixel s of mask m to the nearest pixel of the other class, and whether the pixel is
+// in the mask; the distance is 0 when the mask is empty or full (nothing of the other class).
+fn opposite_distance(m: u32, s: u32) -> vec2<f32> {
+    let to_bg = vol[(2u * m) * params.s + s];
+    let to_fg = vol[(2u * m + 1u) * params.s + s];
+    let inside = to_fg == 0.0;
+    let d = select(to_fg, to_bg, inside);
+    return vec2<f32>(select(sqrt(d), 0.0, d >= INF), f32(inside));
+}
+
+@compute @workgroup_size(WG)
+fn finish_edt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = params.n * params.s;
+    for (var i = gid.x; i < total; i = i + nwg.x * WG) {
+        let m = i / params.s;
+        let s = i - m * params.s;
+        let od = opposite_distance(m, s);
+        if SIGNED {
+            // φ = EDT(not M) outside, -(EDT(M) - 1) inside; 0 for an empty or full mask.
+            out[i] = select(od.x, -(od.x - 1.0), od.y > 0.5 && od.x > 0.0);
+        } else {
+            // scipy: the distance of a mask pixel to the nearest background pixel, 0 outside.
+            out[i] = od.x * od.y;
+        }
+    }
+}
+
+// The loss map over [N, C, *S] (0 for the dropped channel 0).
+@compute @workgroup_size(WG)
+fn finish_map(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = params.n * params.c * params.s;
+    let kept = params.c - params.first;
+    for (var i = gid.x; i < total; i = i + nwg.x * WG) {
+        let s = i % params.s;
+        let nc = i / params.s;
+        let c = nc % params.c;
+        let n = nc / params.c;
+        if c < params.first {
+            out[i] = 0.0;
+            continue;
+        }
+        let m = n * kept + (c - params.first);
+        let g = opposite_distance(m, s);
+        if MAP_KIND == MAP_BOUNDARY {
+            out[i] = select(g.x, -(g.x - 1.0), g.y > 0.5 && g.x > 0.0);
+        } else {
+            let pd = opposite_distance(params.n * kept + m, s);
+            out[i] = pow_nonneg(pd.x, params.alpha) + pow_nonneg(g.x, params.alpha);
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Distance transforms: the CPU separable transform against brute force, the GPU against the
+//! CPU, and both against scipy's `distance_transform_edt` fixtures.
+
+mod common;
+
+use common::*;
+use segloss::distance::{DistanceOptions, Method};
+
+fn random_masks(rng: &mut Rng, count: usize, s: usize, density: f32) -> Vec<bool> {
+    (0..count * s).map(|_| rng.unit() < density).collect()
+}
+
+const SHAPES: &[(&[usize], &[f32])] = &[
+    (&[13], &[1.0]),
+    (&[7, 9], &[1.0, 1.0]),
+    (&[8, 5], &[1.0, 2.5]),
+    (&[5, 6, 7], &[0.7, 1.0, 3.0]),
+    (&[1, 9], &[2.0, 1.0]),
+];
+
+#[test]
+fn separable_transform_equals_brute_force() {
+    let mut rng = Rng::new(17);
+    for &(spatial, spacing) in SHAPES {
+        let s: usize = spatial.iter().product();
+        for density in [0.02, 0.3, 0.7, 0.97, 0.0, 1.0] {
+            let mask = random_masks(&mut rng, 1, s, density);
+            let fast = segloss::cpu::distance::edt(&mask, spatial, spacing);
+            let slow = segloss::cpu::distance::edt_brute_force(&mask, spatial, spacing);
+            for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                assert!(
+                    (a - b).abs() < 1e-9,
+                    "{spatial:?} {spacing:?} density {density}: pixel {i}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_exact_transform_equals_cpu() {
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let mut rng = Rng::new(3);
+    let shapes: &[(&[usize], &[f32])] = &[
+        (&[13], &[1.0]),
+        (&[17, 23], &[1.0, 1.0]),
+        (&[40, 33], &[1.0, 2.5]),
+        (&[9, 10, 11], &[0.7, 1.0, 3.0]),
+        (&[3, 1, 300], &[1.0, 1.0, 1.0]),
+    ];
+    for &(spatial, spacing) in shapes {
+        let s: usize = spatial.iter().product();
+        let count = 4;
+        let mut masks = random_masks(&mut rng, count, s, 0.4);
+        // Mask 2 empty, mask 3 full.
+        masks[2 * s..3 * s].iter_mut().for_each(|m| *m = false);
+        masks[3 * s..4 * s].iter_mut().for_each(|m| *m = true);
+        let words: Vec<u32> = masks.iter().map(|&m| m as u32).collect();
+        for signed in [false, true] {
+            let options = DistanceOptions {
+                spacing: spacing.to_vec(),
+                signed,
+                method: Method::Exact,
+            };
+            let plan = kernels.distance_plan(count, spatial, &options).unwrap();
+            let mb = segloss::readback::upload(device, "masks", bytemuck::cast_slice(&words));
+            let out = segloss::readback::zeros(device, "out", plan.len());
+            let mut enc = device.create_command_encoder(&Default::default());
+            plan.record(&mut enc, &mb, &out).unwrap();
+            gpu.queue.submit([enc.finish()]);
+            let got: Vec<f32> =
+                segloss::readback::download(device, &gpu.queue, &out, plan.len()).unwrap();
+            for m in 0..count {
+                let mask = &masks[m * s..(m + 1) * s];
+                let want = if signed {
+                    segloss::cpu::distance::signed_map(mask, spatial, spacing)
+                } else {
+                    segloss::cpu::distance::edt(mask, spatial, spacing)
+                };
+                for (i, w) in want.iter().enumerate() {
+                    let g = got[m * s + i] as f64;
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{spatial:?} {spacing:?} signed={signed} mask {m} pixel {i}: gpu {g} vs cpu {w}"
+                    );
+                }
+            }
+        }
+    }
+}
