@@ -89,3 +89,90 @@ fn gpu_exact_transform_equals_cpu() {
         }
     }
 }
+
+/// Blob masks: a few random discs/balls, the shapes distance losses see.
+fn blobs(rng: &mut Rng, spatial: &[usize], count: usize) -> Vec<bool> {
+    let s: usize = spatial.iter().product();
+    let mut mask = vec![false; s];
+    for _ in 0..count {
+        let c: Vec<f32> = spatial.iter().map(|&d| rng.range(0.0, d as f32)).collect();
+        let r = rng.range(2.0, spatial[0] as f32 / 4.0);
+        for (i, m) in mask.iter_mut().enumerate() {
+            let mut rem = i;
+            let mut d2 = 0.0;
+            for a in (0..spatial.len()).rev() {
+                let x = (rem % spatial[a]) as f32;
+                rem /= spatial[a];
+                d2 += (x - c[a]) * (x - c[a]);
+            }
+            *m |= d2 <= r * r;
+        }
+    }
+    mask
+}
+
+/// The accuracy of each jump-flooding variant against the exact transform (printed as the
+/// table of the docs), with loose bounds that catch a broken kernel.
+#[test]
+fn jfa_variants_accuracy() {
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let mut rng = Rng::new(99);
+    println!("| shape | method | wrong pixels | max error | sum error |");
+    println!("|---|---|---|---|---|");
+    for (spatial, spacing, masks) in [
+        (&[128usize, 128][..], &[1.0f32, 1.0][..], 4usize),
+        (&[96, 80][..], &[1.0, 2.0][..], 4),
+        (&[32, 32, 32][..], &[1.0, 1.0, 1.0][..], 2),
+    ] {
+        let s: usize = spatial.iter().product();
+        let all: Vec<bool> = (0..masks)
+            .flat_map(|_| blobs(&mut rng, spatial, 5))
+            .collect();
+        let words: Vec<u32> = all.iter().map(|&m| m as u32).collect();
+        let exact: Vec<f64> = (0..masks)
+            .flat_map(|m| {
+                segloss::cpu::distance::signed_map(&all[m * s..(m + 1) * s], spatial, spacing)
+            })
+            .collect();
+        for method in Method::ALL {
+            let options = DistanceOptions {
+                spacing: spacing.to_vec(),
+                signed: true,
+                method,
+            };
+            let plan = kernels.distance_plan(masks, spatial, &options).unwrap();
+            let mb = segloss::readback::upload(device, "masks", bytemuck::cast_slice(&words));
+            let out = segloss::readback::zeros(device, "out", plan.len());
+            let mut enc = device.create_command_encoder(&Default::default());
+            plan.record(&mut enc, &mb, &out).unwrap();
+            gpu.queue.submit([enc.finish()]);
+            let got: Vec<f32> =
+                segloss::readback::download(device, &gpu.queue, &out, plan.len()).unwrap();
+            let (mut wrong, mut max_err, mut sum_got, mut sum_exact) =
+                (0usize, 0.0f64, 0.0f64, 0.0f64);
+            for (g, e) in got.iter().zip(&exact) {
+                let err = (*g as f64 - e).abs();
+                wrong += (err > 1e-3 * (1.0 + e.abs())) as usize;
+                max_err = max_err.max(err);
+                sum_got += (*g as f64).abs();
+                sum_exact += e.abs();
+            }
+            let share = wrong as f64 / got.len() as f64;
+            let sum_rel = (sum_got - sum_exact).abs() / sum_exact;
+            println!(
+                "| {spatial:?} spacing {spacing:?} | {method:?} | {:.3}% | {max_err:.3} | {:.2e} |",
+                share * 100.0,
+                sum_rel
+            );
+            if method == Method::Exact {
+                assert_eq!(wrong, 0, "the exact method must be exact");
+            } else {
+                assert!(
+                    share < 0.05 && sum_rel < 0.01,
+                    "{method:?} on {spatial:?}: {share} wrong, sum error {sum_rel}"
+                );
+            }
+        }
+    }
+}
