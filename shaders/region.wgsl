@@ -31,6 +31,8 @@ const R_COMBO: u32 = 4u;     // combo: -(1 - alpha)·Dice over everything (+ PIX
 const R_EXPLOG: u32 = 5u;    // exp-log: w_dice·mean_c (-ln Dice_c)^gamma (+ PIX_EXPLOG)
 const R_WASS: u32 = 6u;      // wasserstein-dice: statistics grouped by label (see wass_distance)
 const R_UNIFIED: u32 = 7u;   // unified-focal: binary, see unified_probs (+ PIX_UNIFIED)
+const R_BOUNDARY: u32 = 8u;  // boundary: mean_S p·φ_g (φ from the distance map)
+const R_HAUSDORFF: u32 = 9u; // hausdorff-dt: mean_S (p - g)²·(dt_p^α + dt_g^α); LOG_HD: log(· + 1)
 override ACT: u32 = 0u;
 override DENSE: bool = false;
 override HAS_IGNORE: bool = false;
@@ -49,6 +51,9 @@ override LOG_COSH: bool = false;
 override FOCAL_TVERSKY: bool = false;
 // generalized-dice class weights: 0 square (1/Σg²), 1 simple (1/Σg), 2 uniform.
 override W_TYPE: u32 = 0u;
+
+// log-hausdorff-dt: log(loss + 1) of the reduced (or, for none, of each) Hausdorff loss.
+override LOG_HD: bool = false;
 
 // wasserstein-dice: GDL weighting (1/(count + 1)) instead of the default (0 for class 0, else 1).
 override WASS_GDL: bool = false;
@@ -99,9 +104,10 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
-// [region weight (C) | pixel-term weight (C) | wasserstein distance matrix (C × C, row-major,
-// normalised to max 1)], per absolute channel; ones where none.
-@group(0) @binding(3) var<storage, read> class_weights: array<f32>;
+// Read-only data of the loss. Dice family: [region weight (C) | pixel-term weight (C) |
+// wasserstein distance matrix (C × C, row-major, normalised to max 1)], per absolute channel,
+// ones where none. Distance losses: their distance map [N, C, *S] (see distance.wgsl).
+@group(0) @binding(3) var<storage, read> aux: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(5) var<storage, read_write> loss_out: array<f32>;
 // [globals (1) | coefficients (nseg * C) | partials (n * wx * (C + 1)) | pixel loss (nwg)]
@@ -121,12 +127,24 @@ fn pixel_partials_offset() -> u32 {
     return partials_offset() + params.n * params.wx * (params.c + 1u);
 }
 
+fn region_weight(c: u32) -> f32 {
+    if LOSS == R_BOUNDARY || LOSS == R_HAUSDORFF {
+        return 1.0; // binding 3 holds their distance map, and they take no weight
+    }
+    return aux[c];
+}
+
+// Distance losses: the map at element e of [N, C, *S].
+fn distance_map(e: u32) -> f32 {
+    return aux[e];
+}
+
 fn pixel_weight(c: u32) -> f32 {
-    return class_weights[params.c + c];
+    return aux[params.c + c];
 }
 
 fn dist(y: u32, c: u32) -> f32 {
-    return class_weights[2u * params.c + y * params.c + c];
+    return aux[2u * params.c + y * params.c + c];
 }
 
 // Wasserstein distance between p and the one-hot of y: Σ_c M[y, c]·p_c.
@@ -186,7 +204,7 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 continue;
             }
             valid = valid + 1.0;
-            if !DENSE && !binary_labels() {
+            if PIX == PIX_CE && !DENSE && !binary_labels() {
                 valid_weight = valid_weight + pixel_weight(u32(label));
             }
             let base = n * params.c * params.s + s;
@@ -213,7 +231,15 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                     continue;
                 }
                 let e = base + c * params.s;
-                acc[j] = acc[j] + stat4(prob(logits[e], lse), target_at(e, c, label));
+                let p = prob(logits[e], lse);
+                let g = target_at(e, c, label);
+                if LOSS == R_BOUNDARY {
+                    acc[j].x = acc[j].x + p * distance_map(e);
+                } else if LOSS == R_HAUSDORFF {
+                    acc[j].x = acc[j].x + (p - g) * (p - g) * distance_map(e);
+                } else {
+                    acc[j] = acc[j] + stat4(p, g);
+                }
             }
         }
         let row = partials_offset() + (n * params.wx + wid.x) * slots;
@@ -507,7 +533,17 @@ fn finalize_segment(seg: u32) -> f32 {
         let st = stat_at(seg, c);
         var l = 0.0;
         var coef = vec4<f32>(0.0);
-        if LOSS == R_SS {
+        if LOSS == R_BOUNDARY || LOSS == R_HAUSDORFF {
+            // A spatial mean (over the batch too with BATCH); dl/dp = coef·φ (boundary) or
+            // coef·2(p - g)·D (Hausdorff).
+            let inv = 1.0 / (f32(params.s) * select(1.0, f32(params.n), BATCH));
+            l = st.x * inv;
+            coef = vec4<f32>(inv, 0.0, 0.0, 0.0);
+            if LOG_HD && REDUCTION == REDUCE_NONE {
+                coef = coef / (l + 1.0);
+                l = log(l + 1.0);
+            }
+        } else if LOSS == R_SS {
             // r·Σe·g/(Σg + smooth) + (1 - r)·Σe·(1-g)/(Σ(1-g) + smooth); coefficients of
             // dl/dp = -2 (g - p) (c1·g + c2·(1 - g)).
             let c1 = params.ss_r / (st.z + params.smooth_nr);
@@ -525,7 +561,7 @@ fn finalize_segment(seg: u32) -> f32 {
             }
             coef = coefficients(dl * sc.yzw);
         }
-        let w = class_weights[c];
+        let w = region_weight(c);
         if REDUCTION == REDUCE_NONE {
             var lo = w * l;
             var co = w * coef;
@@ -588,6 +624,11 @@ fn finalize(lane: Lane) {
             coef_scale = tanh(total);
             loss = log(cosh(total));
         }
+        if LOG_HD && REDUCTION != REDUCE_NONE {
+            // log(x + 1) of the reduced loss: every coefficient scales by 1/(x + 1).
+            coef_scale = 1.0 / (total + 1.0);
+            loss = log(total + 1.0);
+        }
         if REDUCTION == REDUCE_NONE && PIX != PIX_NONE {
             // MONAI broadcasts the region loss onto the pixel term's [N, C', *S]: the gradient of
             // the sum counts each region item once per element it covers.
@@ -607,7 +648,13 @@ fn finalize(lane: Lane) {
 // grad_pass: dL/dz for every pixel.
 
 // dl/dp of class c at one pixel from its segment's coefficients.
-fn dl_dp(coef: vec4<f32>, p: f32, g: f32) -> f32 {
+fn dl_dp(coef: vec4<f32>, p: f32, g: f32, e: u32) -> f32 {
+    if LOSS == R_BOUNDARY {
+        return coef.x * distance_map(e);
+    }
+    if LOSS == R_HAUSDORFF {
+        return coef.x * 2.0 * (p - g) * distance_map(e);
+    }
     if LOSS == R_SS {
         return -2.0 * (g - p) * (coef.x * g + coef.y * (1.0 - g));
     }
@@ -638,7 +685,7 @@ fn store_none(n: u32, s: u32, c: u32, l: f32) {
     }
 }
 
-fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32) -> f32 {
+fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32, e: u32) -> f32 {
     if c < FIRST_CHANNEL {
         return 0.0;
     }
@@ -647,7 +694,7 @@ fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32) ->
         let y = u32(label);
         return coef_scale * scratch[COEF_OFFSET + seg * params.c + y].x * dist(y, c);
     }
-    return coef_scale * dl_dp(scratch[COEF_OFFSET + seg * params.c + c], p, g);
+    return coef_scale * dl_dp(scratch[COEF_OFFSET + seg * params.c + c], p, g, e);
 }
 
 // The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits;
@@ -748,7 +795,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 let e = base + c * params.s;
                 let pc = prob(logits[e], lse);
                 let t = target_at(e, c, label);
-                dot = dot + pc * class_dl_dp(seg, c, pc, t, coef_scale, label);
+                dot = dot + pc * class_dl_dp(seg, c, pc, t, coef_scale, label, e);
                 let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
                 ce_a = ce_a + pixel_weight(c) * ts;
             }
@@ -761,7 +808,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             let z = logits[e];
             let pc = prob(z, lse);
             let t = target_at(e, c, label);
-            let d = class_dl_dp(seg, c, pc, t, coef_scale, label);
+            let d = class_dl_dp(seg, c, pc, t, coef_scale, label, e);
             var g = d;
             if ACT == ACT_SOFTMAX {
                 g = pc * (d - dot);

@@ -480,3 +480,137 @@ impl DistancePlan {
         Ok(())
     }
 }
+
+/// The distance map of a distance-based loss, computed on the GPU from its targets (and, for
+/// Hausdorff, its prediction) in the same command stream: `[N, C, *S]`, 0 for a dropped channel 0.
+pub(crate) struct LossMap {
+    edt: Edt,
+    seed: wgpu::ComputePipeline,
+    finish: wgpu::ComputePipeline,
+    params: DistanceParams,
+    /// The map of a plain `record`.
+    pub map: wgpu::Buffer,
+    pixels: usize,
+    numel: usize,
+    targets_len: usize,
+    /// Stands in for the logits when a boundary map is made from the targets alone.
+    dummy: wgpu::Buffer,
+}
+
+/// What a loss map holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MapKind {
+    /// The boundary loss's signed map of the target.
+    Boundary = 0,
+    /// `dt_p^α + dt_g^α` of the Hausdorff losses.
+    Hausdorff = 1,
+}
+
+/// What a loss map needs to know about the loss.
+pub(crate) struct LossMapSpec<'a> {
+    pub kind: MapKind,
+    pub shape: &'a crate::Shape,
+    pub targets_len: usize,
+    pub first: usize,
+    pub spacing: &'a [f32],
+    pub alpha: f32,
+    pub ignore_index: Option<i32>,
+    pub dense: bool,
+    /// ACT of the shader (0 softmax, 1 sigmoid, 2 none).
+    pub act: u32,
+}
+
+impl LossMap {
+    pub fn new(kernels: &Kernels, spec: &LossMapSpec) -> Result<Self> {
+        let shape = spec.shape;
+        let spatial = shape.spatial();
+        let (dims, spacing) = grid(&spatial, spec.spacing)?;
+        let kept = shape.c() - spec.first;
+        let masks = shape.n()
+            * kept
+            * if spec.kind == MapKind::Hausdorff {
+                2
+            } else {
+                1
+            };
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let constants = [
+            ("DENSE", flag(spec.dense)),
+            ("HAS_IGNORE", flag(spec.ignore_index.is_some())),
+            ("ACT", spec.act as f64),
+            ("MAP_KIND", spec.kind as u32 as f64),
+        ];
+        let edt = Edt::new(kernels, &constants, 2 * masks, &spatial, Method::Exact)?;
+        let (_, pipeline_layout) = kernels.layout(Family::Distance, &layout_entries(&SLOTS));
+        let pipe = |entry| kernels.pipeline(Family::Distance, entry, &constants, &pipeline_layout);
+        kernels.check_binding("distance map", shape.numel() as u64 * 4)?;
+        Ok(LossMap {
+            seed: pipe("seed_loss")?,
+            finish: pipe("finish_map")?,
+            params: DistanceParams {
+                n: shape.n() as u32,
+                c: shape.c() as u32,
+                s: shape.s() as u32,
+                first: spec.first as u32,
+                dims,
+                spacing,
+                axis: 0,
+                nvol: 2 * masks as u32,
+                ignore_index: spec.ignore_index.unwrap_or(0),
+                alpha: spec.alpha,
+                step: 0,
+                parity: 0,
+                _pad: [0; 2],
+            },
+            map: storage(
+                kernels.device(),
+                "segloss distance map",
+                shape.numel(),
+                wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            ),
+            dummy: storage(
+                kernels.device(),
+                "segloss unused",
+                1,
+                wgpu::BufferUsages::empty(),
+            ),
+            edt,
+            pixels: shape.pixels(),
+            numel: shape.numel(),
+            targets_len: spec.targets_len,
+        })
+    }
+
+    /// Records the map of `logits` and `targets` into `out` ([N, C, *S] f32). The boundary map
+    /// reads no logits (`None`).
+    pub fn record(
+        &self,
+        kernels: &Kernels,
+        encoder: &mut wgpu::CommandEncoder,
+        logits: Option<&wgpu::Buffer>,
+        targets: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) {
+        let logits = logits.map_or((&self.dummy, 1), |l| (l, self.numel));
+        let (targets, out) = ((targets, self.targets_len), (out, self.numel));
+        let bg = self.edt.bind(kernels, &self.params, logits, targets, out);
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("segloss distance map seed"),
+                timestamp_writes: None,
+            });
+            pass.set_bind_group(0, &bg, &[]);
+            pass.set_pipeline(&self.seed);
+            pass.dispatch_workgroups(kernels.workgroups(self.pixels), 1, 1);
+        }
+        self.edt
+            .record_passes(kernels, encoder, self.params, logits, targets, out);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("segloss distance map"),
+            timestamp_writes: None,
+        });
+        pass.set_bind_group(0, &bg, &[]);
+        pass.set_pipeline(&self.finish);
+        pass.dispatch_workgroups(kernels.workgroups(self.numel), 1, 1);
+    }
+}

@@ -176,3 +176,80 @@ fn jfa_variants_accuracy() {
         }
     }
 }
+
+/// The exact transform (GPU and CPU) against scipy's `distance_transform_edt(mask, sampling)`
+/// and the signed maps of tests/fixtures/generate_distance.py. A mask without background is the
+/// one documented difference: scipy measures to a virtual background pixel before index 0, this
+/// crate gives 0.
+#[test]
+fn exact_transform_matches_scipy_fixtures() {
+    use common::npy::{fixtures_dir, read_f32};
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let dir = fixtures_dir().join("distance");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let cases = manifest.as_array().unwrap();
+    assert!(cases.len() > 10);
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let spacing: Vec<f32> = c["spacing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let path = |part: &str| dir.join(format!("{name}.{part}.npy"));
+        let f = std::fs::File::open(path("mask")).unwrap();
+        let npy = npyz::NpyFile::new(std::io::BufReader::new(f)).unwrap();
+        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+        let mask: Vec<bool> = npy
+            .into_vec::<u8>()
+            .unwrap()
+            .into_iter()
+            .map(|m| m != 0)
+            .collect();
+        let (count, spatial) = (shape[0], &shape[1..]);
+        let s: usize = spatial.iter().product();
+        let edt = read_f32(&path("edt")).data;
+        let signed = read_f32(&path("signed")).data;
+        for (is_signed, want) in [(false, &edt), (true, &signed)] {
+            let options = DistanceOptions {
+                spacing: spacing.clone(),
+                signed: is_signed,
+                method: Method::Exact,
+            };
+            let plan = kernels.distance_plan(count, spatial, &options).unwrap();
+            let words: Vec<u32> = mask.iter().map(|&m| m as u32).collect();
+            let mb = segloss::readback::upload(device, "masks", bytemuck::cast_slice(&words));
+            let out = segloss::readback::zeros(device, "out", plan.len());
+            let mut enc = device.create_command_encoder(&Default::default());
+            plan.record(&mut enc, &mb, &out).unwrap();
+            gpu.queue.submit([enc.finish()]);
+            let got: Vec<f32> =
+                segloss::readback::download(device, &gpu.queue, &out, plan.len()).unwrap();
+            for m in 0..count {
+                let mk = &mask[m * s..(m + 1) * s];
+                let full = mk.iter().all(|&x| x);
+                let cpu = if is_signed {
+                    segloss::cpu::distance::signed_map(mk, spatial, &spacing)
+                } else {
+                    segloss::cpu::distance::edt(mk, spatial, &spacing)
+                };
+                for i in 0..s {
+                    let w = if full && !is_signed {
+                        0.0
+                    } else {
+                        want[m * s + i] as f64
+                    };
+                    let (g, c) = (got[m * s + i] as f64, cpu[i]);
+                    let tol = 1e-5 * (1.0 + w.abs());
+                    assert!(
+                        (g - w).abs() <= tol && (c - w).abs() <= tol,
+                        "{name} mask {m} signed={is_signed} pixel {i}: gpu {g}, cpu {c}, scipy {w}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! the shader's names and formulas.
 
 use super::activation::{log_sum_exp, pow_nonneg, sigmoid};
+use super::distance;
 use super::terms::{
     bce_term, ce_dense_term, ce_label_term, focal_alpha_factor, focal_sigmoid_term,
 };
@@ -21,6 +22,8 @@ struct Ctx<'a> {
     shape: &'a Shape,
     z: &'a [f64],
     targets: &'a Targets<'a>,
+    /// Distance losses: the map [N, C, *S] (empty otherwise).
+    map: &'a [f64],
 }
 
 /// unified-focal's clamp (MONAI's epsilon).
@@ -128,12 +131,14 @@ pub(crate) fn statistics(
     shape: &Shape,
     z: &[f64],
     targets: &Targets,
+    map: &[f64],
 ) -> Vec<f64> {
     let ctx = Ctx {
         spec,
         shape,
         z,
         targets,
+        map,
     };
     let (c_n, s_n) = (shape.c(), shape.s());
     let slots = c_n + 1;
@@ -176,13 +181,19 @@ pub(crate) fn statistics(
                 continue;
             }
             for c in spec.first_channel..c_n {
-                let st = stat4(spec, p[c], ctx.target(base + c * s_n, c, label));
+                let e = base + c * s_n;
+                let g = ctx.target(e, c, label);
+                let st = match spec.kind {
+                    RegionKind::Boundary => [p[c] * ctx.map[e], 0.0, 0.0, 0.0],
+                    RegionKind::Hausdorff => [(p[c] - g) * (p[c] - g) * ctx.map[e], 0.0, 0.0, 0.0],
+                    _ => stat4(spec, p[c], g),
+                };
                 for k in 0..4 {
                     stats[(seg * slots + c) * 4 + k] += st[k];
                 }
             }
             stats[(seg * slots + c_n) * 4] += 1.0;
-            if !spec.dense && !ctx.binary_labels() {
+            if spec.pix == PixTerm::CrossEntropy && !spec.dense && !ctx.binary_labels() {
                 stats[(seg * slots + c_n) * 4 + 1] += spec.pixel_weight[label as usize] as f64;
             }
         }
@@ -425,7 +436,16 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
         for c in first..c_n {
             let st = at(seg, c);
             let (mut l, mut coef);
-            if spec.kind == RegionKind::SensitivitySpecificity {
+            if matches!(spec.kind, RegionKind::Boundary | RegionKind::Hausdorff) {
+                // A spatial mean (over the batch too with `batch`).
+                let inv = 1.0 / (shape.s() * if spec.batch { shape.n() } else { 1 }) as f64;
+                l = st[0] * inv;
+                coef = [inv, 0.0];
+                if spec.log_hd && spec.reduction == Reduction::None {
+                    coef = [inv / (l + 1.0), 0.0];
+                    l = (l + 1.0).ln();
+                }
+            } else if spec.kind == RegionKind::SensitivitySpecificity {
                 let sm = spec.smooth_nr as f64;
                 let r = spec.ss_r as f64;
                 let c1 = r / (st[2] + sm);
@@ -469,6 +489,10 @@ pub(crate) fn finalize(spec: &RegionSpec, shape: &Shape, stats: &[f64]) -> Final
     if spec.log_cosh && spec.reduction != Reduction::None {
         coef_scale = total.tanh();
         loss = total.cosh().ln();
+    }
+    if spec.log_hd && spec.reduction != Reduction::None {
+        coef_scale = 1.0 / (total + 1.0);
+        loss = (total + 1.0).ln();
     }
     if spec.reduction == Reduction::None && spec.pix != PixTerm::None {
         // MONAI broadcasts the region loss onto [N, C', *S].
@@ -587,7 +611,13 @@ fn pixel_term(
 }
 
 /// `dl_dp` of the shader.
-fn dl_dp(spec: &RegionSpec, coef: [f64; 2], p: f64, g: f64) -> f64 {
+fn dl_dp(spec: &RegionSpec, coef: [f64; 2], p: f64, g: f64, map: f64) -> f64 {
+    if spec.kind == RegionKind::Boundary {
+        return coef[0] * map;
+    }
+    if spec.kind == RegionKind::Hausdorff {
+        return coef[0] * 2.0 * (p - g) * map;
+    }
     if spec.kind == RegionKind::SensitivitySpecificity {
         return -2.0 * (g - p) * (coef[0] * g + coef[1] * (1.0 - g));
     }
@@ -619,12 +649,14 @@ pub(crate) fn gradient(
     targets: &Targets,
     fin: &Finalized,
     pixel_mult: f64,
+    map: &[f64],
 ) -> (Vec<f64>, Vec<f64>, Status) {
     let ctx = Ctx {
         spec,
         shape,
         z,
         targets,
+        map,
     };
     let (c_n, s_n) = (shape.c(), shape.s());
     let mut grad = vec![0.0; shape.numel()];
@@ -664,7 +696,8 @@ pub(crate) fn gradient(
                         fin.coef_scale * fin.coefs[seg * c_n + y][0] * spec.dist[y * c_n + c] as f64
                     } else {
                         let g = ctx.target(base + c * s_n, c, label);
-                        fin.coef_scale * dl_dp(spec, fin.coefs[seg * c_n + c], p[c], g)
+                        let m = map.get(base + c * s_n).copied().unwrap_or(0.0);
+                        fin.coef_scale * dl_dp(spec, fin.coefs[seg * c_n + c], p[c], g, m)
                     }
                 })
                 .collect();
@@ -743,6 +776,56 @@ fn unified_pixel(
     afl
 }
 
+/// The distance map of a distance loss ([N, C, *S]; empty for the others), as `finish_map` in
+/// shaders/distance.wgsl: the boundary loss's signed map of the target, or Hausdorff's
+/// `dt_p^α + dt_g^α` with the prediction thresholded at 0.5. Ignored pixels are background.
+pub(crate) fn distance_map(
+    spec: &RegionSpec,
+    shape: &Shape,
+    z: &[f64],
+    targets: &Targets,
+) -> Vec<f64> {
+    if !matches!(spec.kind, RegionKind::Boundary | RegionKind::Hausdorff) {
+        return Vec::new();
+    }
+    let ctx = Ctx {
+        spec,
+        shape,
+        z,
+        targets,
+        map: &[],
+    };
+    let (c_n, s_n) = (shape.c(), shape.s());
+    let spatial = shape.spatial();
+    let mut map = vec![0.0; shape.numel()];
+    for n in 0..shape.n() {
+        let probs: Vec<Vec<f64>> = (0..s_n).map(|s| ctx.probs(n * c_n * s_n + s)).collect();
+        for c in spec.first_channel..c_n {
+            let mut target = vec![false; s_n];
+            let mut pred = vec![false; s_n];
+            for s in 0..s_n {
+                let label = ctx.label(n * s_n + s);
+                let valid = ctx.state(label) == Pix::Valid;
+                let e = n * c_n * s_n + c * s_n + s;
+                target[s] = valid && ctx.target(e, c, label) > 0.5;
+                pred[s] = valid && probs[s][c] > 0.5;
+            }
+            let out = &mut map[(n * c_n + c) * s_n..][..s_n];
+            if spec.kind == RegionKind::Boundary {
+                out.copy_from_slice(&distance::signed_map(&target, &spatial, &spec.spacing));
+            } else {
+                let a = spec.alpha as f64;
+                let dg = distance::opposite_distance(&target, &spatial, &spec.spacing);
+                let dp = distance::opposite_distance(&pred, &spatial, &spec.spacing);
+                for s in 0..s_n {
+                    out[s] = pow_nonneg(dp[s].0, a) + pow_nonneg(dg[s].0, a);
+                }
+            }
+        }
+    }
+    map
+}
+
 /// Loss and gradient of a region loss, with the status counts.
 pub(crate) fn forward_backward(
     spec: &RegionSpec,
@@ -750,10 +833,11 @@ pub(crate) fn forward_backward(
     z: &[f64],
     targets: &Targets,
 ) -> (Vec<f64>, Vec<f64>, Status) {
-    let stats = statistics(spec, shape, z, targets);
+    let map = distance_map(spec, shape, z, targets);
+    let stats = statistics(spec, shape, z, targets, &map);
     let fin = finalize(spec, shape, &stats);
     let pixel_mult = pixel_multiplier(spec, shape, &stats);
-    let (grad, pixel_loss, status) = gradient(spec, shape, z, targets, &fin, pixel_mult);
+    let (grad, pixel_loss, status) = gradient(spec, shape, z, targets, &fin, pixel_mult, &map);
     let mut loss = fin.loss;
     if spec.pix != PixTerm::None {
         if spec.reduction == Reduction::None {
@@ -765,6 +849,7 @@ pub(crate) fn forward_backward(
                 shape,
                 z,
                 targets,
+                map: &[],
             };
             loss = vec![0.0; shape.n() * kept * s_n];
             for n in 0..shape.n() {

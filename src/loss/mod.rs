@@ -11,8 +11,8 @@ use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 
 pub use pixel::{BalancedBce, Bce, CrossEntropy, Focal};
 pub use region::{
-    Combo, Dice, DiceCe, ExpLog, GeneralizedDice, RegionFocal, RegionOptions,
-    SensitivitySpecificity, Tversky, UnifiedFocal, WassersteinDice, WeightType,
+    Boundary, Combo, Dice, DiceCe, ExpLog, GeneralizedDice, HausdorffDt, RegionFocal,
+    RegionOptions, SensitivitySpecificity, Tversky, UnifiedFocal, WassersteinDice, WeightType,
 };
 
 /// How the per-element losses are combined, as the reference defines it.
@@ -170,6 +170,12 @@ pub enum Loss {
     WassersteinDice(WassersteinDice),
     /// `unified-focal`
     UnifiedFocal(UnifiedFocal),
+    /// `boundary`
+    Boundary(Boundary),
+    /// `hausdorff-dt`
+    HausdorffDt(HausdorffDt),
+    /// `log-hausdorff-dt`: `log(hausdorff-dt + 1)`.
+    LogHausdorffDt(HausdorffDt),
 }
 
 impl Loss {
@@ -194,6 +200,9 @@ impl Loss {
         "combo",
         "exp-log",
         "unified-focal",
+        "boundary",
+        "hausdorff-dt",
+        "log-hausdorff-dt",
     ];
 
     /// The loss `name` with `key=value` parameters (LOSSES.md's names; lists comma-separated).
@@ -219,6 +228,11 @@ impl Loss {
             "exp-log" => Loss::ExpLog(ExpLog::from_params(params)?),
             "wasserstein-dice" => Loss::WassersteinDice(WassersteinDice::from_params(params)?),
             "unified-focal" => Loss::UnifiedFocal(UnifiedFocal::from_params(params)?),
+            "boundary" => Loss::Boundary(Boundary::from_params(params)?),
+            "hausdorff-dt" => Loss::HausdorffDt(HausdorffDt::from_params("hausdorff-dt", params)?),
+            "log-hausdorff-dt" => {
+                Loss::LogHausdorffDt(HausdorffDt::from_params("log-hausdorff-dt", params)?)
+            }
             "dice-focal" => Loss::DiceFocal(RegionFocal::from_params("dice-focal", params)?),
             "generalized-dice-focal" => Loss::GeneralizedDiceFocal(RegionFocal::from_params(
                 "generalized-dice-focal",
@@ -269,6 +283,9 @@ impl Loss {
             Loss::ExpLog(_) => "exp-log",
             Loss::WassersteinDice(_) => "wasserstein-dice",
             Loss::UnifiedFocal(_) => "unified-focal",
+            Loss::Boundary(_) => "boundary",
+            Loss::HausdorffDt(_) => "hausdorff-dt",
+            Loss::LogHausdorffDt(_) => "log-hausdorff-dt",
         }
     }
 
@@ -287,6 +304,8 @@ impl Loss {
             Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => l.dice.options.reduction,
             Loss::Combo(_) | Loss::ExpLog(_) | Loss::UnifiedFocal(_) => Reduction::Mean,
             Loss::WassersteinDice(l) => l.reduction,
+            Loss::Boundary(l) => l.reduction,
+            Loss::HausdorffDt(l) | Loss::LogHausdorffDt(l) => l.reduction,
         }
     }
 
@@ -312,6 +331,10 @@ impl Loss {
             Loss::ExpLog(l) => Spec::Region(l.spec(shape, target)?),
             Loss::WassersteinDice(l) => Spec::Region(l.spec(shape, target)?),
             Loss::UnifiedFocal(l) => Spec::Region(l.spec(shape, target)?),
+            Loss::Boundary(l) => Spec::Region(l.spec(shape, target)?),
+            Loss::HausdorffDt(l) | Loss::LogHausdorffDt(l) => {
+                Spec::Region(l.spec(name, shape, target)?)
+            }
             Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => {
                 Spec::Region(l.spec(name, shape, target)?)
             }
@@ -463,9 +486,9 @@ impl Plan {
                 p.record(self, encoder, inputs, outputs)
             }
             PlanInner::Region(r) => {
-                r.record_statistics(self, encoder, inputs, &r.stats);
+                r.record_statistics(self, encoder, inputs, &r.stats, None);
                 encoder.clear_buffer(&self.status, 0, None);
-                r.record_backward(self, encoder, inputs, &r.stats, outputs);
+                r.record_backward(self, encoder, inputs, &r.stats, outputs, None);
             }
         }
         Ok(())
@@ -490,7 +513,7 @@ impl Plan {
         let r = self.region("record_statistics")?;
         self.check_inputs(inputs)?;
         self.check_stats(stats, inputs)?;
-        r.record_statistics(self, encoder, inputs, stats);
+        r.record_statistics(self, encoder, inputs, stats, None);
         Ok(())
     }
 
@@ -515,7 +538,101 @@ impl Plan {
             }
         }
         encoder.clear_buffer(&self.status, 0, None);
-        r.record_backward(self, encoder, inputs, stats, outputs);
+        r.record_backward(self, encoder, inputs, stats, outputs, None);
+        Ok(())
+    }
+
+    /// f32 elements of a distance loss's map (`[N, C, *S]`); 0 for the other losses.
+    pub fn distance_map_len(&self) -> usize {
+        match &self.inner {
+            PlanInner::Region(r) if r.map.is_some() => self.shape.numel(),
+            _ => 0,
+        }
+    }
+
+    /// `boundary` only: records the signed distance map of `targets` into `map`
+    /// ([`Plan::distance_map_len`] f32, `STORAGE`). The map depends on the targets alone, so a
+    /// training loop over fixed targets computes it once and passes it to
+    /// [`Plan::record_with_map`] at every step.
+    pub fn record_target_map(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        targets: &wgpu::Buffer,
+        map: &wgpu::Buffer,
+    ) -> Result<()> {
+        let (_, own) = self.boundary_map("record_target_map")?;
+        self.check_map(map)?;
+        let t = self.targets_len() as u64 * 4;
+        if !targets.usage().contains(wgpu::BufferUsages::STORAGE) || targets.size() < t {
+            return Err(Error::Buffer {
+                name: "targets",
+                message: format!("needs STORAGE usage and {t} bytes"),
+            });
+        }
+        if targets == map {
+            return Err(Error::Buffer {
+                name: "map",
+                message: "is the same buffer as `targets`".into(),
+            });
+        }
+        own.record(&self.kernels, encoder, None, targets, map);
+        Ok(())
+    }
+
+    /// `boundary` only: the loss and gradient with a map made by [`Plan::record_target_map`].
+    pub fn record_with_map(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &Inputs,
+        map: &wgpu::Buffer,
+        outputs: &Outputs,
+    ) -> Result<()> {
+        let (r, _) = self.boundary_map("record_with_map")?;
+        self.check_buffers(inputs, outputs)?;
+        self.check_map(map)?;
+        for (name, b) in [
+            ("logits", inputs.logits),
+            ("targets", inputs.targets),
+            ("loss", outputs.loss),
+            ("grad", outputs.grad),
+        ] {
+            if b == map {
+                return Err(Error::Buffer {
+                    name,
+                    message: "is the same buffer as `map`".into(),
+                });
+            }
+        }
+        r.record_statistics(self, encoder, inputs, &r.stats, Some(map));
+        encoder.clear_buffer(&self.status, 0, None);
+        r.record_backward(self, encoder, inputs, &r.stats, outputs, Some(map));
+        Ok(())
+    }
+
+    fn boundary_map(&self, what: &str) -> Result<(&region::RegionPlan, &crate::distance::LossMap)> {
+        match &self.inner {
+            PlanInner::Region(r) if r.spec.kind == region::RegionKind::Boundary => {
+                Ok((r, r.map.as_ref().expect("boundary plans have a map")))
+            }
+            _ => Err(Error::Target {
+                loss: self.loss.name(),
+                message: format!("{what}: only the boundary loss takes a precomputed map"),
+            }),
+        }
+    }
+
+    fn check_map(&self, map: &wgpu::Buffer) -> Result<()> {
+        let bytes = self.distance_map_len() as u64 * 4;
+        if !map.usage().contains(wgpu::BufferUsages::STORAGE) || map.size() < bytes {
+            return Err(Error::Buffer {
+                name: "map",
+                message: format!(
+                    "needs STORAGE usage and {bytes} bytes, has {:?} and {}",
+                    map.usage(),
+                    map.size()
+                ),
+            });
+        }
         Ok(())
     }
 

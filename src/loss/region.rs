@@ -6,6 +6,7 @@
 //! [`crate::Plan::record_backward`]) so that data-parallel training can all-reduce them between
 //! the two. CPU mirror: `src/cpu/region.rs`.
 
+use crate::distance::{LossMap, LossMapSpec, MapKind};
 use crate::error::{Error, Result};
 use crate::kernels::{Kernels, MAX_WORKGROUPS, WG};
 use crate::loss::bind::{self, bind_group, layout_entries, sized, storage, uniform, Slot};
@@ -563,6 +564,166 @@ impl UnifiedFocal {
     }
 }
 
+/// `boundary` (`monai.losses.BoundaryLoss`, Kervadec 2019): per (image, class),
+/// `mean_S p·φ_g` with φ_g the signed distance map of the target (LOSSES.md), computed on the GPU
+/// in the same command stream (or once by the caller: [`crate::Plan::record_target_map`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Boundary {
+    /// Keep channel 0.
+    pub include_background: bool,
+    /// Average over the batch too before the reduction.
+    pub batch: bool,
+    /// Reduction over (image, class) items; `none` gives `[N, C']` (`[1, C']` with `batch`).
+    pub reduction: Reduction,
+    /// `None`: softmax for C > 1, sigmoid for C = 1.
+    pub activation: Option<Activation>,
+    /// Voxel size per spatial axis (this crate's extension; 1 by default).
+    pub spacing: Vec<f32>,
+}
+
+impl Default for Boundary {
+    fn default() -> Self {
+        Boundary {
+            include_background: true,
+            batch: false,
+            reduction: Reduction::Mean,
+            activation: None,
+            spacing: Vec::new(),
+        }
+    }
+}
+
+/// `hausdorff-dt` (`monai.losses.HausdorffDTLoss`, Karimi 2019) and `log-hausdorff-dt`
+/// (`LogHausdorffDTLoss`, `log(loss + 1)`): per (image, class),
+/// `mean_S[(p - g)²·(dt_p^alpha + dt_g^alpha)]`, the distance maps of the prediction (> 0.5) and
+/// the target recomputed on the GPU at every call (constants for the gradient).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HausdorffDt {
+    /// Exponent of the distances.
+    pub alpha: f32,
+    /// Keep channel 0 (false by default, as MONAI).
+    pub include_background: bool,
+    /// Average over the batch too.
+    pub batch: bool,
+    /// Reduction over (image, class) items.
+    pub reduction: Reduction,
+    /// `None`: softmax for C > 1, sigmoid for C = 1.
+    pub activation: Option<Activation>,
+    /// Voxel size per spatial axis (this crate's extension; 1 by default).
+    pub spacing: Vec<f32>,
+}
+
+impl Default for HausdorffDt {
+    fn default() -> Self {
+        HausdorffDt {
+            alpha: 2.0,
+            include_background: false,
+            batch: false,
+            reduction: Reduction::Mean,
+            activation: None,
+            spacing: Vec::new(),
+        }
+    }
+}
+
+fn read_spacing(r: &ParamReader) -> Result<Vec<f32>> {
+    Ok(r.list("spacing")?.unwrap_or_default())
+}
+
+impl Boundary {
+    pub(crate) fn from_params(items: &[(String, String)]) -> Result<Self> {
+        let known = [
+            "include_background",
+            "batch",
+            "reduction",
+            "activation",
+            "spacing",
+        ];
+        let r = ParamReader::new("boundary", &known, items)?;
+        let d = Self::default();
+        Ok(Boundary {
+            include_background: r.bool("include_background", d.include_background)?,
+            batch: r.bool("batch", d.batch)?,
+            reduction: r.reduction()?,
+            activation: r.parsed_opt("activation")?,
+            spacing: read_spacing(&r)?,
+        })
+    }
+
+    pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<RegionSpec> {
+        let o = RegionOptions {
+            include_background: self.include_background,
+            batch: self.batch,
+            reduction: self.reduction,
+            activation: self.activation,
+            ..RegionOptions::default()
+        };
+        let mut s = RegionSpec::base("boundary", RegionKind::Boundary, &o, shape, target)?;
+        s.spacing = check_spacing("boundary", &self.spacing, shape)?;
+        Ok(s)
+    }
+}
+
+impl HausdorffDt {
+    pub(crate) fn from_params(loss: &'static str, items: &[(String, String)]) -> Result<Self> {
+        let known = [
+            "alpha",
+            "include_background",
+            "batch",
+            "reduction",
+            "activation",
+            "spacing",
+        ];
+        let r = ParamReader::new(loss, &known, items)?;
+        let d = Self::default();
+        Ok(HausdorffDt {
+            alpha: r.f32("alpha", d.alpha)?,
+            include_background: r.bool("include_background", d.include_background)?,
+            batch: r.bool("batch", d.batch)?,
+            reduction: r.reduction()?,
+            activation: r.parsed_opt("activation")?,
+            spacing: read_spacing(&r)?,
+        })
+    }
+
+    pub(crate) fn spec(
+        &self,
+        loss: &'static str,
+        shape: &Shape,
+        target: TargetKind,
+    ) -> Result<RegionSpec> {
+        check_nonneg(loss, "alpha", self.alpha)?;
+        let o = RegionOptions {
+            include_background: self.include_background,
+            batch: self.batch,
+            reduction: self.reduction,
+            activation: self.activation,
+            ..RegionOptions::default()
+        };
+        let mut s = RegionSpec::base(loss, RegionKind::Hausdorff, &o, shape, target)?;
+        s.spacing = check_spacing(loss, &self.spacing, shape)?;
+        s.alpha = self.alpha;
+        s.log_hd = loss == "log-hausdorff-dt";
+        Ok(s)
+    }
+}
+
+fn check_spacing(loss: &'static str, spacing: &[f32], shape: &Shape) -> Result<Vec<f32>> {
+    let dims = shape.spatial().len();
+    if !spacing.is_empty() && spacing.len() != dims {
+        let msg = format!("{} values given for {dims} spatial axes", spacing.len());
+        return Err(param_err(loss, "spacing", msg));
+    }
+    if let Some(x) = spacing.iter().find(|x| !x.is_finite() || **x <= 0.0) {
+        return Err(param_err(
+            loss,
+            "spacing",
+            format!("{x} is not a positive number"),
+        ));
+    }
+    Ok(spacing.to_vec())
+}
+
 /// Which statistics and score (`LOSS` in the shader).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RegionKind {
@@ -574,6 +735,8 @@ pub(crate) enum RegionKind {
     ExpLog = 5,
     Wasserstein = 6,
     Unified = 7,
+    Boundary = 8,
+    Hausdorff = 9,
 }
 
 /// Everything the region kernels and their CPU mirror need, validated against one shape.
@@ -612,6 +775,9 @@ pub(crate) struct RegionSpec {
     /// wasserstein-dice: the normalised distance matrix (C × C) and the GDL weighting.
     pub dist: Vec<f32>,
     pub wass_gdl: bool,
+    /// Distance losses: voxel size per axis (empty: 1), and log(· + 1) for log-hausdorff-dt.
+    pub spacing: Vec<f32>,
+    pub log_hd: bool,
 }
 
 /// The pixel-wise term of a compound region loss.
@@ -704,7 +870,18 @@ impl RegionSpec {
             lambda_pixel: 0.0,
             dist: Vec::new(),
             wass_gdl: false,
+            spacing: Vec::new(),
+            log_hd: false,
         })
+    }
+
+    /// The distance losses read a distance map where the others read their weights.
+    pub fn map_kind(&self) -> Option<MapKind> {
+        match self.kind {
+            RegionKind::Boundary => Some(MapKind::Boundary),
+            RegionKind::Hausdorff => Some(MapKind::Hausdorff),
+            _ => None,
+        }
     }
 
     /// The host-known multiplier of the summed pixel term (for `sum`; `mean` comes from the
@@ -1148,6 +1325,8 @@ pub(crate) struct RegionPlan {
     grad_pass: wgpu::ComputePipeline,
     loss_final: Option<wgpu::ComputePipeline>,
     weights: wgpu::Buffer,
+    /// Distance losses: the map's own kernels and buffer.
+    pub map: Option<LossMap>,
     scratch: wgpu::Buffer,
     /// The statistics of a plain `record` (split-phase callers bring their own).
     pub stats: wgpu::Buffer,
@@ -1209,6 +1388,7 @@ impl RegionPlan {
             ("PIX", spec.pix as u32 as f64),
             ("HAS_ALPHA", flag(spec.focal_alpha.is_some())),
             ("WASS_GDL", flag(spec.wass_gdl)),
+            ("LOG_HD", flag(spec.log_hd)),
         ];
         let (layout, pipeline_layout) = kernels.layout(Family::Region, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Region, entry, &constants, &pipeline_layout);
@@ -1226,6 +1406,27 @@ impl RegionPlan {
             loss_final: match (spec.pix, spec.reduction) {
                 (PixTerm::None, _) | (_, Reduction::None) => None,
                 _ => Some(pipe("loss_final")?),
+            },
+            map: match spec.map_kind() {
+                None => None,
+                Some(kind) => Some(LossMap::new(
+                    kernels,
+                    &LossMapSpec {
+                        kind,
+                        shape,
+                        targets_len: if spec.dense {
+                            shape.numel()
+                        } else {
+                            shape.pixels()
+                        },
+                        first: spec.first_channel,
+                        spacing: &spec.spacing,
+                        alpha: spec.alpha,
+                        ignore_index: spec.ignore_index,
+                        dense: spec.dense,
+                        act: act as u32,
+                    },
+                )?),
             },
             weights: bind::constants(
                 device,
@@ -1255,12 +1456,22 @@ impl RegionPlan {
         })
     }
 
+    /// Binding 3: the weights, or a distance loss's map (the caller's, else the plan's).
+    fn aux<'a>(&'a self, map: Option<&'a wgpu::Buffer>) -> &'a wgpu::Buffer {
+        match (&self.map, map) {
+            (Some(_), Some(m)) => m,
+            (Some(own), None) => &own.map,
+            (None, _) => &self.weights,
+        }
+    }
+
     fn bind(
         &self,
         plan: &Plan,
         inputs: &Inputs,
         stats: &wgpu::Buffer,
         outputs: Option<&Outputs>,
+        map: Option<&wgpu::Buffer>,
     ) -> wgpu::BindGroup {
         let shape = plan.shape();
         let device = plan.kernels.device();
@@ -1304,7 +1515,7 @@ impl RegionPlan {
             uniform.as_entire_binding(),
             sized(inputs.logits, shape.numel()),
             sized(inputs.targets, plan.targets_len()),
-            self.weights.as_entire_binding(),
+            self.aux(map).as_entire_binding(),
             grad,
             loss,
             self.scratch.as_entire_binding(),
@@ -1314,15 +1525,27 @@ impl RegionPlan {
         bind_group(device, "segloss region", &self.layout, resources)
     }
 
+    /// Records the statistics; a distance loss first computes its map (unless the caller gives
+    /// one in `map`).
     pub fn record_statistics(
         &self,
         plan: &Plan,
         encoder: &mut wgpu::CommandEncoder,
         inputs: &Inputs,
         stats: &wgpu::Buffer,
+        map: Option<&wgpu::Buffer>,
     ) {
         let shape = plan.shape();
-        let bind_group = self.bind(plan, inputs, stats, None);
+        if let (Some(own), None) = (&self.map, map) {
+            own.record(
+                &plan.kernels,
+                encoder,
+                Some(inputs.logits),
+                inputs.targets,
+                &own.map,
+            );
+        }
+        let bind_group = self.bind(plan, inputs, stats, None, map);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("segloss region statistics"),
             timestamp_writes: None,
@@ -1341,8 +1564,9 @@ impl RegionPlan {
         inputs: &Inputs,
         stats: &wgpu::Buffer,
         outputs: &Outputs,
+        map: Option<&wgpu::Buffer>,
     ) {
-        let bind_group = self.bind(plan, inputs, stats, Some(outputs));
+        let bind_group = self.bind(plan, inputs, stats, Some(outputs), map);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("segloss region backward"),
             timestamp_writes: None,
