@@ -1175,6 +1175,31 @@ const CASES: &[Case] = &[
         &[2, 2, 9, 11],
         Gen::Labels(Some(255)),
     ),
+    case("boundary", &[], D2, Gen::Labels(None)),
+    case(
+        "boundary",
+        &[
+            "include_background=false",
+            "spacing=1,2,0.5",
+            "reduction=none",
+        ],
+        D3,
+        Gen::Labels(None),
+    ),
+    case("hausdorff-dt", &[], D2, Gen::Labels(None)),
+    case(
+        "hausdorff-dt",
+        &["alpha=1", "batch=true", "spacing=0.5,1.5"],
+        D2,
+        Gen::Dense(true),
+    ),
+    case("log-hausdorff-dt", &[], D3, Gen::Labels(None)),
+    case(
+        "log-hausdorff-dt",
+        &["reduction=none"],
+        C1,
+        Gen::Labels(None),
+    ),
     case("exp-log", &[], D2, Gen::Labels(None)),
     case(
         "exp-log",

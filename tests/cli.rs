@@ -377,6 +377,16 @@ fn eval_matches_region_fixtures_on_cpu() {
 }
 
 #[test]
+fn eval_matches_distance_loss_fixtures_on_gpu() {
+    fixtures_on("distloss", "gpu");
+}
+
+#[test]
+fn eval_matches_distance_loss_fixtures_on_cpu() {
+    fixtures_on("distloss", "cpu");
+}
+
+#[test]
 fn eval_reports_the_run() {
     let name = "ce_2d_ignore255_weight";
     let (z, y) = (

@@ -253,3 +253,72 @@ fn exact_transform_matches_scipy_fixtures() {
         }
     }
 }
+
+/// The boundary loss with a map computed once (`record_target_map`) and reused
+/// (`record_with_map`) equals the plain `record`, step after step; other losses refuse a map.
+#[test]
+fn boundary_map_computed_once_and_reused() {
+    use segloss::{Inputs, Loss, Outputs, Shape, TargetKind};
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let shape = Shape::new(2, 3, &[19, 23]).unwrap();
+    let loss = Loss::parse("boundary", &["spacing=1,1.5"]).unwrap();
+    let plan = kernels
+        .plan(&loss, shape.clone(), TargetKind::Labels)
+        .unwrap();
+    let mut rng = Rng::new(4);
+    let labels: Vec<i32> = (0..shape.pixels())
+        .map(|i| (((i % 23) / 6 + (i / 23) / 7) % 3) as i32)
+        .collect();
+    let yb = segloss::readback::upload(device, "y", bytemuck::cast_slice(&labels));
+    let map = segloss::readback::zeros(device, "map", plan.distance_map_len());
+    let mut enc = device.create_command_encoder(&Default::default());
+    plan.record_target_map(&mut enc, &yb, &map).unwrap();
+    gpu.queue.submit([enc.finish()]);
+    for step in 0..3 {
+        let z = rng.logits(shape.numel(), 3.0);
+        let zb = segloss::readback::upload(device, "z", bytemuck::cast_slice(&z));
+        let inputs = Inputs {
+            logits: &zb,
+            targets: &yb,
+        };
+        let run = |with_map: bool| {
+            let (lb, gb) = (
+                segloss::readback::zeros(device, "l", 1),
+                segloss::readback::zeros(device, "g", shape.numel()),
+            );
+            let mut enc = device.create_command_encoder(&Default::default());
+            if with_map {
+                plan.record_with_map(&mut enc, &inputs, &map, &Outputs::new(&lb, &gb))
+                    .unwrap();
+            } else {
+                plan.record(&mut enc, &inputs, &Outputs::new(&lb, &gb))
+                    .unwrap();
+            }
+            gpu.queue.submit([enc.finish()]);
+            let l: Vec<f32> = segloss::readback::download(device, &gpu.queue, &lb, 1).unwrap();
+            let g: Vec<f32> =
+                segloss::readback::download(device, &gpu.queue, &gb, shape.numel()).unwrap();
+            (l, g)
+        };
+        let (a, b) = (run(true), run(false));
+        assert_eq!(a, b, "step {step}: the reused map gives another result");
+        let cpu =
+            segloss::cpu::forward_backward(&loss, &shape, &z, segloss::Targets::Labels(&labels))
+                .unwrap();
+        assert_loss_close("boundary with a reused map", &a.0, &cpu.loss, 1e-4);
+    }
+    let dice = kernels
+        .plan(
+            &Loss::parse("dice", &[]).unwrap(),
+            shape,
+            TargetKind::Labels,
+        )
+        .unwrap();
+    let mut enc = device.create_command_encoder(&Default::default());
+    let err = dice
+        .record_target_map(&mut enc, &yb, &map)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("only the boundary loss"), "{err}");
+}
