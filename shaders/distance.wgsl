@@ -7,7 +7,8 @@
 // 2m with the background as sources (its value at a foreground pixel is the squared EDT of the
 // mask, scipy's distance_transform_edt) and 2m + 1 with the foreground as sources (the squared
 // distance of a background pixel to the mask). Entry points:
-//   seed_masks   volumes from caller masks (u32, non-zero = foreground);
+//   seed_masks   volumes from caller masks (u32, non-zero = foreground); seed_labels one mask
+//                per (image, class) from labels; seed_probabilities from p > 0.5;
 //   seed_loss    volumes from a loss's targets (> 0.5) and, for Hausdorff, its prediction
 //                (activation > 0.5), for every (image, kept class);
 //   edt_axis     the exact 1-D transform along `params.axis` of every line of every volume
@@ -71,6 +72,28 @@ fn seed_masks(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let total = params.n * params.s;
     for (var i = gid.x; i < total; i = i + nwg.x * WG) {
         seed(i / params.s, i % params.s, targets[i] != 0u);
+    }
+}
+
+// One mask per (image, class) from i32 labels [n, *S]: mask (n, c) is `label == c`.
+@compute @workgroup_size(WG)
+fn seed_labels(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = params.n * params.s;
+    for (var i = gid.x; i < total; i = i + nwg.x * WG) {
+        let n = i / params.s;
+        let label = bitcast<i32>(targets[i]);
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            seed(n * params.c + c, i % params.s, label == i32(c));
+        }
+    }
+}
+
+// Masks from f32 probabilities: foreground where p > 0.5 (exactly 0.5 is background, as MONAI).
+@compute @workgroup_size(WG)
+fn seed_probabilities(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = params.n * params.s;
+    for (var i = gid.x; i < total; i = i + nwg.x * WG) {
+        seed(i / params.s, i % params.s, bitcast<f32>(targets[i]) > 0.5);
     }
 }
 
@@ -275,7 +298,7 @@ fn opposite_distance(m: u32, s: u32) -> vec2<f32> {
 
 @compute @workgroup_size(WG)
 fn finish_edt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = params.n * params.s;
+    let total = params.nvol / 2u * params.s;
     for (var i = gid.x; i < total; i = i + nwg.x * WG) {
         let m = i / params.s;
         let s = i - m * params.s;

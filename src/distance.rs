@@ -97,6 +97,22 @@ impl std::str::FromStr for Method {
     }
 }
 
+/// What the input buffer of a [`DistancePlan`] holds, `[count, *S]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MaskSource {
+    /// u32 masks, non-zero = foreground: `count` masks.
+    #[default]
+    Masks,
+    /// i32 labels: `classes` masks per image (`label == class`), `count × classes` in all,
+    /// ordered `[image, class, *S]`.
+    Labels {
+        /// Classes per image.
+        classes: usize,
+    },
+    /// f32 probabilities, foreground where `p > 0.5`: `count` masks.
+    Probabilities,
+}
+
 /// Options of a distance transform.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DistanceOptions {
@@ -108,6 +124,8 @@ pub struct DistanceOptions {
     pub signed: bool,
     /// The algorithm.
     pub method: Method,
+    /// What the input holds.
+    pub source: MaskSource,
 }
 
 impl Default for DistanceOptions {
@@ -116,6 +134,7 @@ impl Default for DistanceOptions {
             spacing: Vec::new(),
             signed: false,
             method: Method::Exact,
+            source: MaskSource::Masks,
         }
     }
 }
@@ -344,7 +363,10 @@ pub struct DistancePlan {
     edt: Edt,
     seed: wgpu::ComputePipeline,
     finish: wgpu::ComputePipeline,
+    /// Input images (or masks) and output masks.
+    count: usize,
     masks: usize,
+    classes: usize,
     s: usize,
     dims: [u32; 4],
     spacing: [f32; 4],
@@ -363,16 +385,25 @@ impl std::fmt::Debug for DistancePlan {
 }
 
 impl Kernels {
-    /// Plans the transform of `masks` masks of extents `spatial` (1 to 3 axes).
+    /// Plans the transform of `count` inputs of extents `spatial` (1 to 3 axes): `count` masks,
+    /// or `count` label images giving `classes` masks each (see [`MaskSource`]).
     pub fn distance_plan(
         &self,
-        masks: usize,
+        count: usize,
         spatial: &[usize],
         options: &DistanceOptions,
     ) -> Result<DistancePlan> {
         let (dims, spacing) = grid(spatial, &options.spacing)?;
+        let (classes, seed_entry) = match options.source {
+            MaskSource::Masks => (1, "seed_masks"),
+            MaskSource::Labels { classes } => (classes, "seed_labels"),
+            MaskSource::Probabilities => (1, "seed_probabilities"),
+        };
+        let masks = count.saturating_mul(classes);
         if masks == 0 {
-            return Err(Error::Shape("no masks to transform".into()));
+            return Err(Error::Shape(format!(
+                "no masks to transform ({count} inputs, {classes} classes)"
+            )));
         }
         let s: usize = spatial.iter().product();
         let total = masks
@@ -384,7 +415,7 @@ impl Kernels {
         let edt = Edt::new(self, &constants, 2 * masks, spatial, options.method)?;
         let (_, pipeline_layout) = self.layout(Family::Distance, &layout_entries(&SLOTS));
         Ok(DistancePlan {
-            seed: self.pipeline(Family::Distance, "seed_masks", &constants, &pipeline_layout)?,
+            seed: self.pipeline(Family::Distance, seed_entry, &constants, &pipeline_layout)?,
             finish: self.pipeline(Family::Distance, "finish_edt", &constants, &pipeline_layout)?,
             dummy: storage(
                 self.device(),
@@ -394,7 +425,9 @@ impl Kernels {
             ),
             kernels: self.clone(),
             edt,
+            count,
             masks,
+            classes,
             s,
             dims,
             spacing,
@@ -403,9 +436,14 @@ impl Kernels {
 }
 
 impl DistancePlan {
-    /// Elements of the masks and of the output: masks × pixels.
+    /// Elements of the output: masks × pixels.
     pub fn len(&self) -> usize {
         self.masks * self.s
+    }
+
+    /// Elements of the input: inputs × pixels.
+    pub fn input_len(&self) -> usize {
+        self.count * self.s
     }
 
     /// Always false: a plan has at least one mask of at least one pixel.
@@ -413,16 +451,17 @@ impl DistancePlan {
         false
     }
 
-    /// Records the transform of `masks` (u32, non-zero = foreground, `[masks, *S]`) into `out`
-    /// (f32, same length). Both need `STORAGE`.
+    /// Records the transform of `masks` (as planned: u32 masks, i32 labels or f32
+    /// probabilities, [`DistancePlan::input_len`] elements) into `out` (f32,
+    /// [`DistancePlan::len`] elements, `[mask, *S]`). Both need `STORAGE`.
     pub fn record(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         masks: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> Result<()> {
-        let bytes = self.len() as u64 * 4;
-        for (name, b) in [("masks", masks), ("out", out)] {
+        for (name, b, elems) in [("masks", masks, self.input_len()), ("out", out, self.len())] {
+            let bytes = elems as u64 * 4;
             if !b.usage().contains(wgpu::BufferUsages::STORAGE) || b.size() < bytes {
                 return Err(Error::Buffer {
                     name,
@@ -441,8 +480,8 @@ impl DistancePlan {
             });
         }
         let params = DistanceParams {
-            n: self.masks as u32,
-            c: 1,
+            n: self.count as u32,
+            c: self.classes as u32,
             s: self.s as u32,
             first: 0,
             dims: self.dims,
@@ -457,7 +496,7 @@ impl DistancePlan {
         };
         let kernels = &self.kernels;
         let items = self.len();
-        let (dummy, masks, out) = ((&self.dummy, 1), (masks, items), (out, items));
+        let (dummy, masks, out) = ((&self.dummy, 1), (masks, self.input_len()), (out, items));
         let bg = self.edt.bind(kernels, &params, dummy, masks, out);
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -466,7 +505,7 @@ impl DistancePlan {
             });
             pass.set_bind_group(0, &bg, &[]);
             pass.set_pipeline(&self.seed);
-            pass.dispatch_workgroups(kernels.workgroups(items), 1, 1);
+            pass.dispatch_workgroups(kernels.workgroups(self.input_len()), 1, 1);
         }
         self.edt
             .record_passes(kernels, encoder, params, dummy, masks, out);

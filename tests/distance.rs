@@ -62,6 +62,7 @@ fn gpu_exact_transform_equals_cpu() {
                 spacing: spacing.to_vec(),
                 signed,
                 method: Method::Exact,
+                ..Default::default()
             };
             let plan = kernels.distance_plan(count, spatial, &options).unwrap();
             let mb = segloss::readback::upload(device, "masks", bytemuck::cast_slice(&words));
@@ -140,6 +141,7 @@ fn jfa_variants_accuracy() {
                 spacing: spacing.to_vec(),
                 signed: true,
                 method,
+                ..Default::default()
             };
             let plan = kernels.distance_plan(masks, spatial, &options).unwrap();
             let mb = segloss::readback::upload(device, "masks", bytemuck::cast_slice(&words));
@@ -218,6 +220,7 @@ fn exact_transform_matches_scipy_fixtures() {
                 spacing: spacing.clone(),
                 signed: is_signed,
                 method: Method::Exact,
+                ..Default::default()
             };
             let plan = kernels.distance_plan(count, spatial, &options).unwrap();
             let words: Vec<u32> = mask.iter().map(|&m| m as u32).collect();
@@ -321,4 +324,63 @@ fn boundary_map_computed_once_and_reused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("only the boundary loss"), "{err}");
+}
+
+/// Masks built on the GPU from labels (one per class) and from thresholded probabilities.
+#[test]
+fn masks_from_labels_and_probabilities() {
+    use segloss::distance::MaskSource;
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let spatial = [11usize, 14];
+    let s = 11 * 14;
+    let mut rng = Rng::new(8);
+    let run = |source: MaskSource, count: usize, input: &[u8]| -> Vec<f32> {
+        let options = DistanceOptions {
+            spacing: vec![1.0, 2.0],
+            source,
+            ..Default::default()
+        };
+        let plan = kernels.distance_plan(count, &spatial, &options).unwrap();
+        let ib = segloss::readback::upload(device, "in", input);
+        let out = segloss::readback::zeros(device, "out", plan.len());
+        let mut enc = device.create_command_encoder(&Default::default());
+        plan.record(&mut enc, &ib, &out).unwrap();
+        gpu.queue.submit([enc.finish()]);
+        segloss::readback::download(device, &gpu.queue, &out, plan.len()).unwrap()
+    };
+    let labels: Vec<i32> = (0..2 * s)
+        .map(|i| ((i % 14) / 4 + (i % s) / 30) as i32 % 3)
+        .collect();
+    let got = run(
+        MaskSource::Labels { classes: 3 },
+        2,
+        bytemuck::cast_slice(&labels),
+    );
+    for n in 0..2 {
+        for c in 0..3 {
+            let mask: Vec<bool> = (0..s).map(|i| labels[n * s + i] == c as i32).collect();
+            let want = segloss::cpu::distance::edt(&mask, &spatial, &[1.0, 2.0]);
+            for i in 0..s {
+                let g = got[(n * 3 + c) * s + i] as f64;
+                assert!(
+                    (g - want[i]).abs() < 1e-4,
+                    "labels: image {n} class {c} pixel {i}: {g} vs {}",
+                    want[i]
+                );
+            }
+        }
+    }
+    let probs: Vec<f32> = (0..s)
+        .map(|i| if i % 17 == 0 { 0.5 } else { rng.unit() })
+        .collect();
+    let got = run(MaskSource::Probabilities, 1, bytemuck::cast_slice(&probs));
+    let mask: Vec<bool> = probs.iter().map(|&p| p > 0.5).collect();
+    let want = segloss::cpu::distance::edt(&mask, &spatial, &[1.0, 2.0]);
+    for i in 0..s {
+        assert!(
+            (got[i] as f64 - want[i]).abs() < 1e-4,
+            "probabilities: pixel {i}"
+        );
+    }
 }

@@ -423,7 +423,7 @@ pub struct Plan {
 
 enum PlanInner {
     Pixel(pixel::PixelPlan),
-    Region(region::RegionPlan),
+    Region(Box<region::RegionPlan>),
 }
 
 impl std::fmt::Debug for Plan {
@@ -447,7 +447,9 @@ impl Kernels {
         self.check_binding("loss", bytes(spec.loss_len(&shape)))?;
         let inner = match spec {
             Spec::Pixel(p) => PlanInner::Pixel(pixel::PixelPlan::new(self, p, &shape)?),
-            Spec::Region(r) => PlanInner::Region(region::RegionPlan::new(self, r, &shape)?),
+            Spec::Region(r) => {
+                PlanInner::Region(Box::new(region::RegionPlan::new(self, r, &shape)?))
+            }
         };
         let status = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("segloss status"),
