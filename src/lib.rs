@@ -42,6 +42,7 @@ pub mod loss;
 pub mod readback;
 pub mod reduce;
 pub mod shader;
+pub mod sort;
 mod tensor;
 
 pub use error::{Error, Result};

@@ -14,16 +14,19 @@ pub enum Family {
     Region,
     /// `shaders/distance.wgsl`: distance transforms and the distance losses' maps.
     Distance,
+    /// `shaders/sort.wgsl`: the radix sort.
+    Sort,
     /// `shaders/reduce.wgsl`: the standalone deterministic sum (tests and benches).
     Reduce,
 }
 
 impl Family {
     /// Every family, for validation.
-    pub const ALL: [Family; 4] = [
+    pub const ALL: [Family; 5] = [
         Family::Pixel,
         Family::Region,
         Family::Distance,
+        Family::Sort,
         Family::Reduce,
     ];
 
@@ -33,6 +36,7 @@ impl Family {
             Family::Pixel => "pixel.wgsl",
             Family::Region => "region.wgsl",
             Family::Distance => "distance.wgsl",
+            Family::Sort => "sort.wgsl",
             Family::Reduce => "reduce.wgsl",
         }
     }
@@ -42,6 +46,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("pixel.wgsl", include_str!("../shaders/pixel.wgsl")),
     ("region.wgsl", include_str!("../shaders/region.wgsl")),
     ("distance.wgsl", include_str!("../shaders/distance.wgsl")),
+    ("sort.wgsl", include_str!("../shaders/sort.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
     (
         "common/grid.wgsl",

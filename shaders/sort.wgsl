@@ -1,0 +1,164 @@
+// Stable LSD radix sort of (u32 key, u32 value) pairs, 4 bits per pass, reduce-then-scan:
+//   count    per tile of TILE keys, the histogram of the pass's digit (workgroup atomics on
+//            integers: the counts do not depend on the order of the adds);
+//   scan     one workgroup turns the histograms, laid out digit-major [BINS][tiles], into
+//            exclusive global offsets, in a fixed order;
+//   scatter  every tile ranks its keys by digit in index order (a workgroup scan of per-thread
+//            digit counts) and writes them at their offsets: equal digits keep their order, so
+//            the sort is stable.
+// No workgroup waits on another (no decoupled look-back), so it runs on any adapter, software
+// ones and those without forward-progress guarantees included. CPU mirror: src/cpu/sort.rs.
+
+#include "common/grid.wgsl"
+
+const ITEMS: u32 = 4u;          // keys per thread
+const TILE: u32 = WG * ITEMS;   // keys per tile
+const BINS: u32 = 16u;          // 4-bit digits
+
+// Must match `SortParams` in src/sort.rs.
+struct Params {
+    len: u32,
+    shift: u32,     // the digit is (key >> shift) & 15
+    tiles: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> keys_in: array<u32>;
+@group(0) @binding(2) var<storage, read> vals_in: array<u32>;
+@group(0) @binding(3) var<storage, read_write> keys_out: array<u32>;
+@group(0) @binding(4) var<storage, read_write> vals_out: array<u32>;
+// [BINS][tiles]: counts, then exclusive offsets.
+@group(0) @binding(5) var<storage, read_write> counts: array<u32>;
+
+fn digit(key: u32) -> u32 {
+    return (key >> params.shift) & (BINS - 1u);
+}
+
+var<workgroup> hist: array<atomic<u32>, BINS>;
+
+@compute @workgroup_size(WG)
+fn count(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+         @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
+        if lid < BINS {
+            atomicStore(&hist[lid], 0u);
+        }
+        workgroupBarrier();
+        for (var i = 0u; i < ITEMS; i = i + 1u) {
+            let k = tile * TILE + lid * ITEMS + i;
+            if k < params.len {
+                atomicAdd(&hist[digit(keys_in[k])], 1u);
+            }
+        }
+        workgroupBarrier();
+        if lid < BINS {
+            counts[lid * params.tiles + tile] = atomicLoad(&hist[lid]);
+        }
+        workgroupBarrier();
+    }
+}
+
+// Inclusive scan of one u32 per thread over the workgroup (Hillis–Steele, fixed shape).
+var<workgroup> scan_u32: array<u32, WG>;
+
+fn wg_inclusive_scan(v: u32, lid: u32) -> u32 {
+    scan_u32[lid] = v;
+    workgroupBarrier();
+    for (var off = 1u; off < WG; off = off * 2u) {
+        var x = scan_u32[lid];
+        if lid >= off {
+            x = x + scan_u32[lid - off];
+        }
+        workgroupBarrier();
+        scan_u32[lid] = x;
+        workgroupBarrier();
+    }
+    let r = scan_u32[lid];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn scan(@builtin(local_invocation_index) lid: u32) {
+    let total = BINS * params.tiles;
+    let chunk = (total + WG - 1u) / WG;
+    let start = min(lid * chunk, total);
+    let end = min(start + chunk, total);
+    var sum = 0u;
+    for (var i = start; i < end; i = i + 1u) {
+        sum = sum + counts[i];
+    }
+    var running = wg_inclusive_scan(sum, lid) - sum;
+    for (var i = start; i < end; i = i + 1u) {
+        let c = counts[i];
+        counts[i] = running;
+        running = running + c;
+    }
+}
+
+// Per-thread digit counts, two 16-bit counters per u32 (a tile holds at most 1024 keys), and
+// their exclusive scan over the tile in thread order.
+var<workgroup> scan_a: array<vec4<u32>, WG>;
+var<workgroup> scan_b: array<vec4<u32>, WG>;
+
+fn packed_add(counts_a: ptr<function, vec4<u32>>, counts_b: ptr<function, vec4<u32>>, d: u32) {
+    let word = (d / 2u) % 4u;
+    let inc = 1u << (16u * (d % 2u));
+    if d < 8u {
+        (*counts_a)[word] = (*counts_a)[word] + inc;
+    } else {
+        (*counts_b)[word] = (*counts_b)[word] + inc;
+    }
+}
+
+fn packed_get(a: vec4<u32>, b: vec4<u32>, d: u32) -> u32 {
+    let word = (d / 2u) % 4u;
+    let v = select(a[word], b[word], d >= 8u);
+    return (v >> (16u * (d % 2u))) & 0xffffu;
+}
+
+@compute @workgroup_size(WG)
+fn scatter(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
+        var ca = vec4<u32>(0u);
+        var cb = vec4<u32>(0u);
+        for (var i = 0u; i < ITEMS; i = i + 1u) {
+            let k = tile * TILE + lid * ITEMS + i;
+            if k < params.len {
+                packed_add(&ca, &cb, digit(keys_in[k]));
+            }
+        }
+        // Exclusive scan of the packed counters over the threads (no half overflows: <= TILE).
+        scan_a[lid] = ca;
+        scan_b[lid] = cb;
+        workgroupBarrier();
+        for (var off = 1u; off < WG; off = off * 2u) {
+            var xa = scan_a[lid];
+            var xb = scan_b[lid];
+            if lid >= off {
+                xa = xa + scan_a[lid - off];
+                xb = xb + scan_b[lid - off];
+            }
+            workgroupBarrier();
+            scan_a[lid] = xa;
+            scan_b[lid] = xb;
+            workgroupBarrier();
+        }
+        var ra = scan_a[lid] - ca;
+        var rb = scan_b[lid] - cb;
+        workgroupBarrier();
+        for (var i = 0u; i < ITEMS; i = i + 1u) {
+            let k = tile * TILE + lid * ITEMS + i;
+            if k < params.len {
+                let key = keys_in[k];
+                let d = digit(key);
+                let pos = counts[d * params.tiles + tile] + packed_get(ra, rb, d);
+                packed_add(&ra, &rb, d);
+                keys_out[pos] = key;
+                vals_out[pos] = vals_in[k];
+            }
+        }
+    }
+}
