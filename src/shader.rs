@@ -16,17 +16,20 @@ pub enum Family {
     Distance,
     /// `shaders/sort.wgsl`: the radix sort.
     Sort,
+    /// `shaders/lovasz.wgsl`: the Lovász losses.
+    Lovasz,
     /// `shaders/reduce.wgsl`: the standalone deterministic sum (tests and benches).
     Reduce,
 }
 
 impl Family {
     /// Every family, for validation.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Pixel,
         Family::Region,
         Family::Distance,
         Family::Sort,
+        Family::Lovasz,
         Family::Reduce,
     ];
 
@@ -37,6 +40,7 @@ impl Family {
             Family::Region => "region.wgsl",
             Family::Distance => "distance.wgsl",
             Family::Sort => "sort.wgsl",
+            Family::Lovasz => "lovasz.wgsl",
             Family::Reduce => "reduce.wgsl",
         }
     }
@@ -47,6 +51,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("region.wgsl", include_str!("../shaders/region.wgsl")),
     ("distance.wgsl", include_str!("../shaders/distance.wgsl")),
     ("sort.wgsl", include_str!("../shaders/sort.wgsl")),
+    ("lovasz.wgsl", include_str!("../shaders/lovasz.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
     (
         "common/grid.wgsl",

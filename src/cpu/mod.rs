@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod distance;
+pub(crate) mod lovasz;
 pub(crate) mod pixel;
 pub mod reduce;
 pub(crate) mod region;
@@ -40,6 +41,7 @@ pub fn forward_backward_f64(
     let (l, g, status) = match loss.spec(shape, targets.kind())? {
         Spec::Pixel(spec) => pixel::forward_backward(&spec, shape, logits, &targets, 1.0),
         Spec::Region(spec) => region::forward_backward(&spec, shape, logits, &targets),
+        Spec::Lovasz(spec) => lovasz::forward_backward(&spec, shape, logits, &targets),
     };
     status.check()?;
     Ok((l, g))

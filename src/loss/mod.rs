@@ -1,6 +1,7 @@
 //! Loss configurations, the registry that runs any loss by name, and [`Plan`]s that record them.
 
 pub(crate) mod bind;
+pub mod lovasz;
 pub(crate) mod params;
 pub mod pixel;
 pub mod region;
@@ -9,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 
+pub use lovasz::{LovaszHinge, LovaszSoftmax};
 pub use pixel::{BalancedBce, Bce, CrossEntropy, Focal};
 pub use region::{
     Boundary, Combo, Dice, DiceCe, ExpLog, GeneralizedDice, HausdorffDt, RegionFocal,
@@ -176,6 +178,10 @@ pub enum Loss {
     HausdorffDt(HausdorffDt),
     /// `log-hausdorff-dt`: `log(hausdorff-dt + 1)`.
     LogHausdorffDt(HausdorffDt),
+    /// `lovasz-softmax`
+    LovaszSoftmax(LovaszSoftmax),
+    /// `lovasz-hinge`
+    LovaszHinge(LovaszHinge),
 }
 
 impl Loss {
@@ -203,6 +209,8 @@ impl Loss {
         "boundary",
         "hausdorff-dt",
         "log-hausdorff-dt",
+        "lovasz-softmax",
+        "lovasz-hinge",
     ];
 
     /// The loss `name` with `key=value` parameters (LOSSES.md's names; lists comma-separated).
@@ -229,6 +237,8 @@ impl Loss {
             "wasserstein-dice" => Loss::WassersteinDice(WassersteinDice::from_params(params)?),
             "unified-focal" => Loss::UnifiedFocal(UnifiedFocal::from_params(params)?),
             "boundary" => Loss::Boundary(Boundary::from_params(params)?),
+            "lovasz-softmax" => Loss::LovaszSoftmax(LovaszSoftmax::from_params(params)?),
+            "lovasz-hinge" => Loss::LovaszHinge(LovaszHinge::from_params(params)?),
             "hausdorff-dt" => Loss::HausdorffDt(HausdorffDt::from_params("hausdorff-dt", params)?),
             "log-hausdorff-dt" => {
                 Loss::LogHausdorffDt(HausdorffDt::from_params("log-hausdorff-dt", params)?)
@@ -286,6 +296,8 @@ impl Loss {
             Loss::Boundary(_) => "boundary",
             Loss::HausdorffDt(_) => "hausdorff-dt",
             Loss::LogHausdorffDt(_) => "log-hausdorff-dt",
+            Loss::LovaszSoftmax(_) => "lovasz-softmax",
+            Loss::LovaszHinge(_) => "lovasz-hinge",
         }
     }
 
@@ -306,6 +318,7 @@ impl Loss {
             Loss::WassersteinDice(l) => l.reduction,
             Loss::Boundary(l) => l.reduction,
             Loss::HausdorffDt(l) | Loss::LogHausdorffDt(l) => l.reduction,
+            Loss::LovaszSoftmax(_) | Loss::LovaszHinge(_) => Reduction::Mean,
         }
     }
 
@@ -338,6 +351,8 @@ impl Loss {
             Loss::DiceFocal(l) | Loss::GeneralizedDiceFocal(l) => {
                 Spec::Region(l.spec(name, shape, target)?)
             }
+            Loss::LovaszSoftmax(l) => Spec::Lovasz(l.spec(shape, target)?),
+            Loss::LovaszHinge(l) => Spec::Lovasz(l.spec(shape, target)?),
         })
     }
 
@@ -359,6 +374,7 @@ impl Loss {
         let spec = self.spec(shape, target)?;
         Ok(match &spec {
             _ if spec.loss_len(shape) == 1 && !spec.unreduced() => vec![],
+            Spec::Lovasz(_) => vec![],
             Spec::Pixel(p) if p.kind == pixel::PixelKind::CrossEntropy => {
                 [shape.n()].into_iter().chain(shape.spatial()).collect()
             }
@@ -388,6 +404,7 @@ impl Loss {
 pub(crate) enum Spec {
     Pixel(pixel::PixelSpec),
     Region(region::RegionSpec),
+    Lovasz(lovasz::LovaszSpec),
 }
 
 impl Spec {
@@ -395,6 +412,7 @@ impl Spec {
         match self {
             Spec::Pixel(p) => p.loss_len(shape),
             Spec::Region(r) => r.loss_len(shape),
+            Spec::Lovasz(_) => 1,
         }
     }
 
@@ -402,6 +420,7 @@ impl Spec {
         match self {
             Spec::Pixel(p) => p.reduction == Reduction::None,
             Spec::Region(r) => r.reduction == Reduction::None,
+            Spec::Lovasz(_) => false,
         }
     }
 }
@@ -424,6 +443,7 @@ pub struct Plan {
 enum PlanInner {
     Pixel(pixel::PixelPlan),
     Region(Box<region::RegionPlan>),
+    Lovasz(Box<lovasz::LovaszPlan>),
 }
 
 impl std::fmt::Debug for Plan {
@@ -449,6 +469,9 @@ impl Kernels {
             Spec::Pixel(p) => PlanInner::Pixel(pixel::PixelPlan::new(self, p, &shape)?),
             Spec::Region(r) => {
                 PlanInner::Region(Box::new(region::RegionPlan::new(self, r, &shape)?))
+            }
+            Spec::Lovasz(l) => {
+                PlanInner::Lovasz(Box::new(lovasz::LovaszPlan::new(self, l, &shape)?))
             }
         };
         let status = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
@@ -491,6 +514,10 @@ impl Plan {
                 r.record_statistics(self, encoder, inputs, &r.stats, None);
                 encoder.clear_buffer(&self.status, 0, None);
                 r.record_backward(self, encoder, inputs, &r.stats, outputs, None);
+            }
+            PlanInner::Lovasz(l) => {
+                encoder.clear_buffer(&self.status, 0, None);
+                l.record(self, encoder, inputs, outputs)?;
             }
         }
         Ok(())
@@ -641,7 +668,7 @@ impl Plan {
     /// f32 elements of the statistics buffer of the split phase (0 for losses without one).
     pub fn stats_len(&self) -> usize {
         match &self.inner {
-            PlanInner::Pixel(_) => 0,
+            PlanInner::Pixel(_) | PlanInner::Lovasz(_) => 0,
             PlanInner::Region(r) => r.spec.stats_len(&self.shape),
         }
     }
@@ -649,7 +676,7 @@ impl Plan {
     fn region(&self, what: &str) -> Result<&region::RegionPlan> {
         match &self.inner {
             PlanInner::Region(r) => Ok(r),
-            PlanInner::Pixel(_) => Err(Error::Target {
+            PlanInner::Pixel(_) | PlanInner::Lovasz(_) => Err(Error::Target {
                 loss: self.loss.name(),
                 message: format!("{what}: only region losses have a split phase"),
             }),
@@ -714,6 +741,7 @@ impl Plan {
         match &self.inner {
             PlanInner::Pixel(p) => p.spec.loss_len(&self.shape),
             PlanInner::Region(r) => r.spec.loss_len(&self.shape),
+            PlanInner::Lovasz(_) => 1,
         }
     }
     /// Elements of the targets buffer.

@@ -1,0 +1,378 @@
+// Lovász losses (Berman 2018): `lovasz-softmax` and `lovasz-hinge`, on the GPU end to end.
+// CPU mirror: src/cpu/lovasz.rs.
+//
+// A segment is one class (or one (image, class) pair with PER_IMAGE) for the softmax form, the
+// batch (or one image) for the hinge form; every segment has M elements, one per pixel, and the
+// T = segments·M elements are exactly the logits' elements.
+//   errors        per pixel: the activation and each element's error, as a (descending f32 key,
+//                 element index) pair; ignored pixels get the largest key, so they sort last and
+//                 never enter the cumulative sums of a valid element;
+//   (stable radix sort by key: shaders/sort.wgsl)
+//   segment_keys  keys every element by its segment (the errors stay in `work`, per element);
+//   (stable radix sort by segment: now grouped by segment, descending error, ties by index)
+//   scan_tiles    the foreground flags of every tile of a segment, scanned within the tile;
+//   scan_totals   one thread per segment: tile offsets and the segment's foreground count;
+//   lovasz_grad   at every sorted position, the Lovász gradient of the Jaccard index (from the
+//                 cumulative sums) times the error (per-tile partial losses), and the gradient
+//                 scattered back to its element;
+//   finalize      one workgroup: segment losses in a fixed order, their averaging weights;
+//   backprop      per pixel: dL/d(error) → dL/dz through the activation.
+
+#include "common/grid.wgsl"
+#include "common/reduce.wgsl"
+#include "common/activation.wgsl"
+#include "common/targets.wgsl"
+
+override DENSE: bool = false;
+override HAS_IGNORE: bool = false;
+override ACT: u32 = 0u;
+// The hinge form: C = 1, errors 1 - z·(2g - 1) on the logits, relu before the dot product.
+override HINGE: bool = false;
+override PER_IMAGE: bool = false;
+// classes = all: every segment counts in the mean, not only those with foreground.
+override ALL_CLASSES: bool = false;
+
+const TILE: u32 = WG * 4u;
+
+// Must match `LovaszParams` in src/loss/lovasz.rs.
+struct Params {
+    n: u32,
+    c: u32,
+    s: u32,
+    segs: u32,          // segments
+    m: u32,             // elements per segment
+    tps: u32,           // tiles per segment
+    ignore_index: i32,
+    grad_scale: f32,
+    accumulate: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+@group(0) @binding(3) var<storage, read_write> keys: array<u32>;
+@group(0) @binding(4) var<storage, read_write> values: array<u32>;
+// [error keys per element (T, as bits) | cumulative foreground (T) | dL/d error per element (T) |
+//  tile foreground (tiles) | tile loss (tiles) | segment foreground (segs) | segment weight (segs)]
+@group(0) @binding(5) var<storage, read_write> work: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(7) var<storage, read_write> loss_out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> status: array<atomic<u32>>;
+
+fn total() -> u32 {
+    return params.segs * params.m;
+}
+fn tiles() -> u32 {
+    return params.segs * params.tps;
+}
+fn cum_at(j: u32) -> u32 {
+    return total() + j;
+}
+fn egrad_at(e: u32) -> u32 {
+    return 2u * total() + e;
+}
+fn tile_fg_at(t: u32) -> u32 {
+    return 3u * total() + t;
+}
+fn tile_loss_at(t: u32) -> u32 {
+    return 3u * total() + tiles() + t;
+}
+fn gts_at(g: u32) -> u32 {
+    return 3u * total() + 2u * tiles() + g;
+}
+fn segw_at(g: u32) -> u32 {
+    return 3u * total() + 2u * tiles() + params.segs + g;
+}
+
+// The u32 key that sorts f32 descending (and back): `f32_descending_key` in src/sort.rs.
+fn descending_key(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    return ~select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn from_descending_key(k: u32) -> f32 {
+    let a = ~k;
+    return bitcast<f32>(select(~a, a & 0x7fffffffu, (a & 0x80000000u) != 0u));
+}
+
+// (segment, position) of element e = (n·C + c)·S + s.
+fn segment_of(e: u32) -> vec2<u32> {
+    let s = e % params.s;
+    let nc = e / params.s;
+    let n = nc / params.c;
+    let c = nc - n * params.c;
+    if PER_IMAGE {
+        return vec2<u32>(select(nc, n, HINGE), s);
+    }
+    return vec2<u32>(select(c, 0u, HINGE), n * params.s + s);
+}
+
+// Foreground of element e, and whether its pixel counts (not ignored, label in range).
+fn fg_of(e: u32) -> vec2<f32> {
+    let s = e % params.s;
+    let nc = e / params.s;
+    let n = nc / params.c;
+    let c = nc - n * params.c;
+    let label = label_of(n * params.s + s);
+    if pixel_state(label) != PIX_VALID {
+        return vec2<f32>(0.0, 0.0);
+    }
+    return vec2<f32>(target_at(e, c, label), 1.0);
+}
+
+fn error_of(z: f32, p: f32, g: f32) -> f32 {
+    if HINGE {
+        return 1.0 - z * (2.0 * g - 1.0);
+    }
+    return abs(g - p);
+}
+
+@compute @workgroup_size(WG)
+fn errors(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pixels = params.n * params.s;
+    for (var p = gid.x; p < pixels; p = p + nwg.x * WG) {
+        let n = p / params.s;
+        let s = p - n * params.s;
+        let base = n * params.c * params.s + s;
+        let label = label_of(p);
+        let valid = pixel_state(label) == PIX_VALID;
+        let lse = act_prepare(base);
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            let e = base + c * params.s;
+            let z = logits[e];
+            let sl = segment_of(e);
+            let slot = sl.x * params.m + sl.y;
+            var key = 0xffffffffu;
+            if valid {
+                key = descending_key(error_of(z, prob(z, lse), target_at(e, c, label)));
+            }
+            keys[slot] = key;
+            values[slot] = e;
+            // The error itself, per element: the sort by segment reorders the keys.
+            work[e] = bitcast<f32>(key);
+        }
+    }
+}
+
+// After the sort by error: key every element by its segment for the second (stable) sort.
+@compute @workgroup_size(WG)
+fn segment_keys(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var j = gid.x; j < total(); j = j + nwg.x * WG) {
+        keys[j] = segment_of(values[j]).x;
+    }
+}
+
+// Inclusive scan of one f32 per thread over the workgroup (fixed shape, exact on integers).
+var<workgroup> scan_f32: array<f32, WG>;
+
+fn wg_inclusive_scan(v: f32, lid: u32) -> f32 {
+    scan_f32[lid] = v;
+    workgroupBarrier();
+    for (var off = 1u; off < WG; off = off * 2u) {
+        var x = scan_f32[lid];
+        if lid >= off {
+            x = x + scan_f32[lid - off];
+        }
+        workgroupBarrier();
+        scan_f32[lid] = x;
+        workgroupBarrier();
+    }
+    let r = scan_f32[lid];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn scan_tiles(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var t = wid.x; t < tiles(); t = t + nwg.x) {
+        let g = t / params.tps;
+        let start = (t - g * params.tps) * TILE;
+        var f = vec4<f32>(0.0);
+        for (var i = 0u; i < 4u; i = i + 1u) {
+            let local = start + lid * 4u + i;
+            if local < params.m {
+                f[i] = fg_of(values[g * params.m + local]).x;
+            }
+        }
+        let sum = f.x + f.y + f.z + f.w;
+        var run = wg_inclusive_scan(sum, lid) - sum;
+        for (var i = 0u; i < 4u; i = i + 1u) {
+            let local = start + lid * 4u + i;
+            run = run + f[i];
+            if local < params.m {
+                work[cum_at(g * params.m + local)] = run;
+            }
+        }
+        if lid == WG - 1u {
+            work[tile_fg_at(t)] = run;
+        }
+    }
+}
+
+// One thread per segment: exclusive offsets of its tiles (in place) and its foreground count.
+@compute @workgroup_size(WG)
+fn scan_totals(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var g = gid.x; g < params.segs; g = g + nwg.x * WG) {
+        var run = 0.0;
+        for (var t = 0u; t < params.tps; t = t + 1u) {
+            let v = work[tile_fg_at(g * params.tps + t)];
+            work[tile_fg_at(g * params.tps + t)] = run;
+            run = run + v;
+        }
+        work[gts_at(g)] = run;
+    }
+}
+
+// Jaccard loss 1 - I/U after the first i + 1 sorted elements, cs of them foreground.
+fn jaccard(gts: f32, cs: f32, i: f32) -> f32 {
+    let inter = gts - cs;
+    let uni = gts + (i + 1.0) - cs;
+    return 1.0 - inter / uni;
+}
+
+@compute @workgroup_size(WG)
+fn lovasz_grad(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var t = wid.x; t < tiles(); t = t + nwg.x) {
+        let g = t / params.tps;
+        let start = (t - g * params.tps) * TILE;
+        let gts = work[gts_at(g)];
+        var acc = 0.0;
+        for (var i = 0u; i < 4u; i = i + 1u) {
+            let local = start + lane.lid * 4u + i;
+            if local >= params.m {
+                continue;
+            }
+            let j = g * params.m + local;
+            let e = values[j];
+            let fv = fg_of(e);
+            let cs = work[cum_at(j)] + work[tile_fg_at(t)];
+            var gr = jaccard(gts, cs, f32(local));
+            if local > 0u {
+                gr = gr - jaccard(gts, cs - fv.x, f32(local) - 1.0);
+            }
+            // Ignored elements carry the largest key (not an error): no loss, no gradient.
+            var err = select(0.0, from_descending_key(bitcast<u32>(work[e])), fv.y > 0.0);
+            if HINGE {
+                err = max(err, 0.0); // relu; its gradient is 0 where the error is not positive
+                gr = select(0.0, gr, err > 0.0);
+            }
+            gr = gr * fv.y;
+            acc = acc + err * gr;
+            work[egrad_at(e)] = gr;
+        }
+        let total_loss = wg_sum(acc, lane);
+        if lane.lid == 0u {
+            work[tile_loss_at(t)] = total_loss;
+        }
+    }
+}
+
+// Averaging weight of each segment. Softmax: the mean over the counted classes (with foreground,
+// or all with ALL_CLASSES), per image with PER_IMAGE and then the mean over the images; an empty
+// mean is 0. Hinge: the mean over the images with PER_IMAGE (an image without valid pixels
+// counts as 0), one segment otherwise.
+@compute @workgroup_size(WG)
+fn finalize(lane: Lane) {
+    var acc = 0.0;
+    // One thread per group of segments that share a mean (an image, or the whole batch).
+    let groups = select(1u, params.n, PER_IMAGE);
+    let per_group = params.segs / groups;
+    for (var grp = lane.lid; grp < groups; grp = grp + WG) {
+        var counted = 0.0;
+        for (var k = 0u; k < per_group; k = k + 1u) {
+            let g = grp * per_group + k;
+            counted = counted + f32(HINGE || ALL_CLASSES || work[gts_at(g)] > 0.0);
+        }
+        for (var k = 0u; k < per_group; k = k + 1u) {
+            let g = grp * per_group + k;
+            let counts = HINGE || ALL_CLASSES || work[gts_at(g)] > 0.0;
+            var w = select(0.0, 1.0 / (counted * f32(groups)), counts && counted > 0.0);
+            var lg = 0.0;
+            for (var t = 0u; t < params.tps; t = t + 1u) {
+                lg = lg + work[tile_loss_at(g * params.tps + t)];
+            }
+            work[segw_at(g)] = w;
+            acc = acc + w * lg;
+        }
+    }
+    let loss = wg_sum(acc, lane);
+    if lane.lid == 0u {
+        loss_out[0] = loss;
+    }
+}
+
+fn write_grad(e: u32, g: f32) {
+    let v = params.grad_scale * g;
+    if params.accumulate != 0u {
+        grad[e] = grad[e] + v;
+    } else {
+        grad[e] = v;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pixels = params.n * params.s;
+    var bad_labels = 0u;
+    var bad_logits = 0u;
+    for (var p = gid.x; p < pixels; p = p + nwg.x * WG) {
+        let n = p / params.s;
+        let s = p - n * params.s;
+        let base = n * params.c * params.s + s;
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            bad_logits = bad_logits + u32(is_nonfinite(logits[base + c * params.s]));
+        }
+        let label = label_of(p);
+        let state = pixel_state(label);
+        if state != PIX_VALID {
+            bad_labels = bad_labels + u32(state == PIX_BAD);
+            for (var c = 0u; c < params.c; c = c + 1u) {
+                write_grad(base + c * params.s, 0.0);
+            }
+            continue;
+        }
+        let lse = act_prepare(base);
+        // dL/dp_c = w_seg · dL/de · de/dp with e = |g - p| (de/dp = sign(p - g));
+        // hinge: dL/dz = w_seg · dL/de · (-(2g - 1)).
+        var dot = 0.0;
+        if ACT == ACT_SOFTMAX && !HINGE {
+            for (var c = 0u; c < params.c; c = c + 1u) {
+                let e = base + c * params.s;
+                let pc = prob(logits[e], lse);
+                dot = dot + pc * element_dl_dp(e, pc, target_at(e, c, label));
+            }
+        }
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            let e = base + c * params.s;
+            let t = target_at(e, c, label);
+            let w = work[segw_at(segment_of(e).x)] * work[egrad_at(e)];
+            if HINGE {
+                write_grad(e, -w * (2.0 * t - 1.0));
+                continue;
+            }
+            let pc = prob(logits[e], lse);
+            let d = element_dl_dp(e, pc, t);
+            var gz = d;
+            if ACT == ACT_SOFTMAX {
+                gz = pc * (d - dot);
+            } else if ACT == ACT_SIGMOID {
+                gz = d * pc * (1.0 - pc);
+            }
+            write_grad(e, gz);
+        }
+    }
+    if bad_labels != 0u {
+        atomicAdd(&status[STATUS_BAD_LABEL], bad_labels);
+    }
+    if bad_logits != 0u {
+        atomicAdd(&status[STATUS_NONFINITE_LOGIT], bad_logits);
+    }
+}
+
+fn element_dl_dp(e: u32, p: f32, g: f32) -> f32 {
+    return work[segw_at(segment_of(e).x)] * work[egrad_at(e)] * sign(p - g);
+}

@@ -1,0 +1,107 @@
+//! Lovász losses: the CPU reference against finite differences (away from ties), the GPU
+//! against the CPU over random shapes and options.
+
+mod common;
+
+use common::*;
+use segloss::{Loss, Shape, TargetKind};
+
+const CASES: &[(&str, &[&str])] = &[
+    ("lovasz-softmax", &[]),
+    ("lovasz-softmax", &["classes=all"]),
+    ("lovasz-softmax", &["per_image=true"]),
+    (
+        "lovasz-softmax",
+        &["per_image=true", "classes=all", "ignore_index=9"],
+    ),
+    ("lovasz-softmax", &["ignore_index=9"]),
+    ("lovasz-hinge", &[]),
+    ("lovasz-hinge", &["per_image=true"]),
+    ("lovasz-hinge", &["per_image=true", "ignore_index=9"]),
+];
+
+fn shapes(name: &str) -> Vec<Shape> {
+    if name == "lovasz-hinge" {
+        vec![
+            Shape::new(2, 1, &[7, 9]).unwrap(),
+            Shape::new(3, 1, &[3, 4, 5]).unwrap(),
+            Shape::new(1, 1, &[1500]).unwrap(),
+        ]
+    } else {
+        vec![
+            Shape::new(2, 3, &[7, 9]).unwrap(),
+            Shape::new(1, 4, &[5, 6, 7]).unwrap(),
+            Shape::new(2, 2, &[900]).unwrap(),
+        ]
+    }
+}
+
+fn inputs(rng: &mut Rng, loss: &Loss, shape: &Shape, params: &[&str]) -> (Vec<f32>, OwnedTargets) {
+    let ignore = params
+        .iter()
+        .any(|p| p.starts_with("ignore_index"))
+        .then_some(9);
+    (
+        rng.logits(shape.numel(), 3.0),
+        targets(
+            rng,
+            shape,
+            TargetKind::Labels,
+            label_classes(loss, shape),
+            ignore,
+            false,
+        ),
+    )
+}
+
+#[test]
+fn gpu_matches_cpu() {
+    let (gpu, kernels) = gpu();
+    let mut rng = Rng::new(31);
+    for (name, params) in CASES {
+        let loss = Loss::parse(name, params).unwrap();
+        for shape in shapes(name) {
+            let (z, t) = inputs(&mut rng, &loss, &shape, params);
+            let what = format!("{name} {params:?} {:?}", shape.dims());
+            let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
+            let out = kernels
+                .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
+                .unwrap();
+            assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
+            assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn cpu_gradients_match_finite_differences() {
+    let mut rng = Rng::new(2);
+    for (name, params) in CASES {
+        let loss = Loss::parse(name, params).unwrap();
+        let shape = if *name == "lovasz-hinge" {
+            Shape::new(2, 1, &[3, 4]).unwrap()
+        } else {
+            Shape::new(2, 3, &[3, 2]).unwrap()
+        };
+        let (z, t) = inputs(&mut rng, &loss, &shape, params);
+        let z: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+        let f = |z: &[f64]| {
+            segloss::cpu::forward_backward_f64(&loss, &shape, z, t.view())
+                .unwrap()
+                .0[0]
+        };
+        let (_, grad) = segloss::cpu::forward_backward_f64(&loss, &shape, &z, t.view()).unwrap();
+        for i in 0..z.len() {
+            let h = 1e-7; // small enough not to reorder the errors (random logits: no ties)
+            let (mut zp, mut zm) = (z.clone(), z.clone());
+            zp[i] += h;
+            zm[i] -= h;
+            let fd = (f(&zp) - f(&zm)) / (2.0 * h);
+            assert!(
+                (fd - grad[i]).abs() < 1e-5,
+                "{name} {params:?} element {i}: analytic {} vs finite difference {fd}",
+                grad[i]
+            );
+        }
+    }
+}
