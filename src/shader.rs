@@ -18,18 +18,21 @@ pub enum Family {
     Sort,
     /// `shaders/lovasz.wgsl`: the Lovász losses.
     Lovasz,
+    /// `shaders/topk.wgsl`: the top-k loss (radix select).
+    Topk,
     /// `shaders/reduce.wgsl`: the standalone deterministic sum (tests and benches).
     Reduce,
 }
 
 impl Family {
     /// Every family, for validation.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Pixel,
         Family::Region,
         Family::Distance,
         Family::Sort,
         Family::Lovasz,
+        Family::Topk,
         Family::Reduce,
     ];
 
@@ -41,6 +44,7 @@ impl Family {
             Family::Distance => "distance.wgsl",
             Family::Sort => "sort.wgsl",
             Family::Lovasz => "lovasz.wgsl",
+            Family::Topk => "topk.wgsl",
             Family::Reduce => "reduce.wgsl",
         }
     }
@@ -52,6 +56,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("distance.wgsl", include_str!("../shaders/distance.wgsl")),
     ("sort.wgsl", include_str!("../shaders/sort.wgsl")),
     ("lovasz.wgsl", include_str!("../shaders/lovasz.wgsl")),
+    ("topk.wgsl", include_str!("../shaders/topk.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
     (
         "common/grid.wgsl",

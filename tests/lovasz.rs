@@ -105,3 +105,64 @@ fn cpu_gradients_match_finite_differences() {
         }
     }
 }
+
+#[test]
+fn topk_gpu_matches_cpu() {
+    let (gpu, kernels) = gpu();
+    let mut rng = Rng::new(19);
+    for params in [
+        &["k=10"][..],
+        &["k=25", "weight=0.5,2,1", "ignore_index=9"][..],
+        &["k=100"][..],
+        &["k=1"][..],
+        &["k=50", "ignore_index=9"][..],
+    ] {
+        let loss = Loss::parse("topk", params).unwrap();
+        for shape in [
+            Shape::new(2, 3, &[7, 9]).unwrap(),
+            Shape::new(1, 3, &[5, 6, 7]).unwrap(),
+            Shape::new(2, 3, &[50, 70]).unwrap(),
+            Shape::new(1, 3, &[2, 2]).unwrap(),
+        ] {
+            let ignore = params
+                .iter()
+                .any(|p| p.starts_with("ignore_index"))
+                .then_some(9);
+            let z = rng.logits(shape.numel(), 3.0);
+            let t = targets(&mut rng, &shape, TargetKind::Labels, 3, ignore, false);
+            let what = format!("topk {params:?} {:?}", shape.dims());
+            let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
+            let out = kernels
+                .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
+                .unwrap();
+            assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
+            assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+        }
+    }
+}
+
+/// Ties at the threshold: exactly K pixels are selected, the lowest indices first.
+#[test]
+fn topk_ties_keep_exactly_k() {
+    let (gpu, kernels) = gpu();
+    let shape = Shape::new(1, 2, &[40]).unwrap();
+    // Every pixel has the same loss: K = 10 of 40 are kept, pixels 0..10.
+    let z = vec![0.0f32; shape.numel()];
+    let labels = vec![1i32; 40];
+    let loss = Loss::parse("topk", &["k=25"]).unwrap();
+    let out = kernels
+        .run_blocking(
+            &gpu.queue,
+            &loss,
+            &shape,
+            &z,
+            segloss::Targets::Labels(&labels),
+        )
+        .unwrap();
+    let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, segloss::Targets::Labels(&labels))
+        .unwrap();
+    let selected: Vec<usize> = (0..40).filter(|&p| out.grad[40 + p] != 0.0).collect();
+    assert_eq!(selected, (0..10).collect::<Vec<_>>());
+    assert_grad_close("ties", &out.grad, &cpu.grad, 1e-6);
+    assert_loss_close("ties", &out.loss, &cpu.loss, 1e-6);
+}

@@ -14,13 +14,18 @@ pub(crate) fn forward_backward(
     z: &[f64],
     targets: &Targets,
 ) -> (Vec<f64>, Vec<f64>, Status) {
-    let Targets::Labels(labels) = targets else {
-        unreachable!("validated: labels only")
-    };
     let (c_n, s_n) = (shape.c(), shape.s());
     let mut status = Status::default();
+    // Dense targets (hinge only) have no labels: every pixel is valid, its mask is the target.
+    let label_at = |p: usize| match targets {
+        Targets::Labels(l) => l[p],
+        Targets::Dense(_) => 0,
+    };
     let valid = |l: i32| {
-        spec.ignore_index != Some(l) && l >= 0 && l < if spec.hinge { 2 } else { c_n as i32 }
+        spec.dense
+            || (spec.ignore_index != Some(l)
+                && l >= 0
+                && l < if spec.hinge { 2 } else { c_n as i32 })
     };
     // Probabilities and per-element errors, foregrounds.
     let mut err = vec![0.0; shape.numel()];
@@ -29,7 +34,7 @@ pub(crate) fn forward_backward(
     for n in 0..shape.n() {
         for s in 0..s_n {
             let base = n * c_n * s_n + s;
-            let label = labels[n * s_n + s];
+            let label = label_at(n * s_n + s);
             for c in 0..c_n {
                 status.nonfinite_logits += (!z[base + c * s_n].is_finite()) as u32;
             }
@@ -40,10 +45,10 @@ pub(crate) fn forward_backward(
             let lse = log_sum_exp((0..c_n).map(|c| z[base + c * s_n]));
             for c in 0..c_n {
                 let e = base + c * s_n;
-                let g = if spec.hinge {
-                    (label == 1) as u8 as f64
-                } else {
-                    (label == c as i32) as u8 as f64
+                let g = match targets {
+                    Targets::Dense(t) => t[e] as f64,
+                    _ if spec.hinge => (label == 1) as u8 as f64,
+                    _ => (label == c as i32) as u8 as f64,
                 };
                 fg[e] = g;
                 prob[e] = (z[e] - lse).exp();
@@ -61,7 +66,7 @@ pub(crate) fn forward_backward(
     for n in 0..shape.n() {
         for c in 0..c_n {
             for s in 0..s_n {
-                if !valid(labels[n * s_n + s]) {
+                if !valid(label_at(n * s_n + s)) {
                     continue;
                 }
                 let g = match (spec.per_image, spec.hinge) {
@@ -128,7 +133,7 @@ pub(crate) fn forward_backward(
     let mut grad = vec![0.0; shape.numel()];
     for n in 0..shape.n() {
         for s in 0..s_n {
-            if !valid(labels[n * s_n + s]) {
+            if !valid(label_at(n * s_n + s)) {
                 continue;
             }
             let base = n * c_n * s_n + s;

@@ -8,6 +8,7 @@ pub(crate) mod pixel;
 pub mod reduce;
 pub(crate) mod region;
 pub mod terms;
+pub(crate) mod topk;
 
 use crate::error::Result;
 use crate::loss::{Loss, Spec};
@@ -42,6 +43,7 @@ pub fn forward_backward_f64(
         Spec::Pixel(spec) => pixel::forward_backward(&spec, shape, logits, &targets, 1.0),
         Spec::Region(spec) => region::forward_backward(&spec, shape, logits, &targets),
         Spec::Lovasz(spec) => lovasz::forward_backward(&spec, shape, logits, &targets),
+        Spec::Topk(spec) => topk::forward_backward(&spec, shape, logits, &targets),
     };
     status.check()?;
     Ok((l, g))

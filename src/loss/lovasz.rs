@@ -93,10 +93,16 @@ impl LovaszHinge {
     }
 
     pub(crate) fn spec(&self, shape: &Shape, target: TargetKind) -> Result<LovaszSpec> {
-        if target != TargetKind::Labels || shape.c() != 1 {
+        if shape.c() != 1 {
             return Err(Error::Target {
                 loss: "lovasz-hinge",
-                message: "needs binary label targets {0, 1} and C = 1".into(),
+                message: "needs C = 1 and binary targets (labels {0, 1} or a {0, 1} mask)".into(),
+            });
+        }
+        if self.ignore_index.is_some() && target == TargetKind::Dense {
+            return Err(Error::Target {
+                loss: "lovasz-hinge",
+                message: "ignore_index needs label targets".into(),
             });
         }
         Ok(LovaszSpec {
@@ -104,7 +110,7 @@ impl LovaszHinge {
             all_classes: false,
             per_image: self.per_image,
             ignore_index: self.ignore_index,
-            dense: false,
+            dense: target == TargetKind::Dense,
         })
     }
 }

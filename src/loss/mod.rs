@@ -5,6 +5,7 @@ pub mod lovasz;
 pub(crate) mod params;
 pub mod pixel;
 pub mod region;
+pub mod topk;
 
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
@@ -16,6 +17,7 @@ pub use region::{
     Boundary, Combo, Dice, DiceCe, ExpLog, GeneralizedDice, HausdorffDt, RegionFocal,
     RegionOptions, SensitivitySpecificity, Tversky, UnifiedFocal, WassersteinDice, WeightType,
 };
+pub use topk::TopK;
 
 /// How the per-element losses are combined, as the reference defines it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -182,6 +184,8 @@ pub enum Loss {
     LovaszSoftmax(LovaszSoftmax),
     /// `lovasz-hinge`
     LovaszHinge(LovaszHinge),
+    /// `topk`
+    TopK(TopK),
 }
 
 impl Loss {
@@ -191,6 +195,7 @@ impl Loss {
         "bce",
         "balanced-bce",
         "focal",
+        "topk",
         "dice",
         "jaccard",
         "tversky",
@@ -239,6 +244,7 @@ impl Loss {
             "boundary" => Loss::Boundary(Boundary::from_params(params)?),
             "lovasz-softmax" => Loss::LovaszSoftmax(LovaszSoftmax::from_params(params)?),
             "lovasz-hinge" => Loss::LovaszHinge(LovaszHinge::from_params(params)?),
+            "topk" => Loss::TopK(TopK::from_params(params)?),
             "hausdorff-dt" => Loss::HausdorffDt(HausdorffDt::from_params("hausdorff-dt", params)?),
             "log-hausdorff-dt" => {
                 Loss::LogHausdorffDt(HausdorffDt::from_params("log-hausdorff-dt", params)?)
@@ -298,6 +304,7 @@ impl Loss {
             Loss::LogHausdorffDt(_) => "log-hausdorff-dt",
             Loss::LovaszSoftmax(_) => "lovasz-softmax",
             Loss::LovaszHinge(_) => "lovasz-hinge",
+            Loss::TopK(_) => "topk",
         }
     }
 
@@ -318,7 +325,7 @@ impl Loss {
             Loss::WassersteinDice(l) => l.reduction,
             Loss::Boundary(l) => l.reduction,
             Loss::HausdorffDt(l) | Loss::LogHausdorffDt(l) => l.reduction,
-            Loss::LovaszSoftmax(_) | Loss::LovaszHinge(_) => Reduction::Mean,
+            Loss::LovaszSoftmax(_) | Loss::LovaszHinge(_) | Loss::TopK(_) => Reduction::Mean,
         }
     }
 
@@ -353,6 +360,7 @@ impl Loss {
             }
             Loss::LovaszSoftmax(l) => Spec::Lovasz(l.spec(shape, target)?),
             Loss::LovaszHinge(l) => Spec::Lovasz(l.spec(shape, target)?),
+            Loss::TopK(l) => Spec::Topk(l.spec(shape, target)?),
         })
     }
 
@@ -374,7 +382,7 @@ impl Loss {
         let spec = self.spec(shape, target)?;
         Ok(match &spec {
             _ if spec.loss_len(shape) == 1 && !spec.unreduced() => vec![],
-            Spec::Lovasz(_) => vec![],
+            Spec::Lovasz(_) | Spec::Topk(_) => vec![],
             Spec::Pixel(p) if p.kind == pixel::PixelKind::CrossEntropy => {
                 [shape.n()].into_iter().chain(shape.spatial()).collect()
             }
@@ -405,6 +413,7 @@ pub(crate) enum Spec {
     Pixel(pixel::PixelSpec),
     Region(region::RegionSpec),
     Lovasz(lovasz::LovaszSpec),
+    Topk(topk::TopkSpec),
 }
 
 impl Spec {
@@ -412,7 +421,7 @@ impl Spec {
         match self {
             Spec::Pixel(p) => p.loss_len(shape),
             Spec::Region(r) => r.loss_len(shape),
-            Spec::Lovasz(_) => 1,
+            Spec::Lovasz(_) | Spec::Topk(_) => 1,
         }
     }
 
@@ -420,7 +429,7 @@ impl Spec {
         match self {
             Spec::Pixel(p) => p.reduction == Reduction::None,
             Spec::Region(r) => r.reduction == Reduction::None,
-            Spec::Lovasz(_) => false,
+            Spec::Lovasz(_) | Spec::Topk(_) => false,
         }
     }
 }
@@ -444,6 +453,7 @@ enum PlanInner {
     Pixel(pixel::PixelPlan),
     Region(Box<region::RegionPlan>),
     Lovasz(Box<lovasz::LovaszPlan>),
+    Topk(Box<topk::TopkPlan>),
 }
 
 impl std::fmt::Debug for Plan {
@@ -473,6 +483,7 @@ impl Kernels {
             Spec::Lovasz(l) => {
                 PlanInner::Lovasz(Box::new(lovasz::LovaszPlan::new(self, l, &shape)?))
             }
+            Spec::Topk(t) => PlanInner::Topk(Box::new(topk::TopkPlan::new(self, t, &shape)?)),
         };
         let status = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("segloss status"),
@@ -518,6 +529,10 @@ impl Plan {
             PlanInner::Lovasz(l) => {
                 encoder.clear_buffer(&self.status, 0, None);
                 l.record(self, encoder, inputs, outputs)?;
+            }
+            PlanInner::Topk(t) => {
+                encoder.clear_buffer(&self.status, 0, None);
+                t.record(self, encoder, inputs, outputs);
             }
         }
         Ok(())
@@ -668,7 +683,7 @@ impl Plan {
     /// f32 elements of the statistics buffer of the split phase (0 for losses without one).
     pub fn stats_len(&self) -> usize {
         match &self.inner {
-            PlanInner::Pixel(_) | PlanInner::Lovasz(_) => 0,
+            PlanInner::Pixel(_) | PlanInner::Lovasz(_) | PlanInner::Topk(_) => 0,
             PlanInner::Region(r) => r.spec.stats_len(&self.shape),
         }
     }
@@ -676,7 +691,7 @@ impl Plan {
     fn region(&self, what: &str) -> Result<&region::RegionPlan> {
         match &self.inner {
             PlanInner::Region(r) => Ok(r),
-            PlanInner::Pixel(_) | PlanInner::Lovasz(_) => Err(Error::Target {
+            PlanInner::Pixel(_) | PlanInner::Lovasz(_) | PlanInner::Topk(_) => Err(Error::Target {
                 loss: self.loss.name(),
                 message: format!("{what}: only region losses have a split phase"),
             }),
@@ -741,7 +756,7 @@ impl Plan {
         match &self.inner {
             PlanInner::Pixel(p) => p.spec.loss_len(&self.shape),
             PlanInner::Region(r) => r.spec.loss_len(&self.shape),
-            PlanInner::Lovasz(_) => 1,
+            PlanInner::Lovasz(_) | PlanInner::Topk(_) => 1,
         }
     }
     /// Elements of the targets buffer.
