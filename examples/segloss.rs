@@ -1200,6 +1200,27 @@ const CASES: &[Case] = &[
         C1,
         Gen::Labels(None),
     ),
+    case("lovasz-softmax", &[], D2, Gen::Labels(None)),
+    case(
+        "lovasz-softmax",
+        &["classes=all", "per_image=true", "ignore_index=255"],
+        D3,
+        Gen::Labels(Some(255)),
+    ),
+    case("lovasz-hinge", &[], C1, Gen::Labels(None)),
+    case(
+        "lovasz-hinge",
+        &["per_image=true"],
+        C1_3D,
+        Gen::Labels(None),
+    ),
+    case("topk", &[], D2, Gen::Labels(None)),
+    case(
+        "topk",
+        &["k=30", "weight=0.5,1,2,1", "ignore_index=255"],
+        D3,
+        Gen::Labels(Some(255)),
+    ),
     case("exp-log", &[], D2, Gen::Labels(None)),
     case(
         "exp-log",

@@ -387,6 +387,16 @@ fn eval_matches_distance_loss_fixtures_on_cpu() {
 }
 
 #[test]
+fn eval_matches_sort_loss_fixtures_on_gpu() {
+    fixtures_on("sort", "gpu");
+}
+
+#[test]
+fn eval_matches_sort_loss_fixtures_on_cpu() {
+    fixtures_on("sort", "cpu");
+}
+
+#[test]
 fn eval_reports_the_run() {
     let name = "ce_2d_ignore255_weight";
     let (z, y) = (
