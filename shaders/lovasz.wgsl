@@ -10,8 +10,8 @@
 //   (stable radix sort by key: shaders/sort.wgsl)
 //   segment_keys  keys every element by its segment (the errors stay in `work`, per element);
 //   (stable radix sort by segment: now grouped by segment, descending error, ties by index)
-//   scan_tiles    the foreground flags of every tile of a segment, scanned within the tile;
-//   scan_totals   one thread per segment: tile offsets and the segment's foreground count;
+//   segscan_tiles, segscan_totals   the segmented scan of the sorted foreground flags
+//                 (common/scan.wgsl): cumulative foreground and each segment's count;
 //   lovasz_grad   at every sorted position, the Lovász gradient of the Jaccard index (from the
 //                 cumulative sums) times the error (per-tile partial losses), and the gradient
 //                 scattered back to its element;
@@ -22,6 +22,8 @@
 #include "common/reduce.wgsl"
 #include "common/activation.wgsl"
 #include "common/targets.wgsl"
+#include "common/scan.wgsl"
+#include "common/segscan.wgsl"
 
 override DENSE: bool = false;
 override HAS_IGNORE: bool = false;
@@ -32,7 +34,6 @@ override PER_IMAGE: bool = false;
 // classes = all: every segment counts in the mean, not only those with foreground.
 override ALL_CLASSES: bool = false;
 
-const TILE: u32 = WG * 4u;
 
 // Must match `LovaszParams` in src/loss/lovasz.rs.
 struct Params {
@@ -165,66 +166,27 @@ fn segment_keys(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
 }
 
-// Inclusive scan of one f32 per thread over the workgroup (fixed shape, exact on integers).
-var<workgroup> scan_f32: array<f32, WG>;
-
-fn wg_inclusive_scan(v: f32, lid: u32) -> f32 {
-    scan_f32[lid] = v;
-    workgroupBarrier();
-    for (var off = 1u; off < WG; off = off * 2u) {
-        var x = scan_f32[lid];
-        if lid >= off {
-            x = x + scan_f32[lid - off];
-        }
-        workgroupBarrier();
-        scan_f32[lid] = x;
-        workgroupBarrier();
-    }
-    let r = scan_f32[lid];
-    workgroupBarrier();
-    return r;
+// The segmented scan of the foreground flags in sorted order (common/scan.wgsl).
+fn segscan_segments() -> u32 {
+    return params.segs;
 }
-
-@compute @workgroup_size(WG)
-fn scan_tiles(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-              @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var t = wid.x; t < tiles(); t = t + nwg.x) {
-        let g = t / params.tps;
-        let start = (t - g * params.tps) * TILE;
-        var f = vec4<f32>(0.0);
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let local = start + lid * 4u + i;
-            if local < params.m {
-                f[i] = fg_of(values[g * params.m + local]).x;
-            }
-        }
-        let sum = f.x + f.y + f.z + f.w;
-        var run = wg_inclusive_scan(sum, lid) - sum;
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let local = start + lid * 4u + i;
-            run = run + f[i];
-            if local < params.m {
-                work[cum_at(g * params.m + local)] = run;
-            }
-        }
-        if lid == WG - 1u {
-            work[tile_fg_at(t)] = run;
-        }
-    }
+fn segscan_len() -> u32 {
+    return params.m;
 }
-
-// One thread per segment: exclusive offsets of its tiles (in place) and its foreground count.
-@compute @workgroup_size(WG)
-fn scan_totals(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var g = gid.x; g < params.segs; g = g + nwg.x * WG) {
-        var run = 0.0;
-        for (var t = 0u; t < params.tps; t = t + 1u) {
-            let v = work[tile_fg_at(g * params.tps + t)];
-            work[tile_fg_at(g * params.tps + t)] = run;
-            run = run + v;
-        }
-        work[gts_at(g)] = run;
-    }
+fn segscan_in(j: u32) -> f32 {
+    return fg_of(values[j]).x;
+}
+fn segscan_store(j: u32, v: f32) {
+    work[cum_at(j)] = v;
+}
+fn segscan_tile_get(t: u32) -> f32 {
+    return work[tile_fg_at(t)];
+}
+fn segscan_tile_set(t: u32, v: f32) {
+    work[tile_fg_at(t)] = v;
+}
+fn segscan_total_set(g: u32, v: f32) {
+    work[gts_at(g)] = v;
 }
 
 // Jaccard loss 1 - I/U after the first i + 1 sorted elements, cs of them foreground.
@@ -238,7 +200,7 @@ fn jaccard(gts: f32, cs: f32, i: f32) -> f32 {
 fn lovasz_grad(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     for (var t = wid.x; t < tiles(); t = t + nwg.x) {
         let g = t / params.tps;
-        let start = (t - g * params.tps) * TILE;
+        let start = (t - g * params.tps) * SCAN_TILE;
         let gts = work[gts_at(g)];
         var acc = 0.0;
         for (var i = 0u; i < 4u; i = i + 1u) {
@@ -249,7 +211,7 @@ fn lovasz_grad(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
             let j = g * params.m + local;
             let e = values[j];
             let fv = fg_of(e);
-            let cs = work[cum_at(j)] + work[tile_fg_at(t)];
+            let cs = work[cum_at(j)] + segscan_offset(g, local);
             var gr = jaccard(gts, cs, f32(local));
             if local > 0u {
                 gr = gr - jaccard(gts, cs - fv.x, f32(local) - 1.0);

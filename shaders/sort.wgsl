@@ -10,6 +10,7 @@
 // ones and those without forward-progress guarantees included. CPU mirror: src/cpu/sort.rs.
 
 #include "common/grid.wgsl"
+#include "common/scan.wgsl"
 
 const ITEMS: u32 = 4u;          // keys per thread
 const TILE: u32 = WG * ITEMS;   // keys per tile
@@ -59,26 +60,6 @@ fn count(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
     }
 }
 
-// Inclusive scan of one u32 per thread over the workgroup (Hillis–Steele, fixed shape).
-var<workgroup> scan_u32: array<u32, WG>;
-
-fn wg_inclusive_scan(v: u32, lid: u32) -> u32 {
-    scan_u32[lid] = v;
-    workgroupBarrier();
-    for (var off = 1u; off < WG; off = off * 2u) {
-        var x = scan_u32[lid];
-        if lid >= off {
-            x = x + scan_u32[lid - off];
-        }
-        workgroupBarrier();
-        scan_u32[lid] = x;
-        workgroupBarrier();
-    }
-    let r = scan_u32[lid];
-    workgroupBarrier();
-    return r;
-}
-
 @compute @workgroup_size(WG)
 fn scan(@builtin(local_invocation_index) lid: u32) {
     let total = BINS * params.tiles;
@@ -89,7 +70,7 @@ fn scan(@builtin(local_invocation_index) lid: u32) {
     for (var i = start; i < end; i = i + 1u) {
         sum = sum + counts[i];
     }
-    var running = wg_inclusive_scan(sum, lid) - sum;
+    var running = wg_inclusive_scan_u32(sum, lid) - sum;
     for (var i = start; i < end; i = i + 1u) {
         let c = counts[i];
         counts[i] = running;

@@ -1,16 +1,12 @@
 // `topk` (JunMa11/SegLoss TopKLoss): the mean of the K = max(1, floor(M·k/100)) largest
 // per-pixel cross-entropies, M the valid pixels; the gradient reaches only the selected pixels.
-// The K-th largest loss is found by radix select (four 8-bit MSD passes over the losses' keys,
-// no sort); ties at the threshold go to the lowest pixel indices. CPU mirror: src/cpu/topk.rs.
+// The K-th largest loss is found by radix select (common/select.wgsl: four 8-bit MSD passes over
+// the losses' keys, no sort); ties at the threshold go to the lowest pixel indices.
+// CPU mirror: src/cpu/topk.rs.
 //   ce_keys      per pixel: the cross-entropy as an ascending u32 key (0 for an ignored pixel),
 //                and per-workgroup counts of valid pixels;
-//   histogram    per workgroup, the 256-bin histogram of the next digit among the keys that
-//                share the prefix found so far;
-//   select_digit one workgroup: K (first pass), the digit of the K-th largest key, what remains
-//                to take below it;
-//   tie_counts   per tile, the keys equal to the threshold; tie_scan: their exclusive offsets;
-//   select_grad  per tile: which pixels are selected (key above the threshold, or equal and
-//                among the first `need` in pixel order), their gradient / K and loss partials;
+//   select_*     the radix select (K comes from the valid counts: `select_start`);
+//   select_grad  per tile: the selected pixels' gradient / K and loss partials;
 //   finish       one workgroup: the loss.
 
 #include "common/grid.wgsl"
@@ -18,13 +14,13 @@
 #include "common/activation.wgsl"
 #include "common/terms.wgsl"
 #include "common/targets.wgsl"
+#include "common/scan.wgsl"
+#include "common/select.wgsl"
 
 override DENSE: bool = false;
 override HAS_IGNORE: bool = false;
 override ACT: u32 = 0u;
 
-const TILE: u32 = WG * 4u;
-const RADIX: u32 = 256u;
 
 // Must match `TopkParams` in src/loss/topk.rs.
 struct Params {
@@ -47,15 +43,14 @@ struct Params {
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read> class_weights: array<f32>;
 @group(0) @binding(4) var<storage, read_write> keys: array<u32>;
-// [state (4): prefix, remaining (need), K, valid M | valid partials (nwg) |
+// [state (4): threshold prefix, remaining (need), K, valid M | valid partials (nwg) |
 //  histograms (RADIX · nwg) | tie counts (tiles) | loss partials (tiles)]
 @group(0) @binding(5) var<storage, read_write> work: array<u32>;
 @group(0) @binding(6) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(7) var<storage, read_write> loss_out: array<f32>;
 @group(0) @binding(8) var<storage, read_write> status: array<atomic<u32>>;
 
-const ST_PREFIX: u32 = 0u;
-const ST_NEED: u32 = 1u;
+// State words 0 and 1 are the select's (SEL_PREFIX, SEL_NEED).
 const ST_K: u32 = 2u;
 const ST_M: u32 = 3u;
 
@@ -106,111 +101,45 @@ fn ce_keys(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     }
 }
 
-var<workgroup> hist: array<atomic<u32>, RADIX>;
-
-@compute @workgroup_size(WG)
-fn histogram(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    atomicStore(&hist[lid], 0u);
-    workgroupBarrier();
-    let pixels = params.n * params.s;
-    let prefix = work[ST_PREFIX];
-    // Bits above the digit must match the prefix found so far.
-    let high = select(0u, 0xffffffffu << (params.shift + 8u), params.shift < 24u);
-    for (var p = wid.x * WG + lid; p < pixels; p = p + params.nwg * WG) {
-        let key = keys[p];
-        if key != 0u && (key & high) == (prefix & high) {
-            atomicAdd(&hist[(key >> params.shift) & 255u], 1u);
-        }
-    }
-    workgroupBarrier();
-    work[hist_at(lid, wid.x)] = atomicLoad(&hist[lid]);
+// Radix select over the losses' keys (common/select.wgsl).
+fn select_len() -> u32 {
+    return params.n * params.s;
 }
-
-var<workgroup> bins: array<u32, RADIX>;
-
-@compute @workgroup_size(WG)
-fn select_digit(@builtin(local_invocation_index) lid: u32) {
-    if params.shift == 24u && lid == 0u {
-        var m = 0u;
-        for (var i = 0u; i < params.nwg; i = i + 1u) {
-            m = m + work[valid_at(i)];
-        }
-        let k = max(1u, u32(floor(f32(m) * params.k_percent / 100.0)));
-        work[ST_M] = m;
-        work[ST_K] = k;
-        work[ST_NEED] = k;
-        work[ST_PREFIX] = 0u;
-    }
-    storageBarrier();
-    var count = 0u;
-    for (var w = 0u; w < params.nwg; w = w + 1u) {
-        count = count + work[hist_at(lid, w)];
-    }
-    bins[lid] = count;
-    workgroupBarrier();
-    if lid == 0u {
-        // From the largest digit down: the digit holding the `need`-th largest key.
-        var need = work[ST_NEED];
-        var d = RADIX - 1u;
-        loop {
-            if bins[d] >= need || d == 0u {
-                break;
-            }
-            need = need - bins[d];
-            d = d - 1u;
-        }
-        work[ST_PREFIX] = work[ST_PREFIX] | (d << params.shift);
-        work[ST_NEED] = need;
-    }
+fn select_key(i: u32) -> u32 {
+    return keys[i];
 }
-
-// Keys equal to the threshold, per tile (thread t holds pixels 4t..4t+3 of the tile).
-@compute @workgroup_size(WG)
-fn tie_counts(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let pixels = params.n * params.s;
-    let threshold = work[ST_PREFIX];
-    for (var t = wid.x; t < params.tiles; t = t + nwg.x) {
-        var eq = 0.0;
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let p = t * TILE + lane.lid * 4u + i;
-            if p < pixels && keys[p] == threshold {
-                eq = eq + 1.0;
-            }
-        }
-        let total = wg_sum(eq, lane);
-        if lane.lid == 0u {
-            work[ties_at(t)] = u32(total);
-        }
-    }
+// Ignored pixels carry key 0, below every loss.
+fn select_eligible(key: u32) -> bool {
+    return key != 0u;
 }
-
-@compute @workgroup_size(1)
-fn tie_scan() {
-    var run = 0u;
-    for (var t = 0u; t < params.tiles; t = t + 1u) {
-        let v = work[ties_at(t)];
-        work[ties_at(t)] = run;
-        run = run + v;
-    }
+fn select_nwg() -> u32 {
+    return params.nwg;
 }
-
-var<workgroup> scan_u32: array<u32, WG>;
-
-fn wg_exclusive_scan(v: u32, lid: u32) -> u32 {
-    scan_u32[lid] = v;
-    workgroupBarrier();
-    for (var off = 1u; off < WG; off = off * 2u) {
-        var x = scan_u32[lid];
-        if lid >= off {
-            x = x + scan_u32[lid - off];
-        }
-        workgroupBarrier();
-        scan_u32[lid] = x;
-        workgroupBarrier();
+fn select_tiles() -> u32 {
+    return params.tiles;
+}
+fn select_shift() -> u32 {
+    return params.shift;
+}
+fn sel_state(i: u32) -> u32 {
+    return i;
+}
+fn sel_hist(bin: u32, wg: u32) -> u32 {
+    return hist_at(bin, wg);
+}
+fn sel_tie(t: u32) -> u32 {
+    return ties_at(t);
+}
+// K = max(1, floor(M·k/100)) from the valid counts of ce_keys.
+fn select_start() {
+    var m = 0u;
+    for (var i = 0u; i < params.nwg; i = i + 1u) {
+        m = m + work[valid_at(i)];
     }
-    let r = scan_u32[lid] - v;
-    workgroupBarrier();
-    return r;
+    let k = max(1u, u32(floor(f32(m) * params.k_percent / 100.0)));
+    work[ST_M] = m;
+    work[ST_K] = k;
+    work[SEL_NEED] = k;
 }
 
 fn write_grad(e: u32, g: f32) {
@@ -225,32 +154,20 @@ fn write_grad(e: u32, g: f32) {
 @compute @workgroup_size(WG)
 fn select_grad(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let pixels = params.n * params.s;
-    let threshold = work[ST_PREFIX];
-    let need = work[ST_NEED];
     let inv_k = 1.0 / f32(work[ST_K]);
     var bad_labels = 0u;
     var bad_logits = 0u;
     for (var t = wid.x; t < params.tiles; t = t + nwg.x) {
-        var eq = 0u;
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let p = t * TILE + lane.lid * 4u + i;
-            eq = eq + u32(p < pixels && keys[p] == threshold);
-        }
-        var rank = work[ties_at(t)] + wg_exclusive_scan(eq, lane.lid);
+        var rank = select_first_rank(t, lane.lid);
         var acc = 0.0;
         for (var i = 0u; i < 4u; i = i + 1u) {
-            let p = t * TILE + lane.lid * 4u + i;
+            let p = t * SELECT_TILE + lane.lid * 4u + i;
             if p >= pixels {
                 continue;
             }
             let n = p / params.s;
             let base = n * params.c * params.s + (p - n * params.s);
-            let key = keys[p];
-            var selected = key > threshold;
-            if key == threshold {
-                selected = rank < need;
-                rank = rank + 1u;
-            }
+            let selected = select_taken(p, &rank);
             let label = label_of(p);
             let state = pixel_state(label);
             bad_labels = bad_labels + u32(state == PIX_BAD);

@@ -71,6 +71,18 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../shaders/common/terms.wgsl"),
     ),
     (
+        "common/scan.wgsl",
+        include_str!("../shaders/common/scan.wgsl"),
+    ),
+    (
+        "common/select.wgsl",
+        include_str!("../shaders/common/select.wgsl"),
+    ),
+    (
+        "common/segscan.wgsl",
+        include_str!("../shaders/common/segscan.wgsl"),
+    ),
+    (
         "common/targets.wgsl",
         include_str!("../shaders/common/targets.wgsl"),
     ),

@@ -163,8 +163,8 @@ const SLOTS: [Slot; 9] = [
 const ENTRIES: [&str; 7] = [
     "errors",
     "segment_keys",
-    "scan_tiles",
-    "scan_totals",
+    "segscan_tiles",
+    "segscan_totals",
     "lovasz_grad",
     "finalize",
     "backprop",

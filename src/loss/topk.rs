@@ -135,10 +135,10 @@ const SLOTS: [Slot; 9] = [
 
 const ENTRIES: [&str; 7] = [
     "ce_keys",
-    "histogram",
+    "select_histogram",
     "select_digit",
-    "tie_counts",
-    "tie_scan",
+    "select_tie_counts",
+    "select_tie_scan",
     "select_grad",
     "finish",
 ];
