@@ -16,6 +16,10 @@ pub enum Family {
     Distance,
     /// `shaders/sort.wgsl`: the radix sort.
     Sort,
+    /// `shaders/select.wgsl`: the public top-k selection.
+    Select,
+    /// `shaders/scan.wgsl`: the public segmented scan.
+    Scan,
     /// `shaders/lovasz.wgsl`: the Lovász losses.
     Lovasz,
     /// `shaders/topk.wgsl`: the top-k loss (radix select).
@@ -26,11 +30,13 @@ pub enum Family {
 
 impl Family {
     /// Every family, for validation.
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 9] = [
         Family::Pixel,
         Family::Region,
         Family::Distance,
         Family::Sort,
+        Family::Select,
+        Family::Scan,
         Family::Lovasz,
         Family::Topk,
         Family::Reduce,
@@ -43,6 +49,8 @@ impl Family {
             Family::Region => "region.wgsl",
             Family::Distance => "distance.wgsl",
             Family::Sort => "sort.wgsl",
+            Family::Select => "select.wgsl",
+            Family::Scan => "scan.wgsl",
             Family::Lovasz => "lovasz.wgsl",
             Family::Topk => "topk.wgsl",
             Family::Reduce => "reduce.wgsl",
@@ -55,6 +63,8 @@ const SOURCES: &[(&str, &str)] = &[
     ("region.wgsl", include_str!("../shaders/region.wgsl")),
     ("distance.wgsl", include_str!("../shaders/distance.wgsl")),
     ("sort.wgsl", include_str!("../shaders/sort.wgsl")),
+    ("select.wgsl", include_str!("../shaders/select.wgsl")),
+    ("scan.wgsl", include_str!("../shaders/scan.wgsl")),
     ("lovasz.wgsl", include_str!("../shaders/lovasz.wgsl")),
     ("topk.wgsl", include_str!("../shaders/topk.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),

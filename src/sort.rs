@@ -205,3 +205,272 @@ impl SortPlan {
         Ok(())
     }
 }
+
+/// Uniform parameters of `shaders/select.wgsl`.
+#[doc(hidden)]
+#[allow(missing_docs)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SelectParams {
+    pub len: u32,
+    pub k: u32,
+    pub nwg: u32,
+    pub tiles: u32,
+    pub shift: u32,
+    pub _pad: [u32; 3],
+}
+
+// params, keys (or input), flags (or output), work
+const PRIM_SLOTS: [Slot; 4] = [Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite];
+
+/// A planned exact top-k selection: flags the `k` largest of `len` u32 keys by radix select
+/// (four 8-bit passes over the keys, no sort); ties at the threshold go to the lowest indices, so
+/// exactly `k` keys are flagged.
+pub struct SelectPlan {
+    kernels: Kernels,
+    len: usize,
+    k: usize,
+    nwg: u32,
+    tiles: u32,
+    layout: wgpu::BindGroupLayout,
+    pipes: Vec<wgpu::ComputePipeline>,
+    work: wgpu::Buffer,
+}
+
+impl std::fmt::Debug for SelectPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelectPlan")
+            .field("len", &self.len)
+            .field("k", &self.k)
+            .finish()
+    }
+}
+
+/// A planned segmented inclusive scan of f32: `out[g, i] = Σ_{j <= i} in[g, j]` for every
+/// segment `g` of a flattened `[segments, len]` array, in a fixed order (reproducible).
+pub struct ScanPlan {
+    kernels: Kernels,
+    segments: usize,
+    len: usize,
+    layout: wgpu::BindGroupLayout,
+    pipes: Vec<wgpu::ComputePipeline>,
+    work: wgpu::Buffer,
+}
+
+impl std::fmt::Debug for ScanPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanPlan")
+            .field("segments", &self.segments)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+fn check_storage(name: &'static str, b: &wgpu::Buffer, elems: usize) -> Result<()> {
+    let bytes = elems as u64 * 4;
+    if !b.usage().contains(wgpu::BufferUsages::STORAGE) || b.size() < bytes {
+        return Err(Error::Buffer {
+            name,
+            message: format!(
+                "needs STORAGE usage and {bytes} bytes, has {:?} and {}",
+                b.usage(),
+                b.size()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn record_passes(
+    encoder: &mut wgpu::CommandEncoder,
+    label: &str,
+    passes: &[(&wgpu::BindGroup, &wgpu::ComputePipeline, u32)],
+) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    for (bg, pipe, groups) in passes {
+        pass.set_bind_group(0, *bg, &[]);
+        pass.set_pipeline(pipe);
+        pass.dispatch_workgroups(*groups, 1, 1);
+    }
+}
+
+impl Kernels {
+    /// Plans the selection of the `k` largest of `len` keys (`1 <= k <= len`).
+    pub fn select_plan(&self, len: usize, k: usize) -> Result<SelectPlan> {
+        if len == 0 || len > u32::MAX as usize / 2 || k == 0 || k > len {
+            return Err(Error::Shape(format!(
+                "cannot select {k} of {len} keys (1 <= k <= len)"
+            )));
+        }
+        self.check_binding("keys", len as u64 * 4)?;
+        let nwg = self.workgroups(len);
+        let tiles = len.div_ceil(TILE) as u32;
+        let (layout, pl) = self.layout(Family::Select, &layout_entries(&PRIM_SLOTS));
+        let pipes = [
+            "select_histogram",
+            "select_digit",
+            "select_tie_counts",
+            "select_tie_scan",
+            "select_mark",
+        ]
+        .iter()
+        .map(|e| self.pipeline(Family::Select, e, &[], &pl))
+        .collect::<Result<Vec<_>>>()?;
+        let work_len = 2 + 256 * nwg as usize + tiles as usize;
+        Ok(SelectPlan {
+            work: storage(
+                self.device(),
+                "segloss select work",
+                work_len,
+                wgpu::BufferUsages::empty(),
+            ),
+            kernels: self.clone(),
+            len,
+            k,
+            nwg,
+            tiles,
+            layout,
+            pipes,
+        })
+    }
+
+    /// Plans a segmented inclusive scan of `segments` segments of `len` f32 each.
+    pub fn scan_plan(&self, segments: usize, len: usize) -> Result<ScanPlan> {
+        let total = segments
+            .checked_mul(len)
+            .filter(|&t| t > 0 && t <= u32::MAX as usize / 2);
+        if total.is_none() {
+            return Err(Error::Shape(format!(
+                "cannot scan {segments} segments of {len}"
+            )));
+        }
+        self.check_binding("input", total.unwrap_or(0) as u64 * 4)?;
+        let tiles = segments * len.div_ceil(TILE);
+        let (layout, pl) = self.layout(Family::Scan, &layout_entries(&PRIM_SLOTS));
+        let pipes = ["segscan_tiles", "segscan_totals", "segscan_finish"]
+            .iter()
+            .map(|e| self.pipeline(Family::Scan, e, &[], &pl))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ScanPlan {
+            work: storage(
+                self.device(),
+                "segloss scan work",
+                tiles + segments,
+                wgpu::BufferUsages::empty(),
+            ),
+            kernels: self.clone(),
+            segments,
+            len,
+            layout,
+            pipes,
+        })
+    }
+}
+
+impl SelectPlan {
+    /// Records `flags[i] = 1` for the `k` largest `keys` (u32, `len`), 0 for the others. Both
+    /// buffers need `STORAGE` and `len` elements.
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        keys: &wgpu::Buffer,
+        flags: &wgpu::Buffer,
+    ) -> Result<()> {
+        check_storage("keys", keys, self.len)?;
+        check_storage("flags", flags, self.len)?;
+        if keys == flags {
+            return Err(Error::Buffer {
+                name: "flags",
+                message: "is the same buffer as `keys`".into(),
+            });
+        }
+        let device = self.kernels.device();
+        let bind = |shift: u32| {
+            let params = SelectParams {
+                len: self.len as u32,
+                k: self.k as u32,
+                nwg: self.nwg,
+                tiles: self.tiles,
+                shift,
+                _pad: [0; 3],
+            };
+            let u = uniform(device, "segloss select params", &params);
+            bind_group(
+                device,
+                "segloss select",
+                &self.layout,
+                vec![
+                    u.as_entire_binding(),
+                    sized(keys, self.len),
+                    sized(flags, self.len),
+                    self.work.as_entire_binding(),
+                ],
+            )
+        };
+        let groups = [bind(24), bind(16), bind(8), bind(0)];
+        let tile_groups = self.tiles.min(crate::kernels::MAX_WORKGROUPS);
+        let mut passes = Vec::new();
+        for bg in &groups {
+            passes.push((bg, &self.pipes[0], self.nwg));
+            passes.push((bg, &self.pipes[1], 1));
+        }
+        passes.push((&groups[3], &self.pipes[2], tile_groups));
+        passes.push((&groups[3], &self.pipes[3], 1));
+        passes.push((&groups[3], &self.pipes[4], tile_groups));
+        record_passes(encoder, "segloss select", &passes);
+        Ok(())
+    }
+}
+
+impl ScanPlan {
+    /// Records the scan of `input` into `output` (f32, `segments × len`, both `STORAGE`).
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &wgpu::Buffer,
+        output: &wgpu::Buffer,
+    ) -> Result<()> {
+        let total = self.segments * self.len;
+        check_storage("input", input, total)?;
+        check_storage("output", output, total)?;
+        if input == output {
+            return Err(Error::Buffer {
+                name: "output",
+                message: "is the same buffer as `input`".into(),
+            });
+        }
+        let device = self.kernels.device();
+        let params = [self.segments as u32, self.len as u32, 0, 0];
+        let u = uniform(device, "segloss scan params", &params);
+        let bg = bind_group(
+            device,
+            "segloss scan",
+            &self.layout,
+            vec![
+                u.as_entire_binding(),
+                sized(input, total),
+                sized(output, total),
+                self.work.as_entire_binding(),
+            ],
+        );
+        let tiles = (self.segments * self.len.div_ceil(TILE)) as u32;
+        let k = &self.kernels;
+        record_passes(
+            encoder,
+            "segloss scan",
+            &[
+                (
+                    &bg,
+                    &self.pipes[0],
+                    tiles.min(crate::kernels::MAX_WORKGROUPS),
+                ),
+                (&bg, &self.pipes[1], k.workgroups(self.segments)),
+                (&bg, &self.pipes[2], k.workgroups(total)),
+            ],
+        );
+        Ok(())
+    }
+}

@@ -21,22 +21,10 @@ fn gpu_sort(keys: &[u32], values: &[u32], bits: u32) -> (Vec<u32>, Vec<u32>) {
     )
 }
 
-/// std's stable sort on the low `bits` bits, values = input positions.
-fn reference(keys: &[u32], bits: u32) -> (Vec<u32>, Vec<u32>) {
-    let mask = if bits == 32 {
-        u32::MAX
-    } else {
-        (1u32 << bits) - 1
-    };
-    let mut idx: Vec<u32> = (0..keys.len() as u32).collect();
-    idx.sort_by_key(|&i| keys[i as usize] & mask); // stable
-    (idx.iter().map(|&i| keys[i as usize]).collect(), idx)
-}
-
 fn check(name: &str, keys: Vec<u32>, bits: u32) {
     let values: Vec<u32> = (0..keys.len() as u32).collect();
     let (gk, gv) = gpu_sort(&keys, &values, bits);
-    let (rk, rv) = reference(&keys, bits);
+    let (rk, rv) = segloss::cpu::sort::sort_pairs(&keys, &values, bits);
     if let Some(i) = (0..keys.len()).find(|&i| gk[i] != rk[i] || gv[i] != rv[i]) {
         panic!(
             "{name} ({} keys, {bits} bits): position {i}: got ({}, {}), expected ({}, {})",
@@ -108,4 +96,84 @@ fn sorts_2_pow_24_keys() {
         (0..len).map(|_| rng.next_u64() as u32 & 0xffff).collect(),
         16,
     );
+}
+
+fn gpu_select(keys: &[u32], k: usize) -> Vec<u32> {
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let plan = kernels.select_plan(keys.len(), k).unwrap();
+    let kb = segloss::readback::upload(device, "keys", bytemuck::cast_slice(keys));
+    let fb = segloss::readback::zeros(device, "flags", keys.len());
+    let mut enc = device.create_command_encoder(&Default::default());
+    plan.record(&mut enc, &kb, &fb).unwrap();
+    gpu.queue.submit([enc.finish()]);
+    segloss::readback::download(device, &gpu.queue, &fb, keys.len()).unwrap()
+}
+
+#[test]
+fn selects_exactly_the_k_largest() {
+    let mut rng = Rng::new(41);
+    for len in [1usize, 5, 1023, 1025, 7777, 100_003] {
+        let inputs: Vec<(&str, Vec<u32>)> = vec![
+            ("random", (0..len).map(|_| rng.next_u64() as u32).collect()),
+            ("sorted", (0..len as u32).collect()),
+            ("reversed", (0..len as u32).rev().collect()),
+            ("all equal", vec![3; len]),
+            (
+                "few values",
+                (0..len).map(|_| rng.below(4) as u32).collect(),
+            ),
+        ];
+        for (name, keys) in inputs {
+            for k in [1, len.div_ceil(3), len] {
+                let got = gpu_select(&keys, k);
+                assert_eq!(
+                    got.iter().sum::<u32>() as usize,
+                    k,
+                    "{name} len {len} k {k}: count"
+                );
+                assert_eq!(
+                    got,
+                    segloss::cpu::sort::select_top_k(&keys, k),
+                    "{name} len {len} k {k}"
+                );
+            }
+        }
+    }
+    let err = gpu().1.select_plan(10, 11).unwrap_err().to_string();
+    assert!(err.contains("cannot select 11 of 10"), "{err}");
+}
+
+#[test]
+fn selects_among_2_pow_24_keys() {
+    let mut rng = Rng::new(8);
+    let len = 1usize << 24;
+    let keys: Vec<u32> = (0..len).map(|_| rng.next_u64() as u32 >> 8).collect();
+    let k = 1000;
+    let got = gpu_select(&keys, k);
+    assert_eq!(got, segloss::cpu::sort::select_top_k(&keys, k));
+}
+
+#[test]
+fn segmented_scan_matches_the_cpu() {
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let mut rng = Rng::new(6);
+    for (segments, len) in [(1usize, 1usize), (3, 1023), (4, 1025), (2, 5000), (7, 333)] {
+        // Small integers: every partial sum is exact, so the comparison is bit for bit.
+        let input: Vec<f32> = (0..segments * len).map(|_| rng.below(3) as f32).collect();
+        let plan = kernels.scan_plan(segments, len).unwrap();
+        let ib = segloss::readback::upload(device, "in", bytemuck::cast_slice(&input));
+        let ob = segloss::readback::zeros(device, "out", segments * len);
+        let mut enc = device.create_command_encoder(&Default::default());
+        plan.record(&mut enc, &ib, &ob).unwrap();
+        gpu.queue.submit([enc.finish()]);
+        let got: Vec<f32> =
+            segloss::readback::download(device, &gpu.queue, &ob, segments * len).unwrap();
+        assert_eq!(
+            got,
+            segloss::cpu::sort::segmented_scan(&input, len),
+            "segments {segments} len {len}"
+        );
+    }
 }

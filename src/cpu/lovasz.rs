@@ -155,9 +155,9 @@ pub(crate) fn forward_backward(
                 })
                 .collect();
             let dot: f64 = (0..c_n).map(|c| prob[base + c * s_n] * d[c]).sum();
-            for c in 0..c_n {
+            for (c, dc) in d.iter().enumerate() {
                 let e = base + c * s_n;
-                grad[e] = prob[e] * (d[c] - dot);
+                grad[e] = prob[e] * (dc - dot);
             }
         }
     }

@@ -7,6 +7,7 @@ pub(crate) mod lovasz;
 pub(crate) mod pixel;
 pub mod reduce;
 pub(crate) mod region;
+pub mod sort;
 pub mod terms;
 pub(crate) mod topk;
 
