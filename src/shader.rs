@@ -24,13 +24,15 @@ pub enum Family {
     Lovasz,
     /// `shaders/topk.wgsl`: the top-k loss (radix select).
     Topk,
+    /// `shaders/contour.wgsl`: the active contour loss.
+    Contour,
     /// `shaders/reduce.wgsl`: the standalone deterministic sum (tests and benches).
     Reduce,
 }
 
 impl Family {
     /// Every family, for validation.
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Pixel,
         Family::Region,
         Family::Distance,
@@ -39,6 +41,7 @@ impl Family {
         Family::Scan,
         Family::Lovasz,
         Family::Topk,
+        Family::Contour,
         Family::Reduce,
     ];
 
@@ -53,6 +56,7 @@ impl Family {
             Family::Scan => "scan.wgsl",
             Family::Lovasz => "lovasz.wgsl",
             Family::Topk => "topk.wgsl",
+            Family::Contour => "contour.wgsl",
             Family::Reduce => "reduce.wgsl",
         }
     }
@@ -67,6 +71,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("scan.wgsl", include_str!("../shaders/scan.wgsl")),
     ("lovasz.wgsl", include_str!("../shaders/lovasz.wgsl")),
     ("topk.wgsl", include_str!("../shaders/topk.wgsl")),
+    ("contour.wgsl", include_str!("../shaders/contour.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
     (
         "common/grid.wgsl",

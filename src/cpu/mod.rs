@@ -2,6 +2,7 @@
 //! its shader. It is what the GPU kernels are tested against, and the baseline of the benches.
 
 pub mod activation;
+pub(crate) mod contour;
 pub mod distance;
 pub(crate) mod lovasz;
 pub(crate) mod pixel;
@@ -45,6 +46,7 @@ pub fn forward_backward_f64(
         Spec::Region(spec) => region::forward_backward(&spec, shape, logits, &targets),
         Spec::Lovasz(spec) => lovasz::forward_backward(&spec, shape, logits, &targets),
         Spec::Topk(spec) => topk::forward_backward(&spec, shape, logits, &targets),
+        Spec::Contour(loss) => contour::forward_backward(&loss, shape, logits, &targets),
     };
     status.check()?;
     Ok((l, g))

@@ -1,6 +1,7 @@
 //! Loss configurations, the registry that runs any loss by name, and [`Plan`]s that record them.
 
 pub(crate) mod bind;
+pub mod contour;
 pub mod lovasz;
 pub(crate) mod params;
 pub mod pixel;
@@ -11,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 
+pub use contour::ActiveContour;
 pub use lovasz::{LovaszHinge, LovaszSoftmax};
 pub use pixel::{BalancedBce, Bce, CrossEntropy, Focal};
 pub use region::{
@@ -186,6 +188,8 @@ pub enum Loss {
     LovaszHinge(LovaszHinge),
     /// `topk`
     TopK(TopK),
+    /// `active-contour`
+    ActiveContour(ActiveContour),
 }
 
 impl Loss {
@@ -216,6 +220,7 @@ impl Loss {
         "log-hausdorff-dt",
         "lovasz-softmax",
         "lovasz-hinge",
+        "active-contour",
     ];
 
     /// The loss `name` with `key=value` parameters (LOSSES.md's names; lists comma-separated).
@@ -245,6 +250,7 @@ impl Loss {
             "lovasz-softmax" => Loss::LovaszSoftmax(LovaszSoftmax::from_params(params)?),
             "lovasz-hinge" => Loss::LovaszHinge(LovaszHinge::from_params(params)?),
             "topk" => Loss::TopK(TopK::from_params(params)?),
+            "active-contour" => Loss::ActiveContour(ActiveContour::from_params(params)?),
             "hausdorff-dt" => Loss::HausdorffDt(HausdorffDt::from_params("hausdorff-dt", params)?),
             "log-hausdorff-dt" => {
                 Loss::LogHausdorffDt(HausdorffDt::from_params("log-hausdorff-dt", params)?)
@@ -305,6 +311,7 @@ impl Loss {
             Loss::LovaszSoftmax(_) => "lovasz-softmax",
             Loss::LovaszHinge(_) => "lovasz-hinge",
             Loss::TopK(_) => "topk",
+            Loss::ActiveContour(_) => "active-contour",
         }
     }
 
@@ -326,6 +333,7 @@ impl Loss {
             Loss::Boundary(l) => l.reduction,
             Loss::HausdorffDt(l) | Loss::LogHausdorffDt(l) => l.reduction,
             Loss::LovaszSoftmax(_) | Loss::LovaszHinge(_) | Loss::TopK(_) => Reduction::Mean,
+            Loss::ActiveContour(_) => Reduction::Sum,
         }
     }
 
@@ -361,6 +369,10 @@ impl Loss {
             Loss::LovaszSoftmax(l) => Spec::Lovasz(l.spec(shape, target)?),
             Loss::LovaszHinge(l) => Spec::Lovasz(l.spec(shape, target)?),
             Loss::TopK(l) => Spec::Topk(l.spec(shape, target)?),
+            Loss::ActiveContour(l) => {
+                l.check(shape)?;
+                Spec::Contour(l.clone())
+            }
         })
     }
 
@@ -382,7 +394,7 @@ impl Loss {
         let spec = self.spec(shape, target)?;
         Ok(match &spec {
             _ if spec.loss_len(shape) == 1 && !spec.unreduced() => vec![],
-            Spec::Lovasz(_) | Spec::Topk(_) => vec![],
+            Spec::Lovasz(_) | Spec::Topk(_) | Spec::Contour(_) => vec![],
             Spec::Pixel(p) if p.kind == pixel::PixelKind::CrossEntropy => {
                 [shape.n()].into_iter().chain(shape.spatial()).collect()
             }
@@ -414,6 +426,7 @@ pub(crate) enum Spec {
     Region(region::RegionSpec),
     Lovasz(lovasz::LovaszSpec),
     Topk(topk::TopkSpec),
+    Contour(contour::ActiveContour),
 }
 
 impl Spec {
@@ -421,7 +434,7 @@ impl Spec {
         match self {
             Spec::Pixel(p) => p.loss_len(shape),
             Spec::Region(r) => r.loss_len(shape),
-            Spec::Lovasz(_) | Spec::Topk(_) => 1,
+            Spec::Lovasz(_) | Spec::Topk(_) | Spec::Contour(_) => 1,
         }
     }
 
@@ -429,7 +442,7 @@ impl Spec {
         match self {
             Spec::Pixel(p) => p.reduction == Reduction::None,
             Spec::Region(r) => r.reduction == Reduction::None,
-            Spec::Lovasz(_) | Spec::Topk(_) => false,
+            Spec::Lovasz(_) | Spec::Topk(_) | Spec::Contour(_) => false,
         }
     }
 }
@@ -454,6 +467,7 @@ enum PlanInner {
     Region(Box<region::RegionPlan>),
     Lovasz(Box<lovasz::LovaszPlan>),
     Topk(Box<topk::TopkPlan>),
+    Contour(Box<contour::ContourPlan>),
 }
 
 impl std::fmt::Debug for Plan {
@@ -484,6 +498,9 @@ impl Kernels {
                 PlanInner::Lovasz(Box::new(lovasz::LovaszPlan::new(self, l, &shape)?))
             }
             Spec::Topk(t) => PlanInner::Topk(Box::new(topk::TopkPlan::new(self, t, &shape)?)),
+            Spec::Contour(c) => PlanInner::Contour(Box::new(contour::ContourPlan::new(
+                self, c, &shape, target,
+            )?)),
         };
         let status = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("segloss status"),
@@ -533,6 +550,10 @@ impl Plan {
             PlanInner::Topk(t) => {
                 encoder.clear_buffer(&self.status, 0, None);
                 t.record(self, encoder, inputs, outputs);
+            }
+            PlanInner::Contour(c) => {
+                encoder.clear_buffer(&self.status, 0, None);
+                c.record(self, encoder, inputs, outputs);
             }
         }
         Ok(())
@@ -683,7 +704,10 @@ impl Plan {
     /// f32 elements of the statistics buffer of the split phase (0 for losses without one).
     pub fn stats_len(&self) -> usize {
         match &self.inner {
-            PlanInner::Pixel(_) | PlanInner::Lovasz(_) | PlanInner::Topk(_) => 0,
+            PlanInner::Pixel(_)
+            | PlanInner::Lovasz(_)
+            | PlanInner::Topk(_)
+            | PlanInner::Contour(_) => 0,
             PlanInner::Region(r) => r.spec.stats_len(&self.shape),
         }
     }
@@ -691,7 +715,10 @@ impl Plan {
     fn region(&self, what: &str) -> Result<&region::RegionPlan> {
         match &self.inner {
             PlanInner::Region(r) => Ok(r),
-            PlanInner::Pixel(_) | PlanInner::Lovasz(_) | PlanInner::Topk(_) => Err(Error::Target {
+            PlanInner::Pixel(_)
+            | PlanInner::Lovasz(_)
+            | PlanInner::Topk(_)
+            | PlanInner::Contour(_) => Err(Error::Target {
                 loss: self.loss.name(),
                 message: format!("{what}: only region losses have a split phase"),
             }),
@@ -756,7 +783,7 @@ impl Plan {
         match &self.inner {
             PlanInner::Pixel(p) => p.spec.loss_len(&self.shape),
             PlanInner::Region(r) => r.spec.loss_len(&self.shape),
-            PlanInner::Lovasz(_) | PlanInner::Topk(_) => 1,
+            PlanInner::Lovasz(_) | PlanInner::Topk(_) | PlanInner::Contour(_) => 1,
         }
     }
     /// Elements of the targets buffer.

@@ -1,0 +1,190 @@
+// `active-contour` (Chen et al., CVPR 2019, the authors' Keras code; LOSSES.md), on a sigmoid of
+// C = 1 logits, sums over the whole batch:
+//   length = w_length · Σ sqrt(d_0² + d_1² (+ d_2²) + eps), one term per base pixel b with
+//            b_a < extent_a - 2 on every axis, d_a = p[b + 2·e_a] - p[b + e_a];
+//   region = |Σ p (g - 1)²| + |Σ (1 - p) g²|;   loss = length + lambda_region · region.
+// CPU mirror: src/cpu/contour.rs.
+//   sums      per workgroup: partial sums of the length terms and of the two region sums;
+//   combine   one workgroup: the sums in a fixed order, the loss;
+//   grad      per pixel: the region derivative, and the length derivative gathered from the
+//             (up to 2d) terms the pixel enters, so no two threads write the same element.
+
+#include "common/grid.wgsl"
+#include "common/reduce.wgsl"
+#include "common/activation.wgsl"
+
+override DENSE: bool = false;
+
+// Must match `ContourParams` in src/loss/contour.rs.
+struct Params {
+    n: u32,
+    s: u32,
+    nwg: u32,
+    ndims: u32,
+    dims: vec4<u32>,        // spatial extents, padded with 1
+    lambda_region: f32,
+    w_length: f32,
+    eps: f32,
+    grad_scale: f32,
+    accumulate: u32,
+    ignore_index: i32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(4) var<storage, read_write> loss_out: array<f32>;
+// [sums (4): length, R1, R2, - | partials (3 · nwg)]
+@group(0) @binding(5) var<storage, read_write> work: array<f32>;
+@group(0) @binding(6) var<storage, read_write> status: array<atomic<u32>>;
+
+fn p_at(i: u32) -> f32 {
+    return sigmoid(logits[i]);
+}
+
+// Binary target of pixel i: dense mask value, or label == 1 (labels must be 0 or 1).
+fn g_at(i: u32) -> f32 {
+    if DENSE {
+        return bitcast<f32>(targets[i]);
+    }
+    return f32(bitcast<i32>(targets[i]) == 1);
+}
+
+fn label_bad(i: u32) -> bool {
+    if DENSE {
+        return false;
+    }
+    let l = bitcast<i32>(targets[i]);
+    return l != 0 && l != 1;
+}
+
+// Spatial coordinates of pixel s (of one image).
+fn coords(s: u32) -> vec3<u32> {
+    let z = s % params.dims.z;
+    let y = (s / params.dims.z) % params.dims.y;
+    let x = s / (params.dims.z * params.dims.y);
+    return vec3<u32>(x, y, z);
+}
+
+fn axis_stride(a: u32) -> u32 {
+    if a == 0u {
+        return params.dims.y * params.dims.z;
+    }
+    if a == 1u {
+        return params.dims.z;
+    }
+    return 1u;
+}
+
+// Whether pixel s is the base of a length term: every used axis has room for +2.
+fn is_base(s: u32) -> bool {
+    let c = coords(s);
+    for (var a = 0u; a < params.ndims; a = a + 1u) {
+        if c[a] + 2u >= params.dims[a] {
+            return false;
+        }
+    }
+    return true;
+}
+
+// The differences (d_0, d_1, d_2) of the term based at pixel b of image n (0 on unused axes).
+fn term_diffs(n: u32, b: u32) -> vec3<f32> {
+    let base = n * params.s + b;
+    var d = vec3<f32>(0.0);
+    for (var a = 0u; a < params.ndims; a = a + 1u) {
+        let st = axis_stride(a);
+        d[a] = p_at(base + 2u * st) - p_at(base + st);
+    }
+    return d;
+}
+
+fn term_length(d: vec3<f32>) -> f32 {
+    return sqrt(dot(d, d) + params.eps);
+}
+
+@compute @workgroup_size(WG)
+fn sums(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
+    let total = params.n * params.s;
+    var acc = vec4<f32>(0.0);
+    var bad = 0u;
+    for (var i = wid.x * WG + lane.lid; i < total; i = i + params.nwg * WG) {
+        bad = bad + u32(label_bad(i));
+        let n = i / params.s;
+        let s = i - n * params.s;
+        let p = p_at(i);
+        let g = g_at(i);
+        acc.y = acc.y + p * (g - 1.0) * (g - 1.0);
+        acc.z = acc.z + (1.0 - p) * g * g;
+        if is_base(s) {
+            acc.x = acc.x + term_length(term_diffs(n, s));
+        }
+    }
+    if bad != 0u {
+        atomicAdd(&status[STATUS_BAD_LABEL], bad);
+    }
+    let t = wg_sum4(acc, lane);
+    if lane.lid == 0u {
+        work[4u + wid.x] = t.x;
+        work[4u + params.nwg + wid.x] = t.y;
+        work[4u + 2u * params.nwg + wid.x] = t.z;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn combine(lane: Lane) {
+    var acc = vec4<f32>(0.0);
+    for (var i = lane.lid; i < params.nwg; i = i + WG) {
+        acc = acc + vec4<f32>(work[4u + i], work[4u + params.nwg + i], work[4u + 2u * params.nwg + i], 0.0);
+    }
+    let t = wg_sum4(acc, lane);
+    if lane.lid == 0u {
+        work[0] = t.x;
+        work[1] = t.y;
+        work[2] = t.z;
+        loss_out[0] = params.w_length * t.x + params.lambda_region * (abs(t.y) + abs(t.z));
+    }
+}
+
+// d(length)/dp at pixel s of image n: the pixel is base + e_a of the term based one step back
+// along a (derivative -d_a/T), and base + 2·e_a of the term based two steps back (+d_a/T).
+fn length_grad(n: u32, s: u32) -> f32 {
+    let c = coords(s);
+    var gsum = 0.0;
+    for (var a = 0u; a < params.ndims; a = a + 1u) {
+        let st = axis_stride(a);
+        if c[a] >= 1u && is_base(s - st) {
+            let d = term_diffs(n, s - st);
+            gsum = gsum - d[a] / term_length(d);
+        }
+        if c[a] >= 2u && is_base(s - 2u * st) {
+            let d = term_diffs(n, s - 2u * st);
+            gsum = gsum + d[a] / term_length(d);
+        }
+    }
+    return gsum;
+}
+
+@compute @workgroup_size(WG)
+fn grad_pass(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let total = params.n * params.s;
+    // |R| has derivative sign(R) (0 at 0, as torch's abs).
+    let s1 = sign(work[1]);
+    let s2 = sign(work[2]);
+    for (var i = gid.x; i < total; i = i + nwg.x * WG) {
+        let n = i / params.s;
+        let s = i - n * params.s;
+        let p = p_at(i);
+        let g = g_at(i);
+        let dregion = s1 * (g - 1.0) * (g - 1.0) - s2 * g * g;
+        let dp = params.w_length * length_grad(n, s) + params.lambda_region * dregion;
+        let v = params.grad_scale * dp * p * (1.0 - p);
+        if params.accumulate != 0u {
+            grad[i] = grad[i] + v;
+        } else {
+            grad[i] = v;
+        }
+    }
+}

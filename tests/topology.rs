@@ -1,0 +1,74 @@
+//! Topology and contour losses: the CPU reference against finite differences, the GPU against the
+//! CPU.
+
+mod common;
+
+use common::*;
+use segloss::{Loss, Shape, TargetKind};
+
+const CONTOUR: &[&[&str]] = &[&[], &["lambda_region=0.5", "w_length=2", "eps=1e-6"]];
+
+#[test]
+fn active_contour_gpu_matches_cpu() {
+    let (gpu, kernels) = gpu();
+    let mut rng = Rng::new(3);
+    for params in CONTOUR {
+        let loss = Loss::parse("active-contour", params).unwrap();
+        for shape in [
+            Shape::new(2, 1, &[9, 11]).unwrap(),
+            Shape::new(1, 1, &[5, 6, 7]).unwrap(),
+            Shape::new(3, 1, &[70, 90]).unwrap(),
+        ] {
+            for kind in [TargetKind::Labels, TargetKind::Dense] {
+                let z = rng.logits(shape.numel(), 3.0);
+                let t = targets(&mut rng, &shape, kind, 2, None, true);
+                let what = format!("active-contour {params:?} {:?} {kind:?}", shape.dims());
+                let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
+                let out = kernels
+                    .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
+                    .unwrap();
+                assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
+                assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn active_contour_cpu_gradient_matches_finite_differences() {
+    let mut rng = Rng::new(9);
+    for params in CONTOUR {
+        let loss = Loss::parse("active-contour", params).unwrap();
+        for shape in [
+            Shape::new(2, 1, &[5, 6]).unwrap(),
+            Shape::new(1, 1, &[4, 4, 5]).unwrap(),
+        ] {
+            let z: Vec<f64> = rng
+                .logits(shape.numel(), 3.0)
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let t = targets(&mut rng, &shape, TargetKind::Labels, 2, None, false);
+            let f = |z: &[f64]| {
+                segloss::cpu::forward_backward_f64(&loss, &shape, z, t.view())
+                    .unwrap()
+                    .0[0]
+            };
+            let (_, grad) =
+                segloss::cpu::forward_backward_f64(&loss, &shape, &z, t.view()).unwrap();
+            for i in 0..z.len() {
+                let h = 1e-6;
+                let (mut zp, mut zm) = (z.clone(), z.clone());
+                zp[i] += h;
+                zm[i] -= h;
+                let fd = (f(&zp) - f(&zm)) / (2.0 * h);
+                assert!(
+                    (fd - grad[i]).abs() < 1e-6,
+                    "{params:?} {:?} element {i}: {} vs {fd}",
+                    shape.dims(),
+                    grad[i]
+                );
+            }
+        }
+    }
+}
