@@ -26,13 +26,15 @@ pub enum Family {
     Topk,
     /// `shaders/contour.wgsl`: the active contour loss.
     Contour,
+    /// `shaders/skeleton.wgsl`: the soft skeleton of clDice.
+    Skeleton,
     /// `shaders/reduce.wgsl`: the standalone deterministic sum (tests and benches).
     Reduce,
 }
 
 impl Family {
     /// Every family, for validation.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Pixel,
         Family::Region,
         Family::Distance,
@@ -42,6 +44,7 @@ impl Family {
         Family::Lovasz,
         Family::Topk,
         Family::Contour,
+        Family::Skeleton,
         Family::Reduce,
     ];
 
@@ -57,6 +60,7 @@ impl Family {
             Family::Lovasz => "lovasz.wgsl",
             Family::Topk => "topk.wgsl",
             Family::Contour => "contour.wgsl",
+            Family::Skeleton => "skeleton.wgsl",
             Family::Reduce => "reduce.wgsl",
         }
     }
@@ -72,6 +76,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("lovasz.wgsl", include_str!("../shaders/lovasz.wgsl")),
     ("topk.wgsl", include_str!("../shaders/topk.wgsl")),
     ("contour.wgsl", include_str!("../shaders/contour.wgsl")),
+    ("skeleton.wgsl", include_str!("../shaders/skeleton.wgsl")),
     ("reduce.wgsl", include_str!("../shaders/reduce.wgsl")),
     (
         "common/grid.wgsl",

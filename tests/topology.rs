@@ -72,3 +72,101 @@ fn active_contour_cpu_gradient_matches_finite_differences() {
         }
     }
 }
+
+const CLDICE: &[(&str, &[&str])] = &[
+    ("cldice", &[]),
+    (
+        "cldice",
+        &["iter_=1", "include_background=false", "reduction=none"],
+    ),
+    (
+        "cldice",
+        &["iter_=5", "smooth_nr=0.5", "smooth_dr=2", "reduction=sum"],
+    ),
+    ("dice-cldice", &[]),
+    (
+        "dice-cldice",
+        &["alpha=0.3", "iter_=2", "include_background=false"],
+    ),
+];
+
+/// Thin structures (lines) so the skeletons are non-trivial.
+fn line_labels(shape: &Shape, classes: usize) -> Vec<i32> {
+    let spatial = shape.spatial();
+    let w = *spatial.last().unwrap();
+    (0..shape.pixels())
+        .map(|i| {
+            let s = i % shape.s();
+            let (row, col) = (s / w, s % w);
+            if (col + row / 3) % 5 == 0 {
+                1 + (row % (classes - 1).max(1)) as i32
+            } else {
+                0
+            }
+        })
+        .map(|v| if classes == 1 { v.min(1) } else { v })
+        .collect()
+}
+
+#[test]
+fn cldice_gpu_matches_cpu() {
+    let (gpu, kernels) = gpu();
+    let mut rng = Rng::new(23);
+    for (name, params) in CLDICE {
+        let loss = Loss::parse(name, params).unwrap();
+        for shape in [
+            Shape::new(2, 3, &[9, 11]).unwrap(),
+            Shape::new(1, 2, &[5, 6, 7]).unwrap(),
+            Shape::new(2, 1, &[12, 10]).unwrap(),
+        ] {
+            let labels = line_labels(&shape, if shape.c() == 1 { 1 } else { shape.c() });
+            let z = rng.logits(shape.numel(), 2.0);
+            let what = format!("{name} {params:?} {:?}", shape.dims());
+            let t = segloss::Targets::Labels(&labels);
+            let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t).unwrap();
+            let out = kernels
+                .run_blocking(&gpu.queue, &loss, &shape, &z, t)
+                .unwrap();
+            assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
+            assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+        }
+    }
+}
+
+/// Away from ties the soft skeleton is smooth: central differences agree with the routed
+/// gradient.
+#[test]
+fn cldice_cpu_gradient_matches_finite_differences() {
+    let mut rng = Rng::new(5);
+    for (name, params) in CLDICE {
+        let loss = Loss::parse(name, params).unwrap();
+        let shape = Shape::new(1, 2, &[6, 7]).unwrap();
+        let labels = line_labels(&shape, 2);
+        let z: Vec<f64> = rng
+            .logits(shape.numel(), 2.0)
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let t = segloss::Targets::Labels(&labels);
+        let f = |z: &[f64]| {
+            segloss::cpu::forward_backward_f64(&loss, &shape, z, t)
+                .unwrap()
+                .0
+                .iter()
+                .sum::<f64>()
+        };
+        let (_, grad) = segloss::cpu::forward_backward_f64(&loss, &shape, &z, t).unwrap();
+        for i in 0..z.len() {
+            let h = 1e-7;
+            let (mut zp, mut zm) = (z.clone(), z.clone());
+            zp[i] += h;
+            zm[i] -= h;
+            let fd = (f(&zp) - f(&zm)) / (2.0 * h);
+            assert!(
+                (fd - grad[i]).abs() < 1e-5,
+                "{name} {params:?} element {i}: {} vs {fd}",
+                grad[i]
+            );
+        }
+    }
+}

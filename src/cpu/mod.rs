@@ -8,6 +8,7 @@ pub(crate) mod lovasz;
 pub(crate) mod pixel;
 pub mod reduce;
 pub(crate) mod region;
+pub(crate) mod skeleton;
 pub mod sort;
 pub mod terms;
 pub(crate) mod topk;
@@ -47,6 +48,21 @@ pub fn forward_backward_f64(
         Spec::Lovasz(spec) => lovasz::forward_backward(&spec, shape, logits, &targets),
         Spec::Topk(spec) => topk::forward_backward(&spec, shape, logits, &targets),
         Spec::Contour(loss) => contour::forward_backward(&loss, shape, logits, &targets),
+        Spec::Skeleton(spec) => {
+            let (mut l, mut g, st) = skeleton::forward_backward(&spec, shape, logits, &targets);
+            if let Some(alpha) = spec.loss.alpha {
+                // dice-cldice: (1 - alpha)·Dice + alpha·clDice.
+                let dice = Loss::Dice(spec.loss.dice());
+                let Spec::Region(ds) = dice.spec(shape, targets.kind())? else {
+                    unreachable!("Dice is a region loss")
+                };
+                let (dl, dg, _) = region::forward_backward(&ds, shape, logits, &targets);
+                let w = 1.0 - alpha as f64;
+                l[0] += w * dl[0];
+                g.iter_mut().zip(&dg).for_each(|(a, b)| *a += w * b);
+            }
+            (l, g, st)
+        }
     };
     status.check()?;
     Ok((l, g))

@@ -6,6 +6,7 @@ pub mod lovasz;
 pub(crate) mod params;
 pub mod pixel;
 pub mod region;
+pub mod skeleton;
 pub mod topk;
 
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ pub use region::{
     Boundary, Combo, Dice, DiceCe, ExpLog, GeneralizedDice, HausdorffDt, RegionFocal,
     RegionOptions, SensitivitySpecificity, Tversky, UnifiedFocal, WassersteinDice, WeightType,
 };
+pub use skeleton::ClDice;
 pub use topk::TopK;
 
 /// How the per-element losses are combined, as the reference defines it.
@@ -190,6 +192,10 @@ pub enum Loss {
     TopK(TopK),
     /// `active-contour`
     ActiveContour(ActiveContour),
+    /// `cldice`
+    ClDice(ClDice),
+    /// `dice-cldice`: [`ClDice`] with `alpha`.
+    DiceClDice(ClDice),
 }
 
 impl Loss {
@@ -220,6 +226,8 @@ impl Loss {
         "log-hausdorff-dt",
         "lovasz-softmax",
         "lovasz-hinge",
+        "cldice",
+        "dice-cldice",
         "active-contour",
     ];
 
@@ -251,6 +259,8 @@ impl Loss {
             "lovasz-hinge" => Loss::LovaszHinge(LovaszHinge::from_params(params)?),
             "topk" => Loss::TopK(TopK::from_params(params)?),
             "active-contour" => Loss::ActiveContour(ActiveContour::from_params(params)?),
+            "cldice" => Loss::ClDice(ClDice::from_params("cldice", params)?),
+            "dice-cldice" => Loss::DiceClDice(ClDice::from_params("dice-cldice", params)?),
             "hausdorff-dt" => Loss::HausdorffDt(HausdorffDt::from_params("hausdorff-dt", params)?),
             "log-hausdorff-dt" => {
                 Loss::LogHausdorffDt(HausdorffDt::from_params("log-hausdorff-dt", params)?)
@@ -312,6 +322,8 @@ impl Loss {
             Loss::LovaszHinge(_) => "lovasz-hinge",
             Loss::TopK(_) => "topk",
             Loss::ActiveContour(_) => "active-contour",
+            Loss::ClDice(_) => "cldice",
+            Loss::DiceClDice(_) => "dice-cldice",
         }
     }
 
@@ -334,6 +346,7 @@ impl Loss {
             Loss::HausdorffDt(l) | Loss::LogHausdorffDt(l) => l.reduction,
             Loss::LovaszSoftmax(_) | Loss::LovaszHinge(_) | Loss::TopK(_) => Reduction::Mean,
             Loss::ActiveContour(_) => Reduction::Sum,
+            Loss::ClDice(l) | Loss::DiceClDice(l) => l.reduction,
         }
     }
 
@@ -373,6 +386,7 @@ impl Loss {
                 l.check(shape)?;
                 Spec::Contour(l.clone())
             }
+            Loss::ClDice(l) | Loss::DiceClDice(l) => Spec::Skeleton(l.spec(name, shape, target)?),
         })
     }
 
@@ -395,6 +409,7 @@ impl Loss {
         Ok(match &spec {
             _ if spec.loss_len(shape) == 1 && !spec.unreduced() => vec![],
             Spec::Lovasz(_) | Spec::Topk(_) | Spec::Contour(_) => vec![],
+            Spec::Skeleton(_) => vec![shape.n()],
             Spec::Pixel(p) if p.kind == pixel::PixelKind::CrossEntropy => {
                 [shape.n()].into_iter().chain(shape.spatial()).collect()
             }
@@ -427,6 +442,7 @@ pub(crate) enum Spec {
     Lovasz(lovasz::LovaszSpec),
     Topk(topk::TopkSpec),
     Contour(contour::ActiveContour),
+    Skeleton(skeleton::ClDiceSpec),
 }
 
 impl Spec {
@@ -435,6 +451,8 @@ impl Spec {
             Spec::Pixel(p) => p.loss_len(shape),
             Spec::Region(r) => r.loss_len(shape),
             Spec::Lovasz(_) | Spec::Topk(_) | Spec::Contour(_) => 1,
+            Spec::Skeleton(s) if s.loss.reduction == Reduction::None => shape.n(),
+            Spec::Skeleton(_) => 1,
         }
     }
 
@@ -443,6 +461,7 @@ impl Spec {
             Spec::Pixel(p) => p.reduction == Reduction::None,
             Spec::Region(r) => r.reduction == Reduction::None,
             Spec::Lovasz(_) | Spec::Topk(_) | Spec::Contour(_) => false,
+            Spec::Skeleton(s) => s.loss.reduction == Reduction::None,
         }
     }
 }
@@ -468,6 +487,7 @@ enum PlanInner {
     Lovasz(Box<lovasz::LovaszPlan>),
     Topk(Box<topk::TopkPlan>),
     Contour(Box<contour::ContourPlan>),
+    Skeleton(Box<skeleton::SkeletonPlan>),
 }
 
 impl std::fmt::Debug for Plan {
@@ -500,6 +520,9 @@ impl Kernels {
             Spec::Topk(t) => PlanInner::Topk(Box::new(topk::TopkPlan::new(self, t, &shape)?)),
             Spec::Contour(c) => PlanInner::Contour(Box::new(contour::ContourPlan::new(
                 self, c, &shape, target,
+            )?)),
+            Spec::Skeleton(k) => PlanInner::Skeleton(Box::new(skeleton::SkeletonPlan::new(
+                self, k, &shape, target,
             )?)),
         };
         let status = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
@@ -554,6 +577,10 @@ impl Plan {
             PlanInner::Contour(c) => {
                 encoder.clear_buffer(&self.status, 0, None);
                 c.record(self, encoder, inputs, outputs);
+            }
+            PlanInner::Skeleton(k) => {
+                encoder.clear_buffer(&self.status, 0, None);
+                k.record(self, encoder, inputs, outputs)?;
             }
         }
         Ok(())
@@ -707,7 +734,8 @@ impl Plan {
             PlanInner::Pixel(_)
             | PlanInner::Lovasz(_)
             | PlanInner::Topk(_)
-            | PlanInner::Contour(_) => 0,
+            | PlanInner::Contour(_)
+            | PlanInner::Skeleton(_) => 0,
             PlanInner::Region(r) => r.spec.stats_len(&self.shape),
         }
     }
@@ -718,7 +746,8 @@ impl Plan {
             PlanInner::Pixel(_)
             | PlanInner::Lovasz(_)
             | PlanInner::Topk(_)
-            | PlanInner::Contour(_) => Err(Error::Target {
+            | PlanInner::Contour(_)
+            | PlanInner::Skeleton(_) => Err(Error::Target {
                 loss: self.loss.name(),
                 message: format!("{what}: only region losses have a split phase"),
             }),
@@ -784,6 +813,7 @@ impl Plan {
             PlanInner::Pixel(p) => p.spec.loss_len(&self.shape),
             PlanInner::Region(r) => r.spec.loss_len(&self.shape),
             PlanInner::Lovasz(_) | PlanInner::Topk(_) | PlanInner::Contour(_) => 1,
+            PlanInner::Skeleton(_) => self.loss.loss_len(&self.shape, self.target).unwrap_or(1),
         }
     }
     /// Elements of the targets buffer.

@@ -1,0 +1,501 @@
+// MONAI's soft skeleton (soft_erode, soft_dilate, soft_skel) of V = N·C' volumes at once,
+// forward and backward, for `cldice` and `dice-cldice`. CPU mirror: src/cpu/skeleton.rs.
+//
+// Forward, for j = 0..=iter, with img_0 the probabilities and img_{j+1} = E_j:
+//   E_j = erode(img_j)       min of the 3-tap min-pools along each axis;
+//   O_j = dilate(E_j)        3^d max-pool (never stored: recomputed where needed);
+//   delta_j = relu(img_j - O_j);  skel_0 = delta_0,  skel_j = skel_{j-1} + relu(delta_j (1 - skel_{j-1})).
+// Stored: img_0 and E_0..E_iter ("stack", iter + 2 volumes) and skel_0..skel_iter. The
+// backward routes every gradient through the min/max each pool took, exactly as torch does:
+// max-pool ties go to the first index of the window, min(a, b) ties split the gradient in halves.
+// Scatter-free: each element gathers what its neighbours send it, so no two threads write one
+// address and the result is deterministic.
+//   seed         volume 0 of the stack: the activation (prediction) or the target;
+//   erode        stack[j + 1] = erode(stack[j]);
+//   skel_step    skel_j from stack[j] (img_j) and stack[j + 1] (E_j);
+//   stats        per image: Σ skel_pred·g, Σ skel_pred, Σ skel_true·p, Σ skel_true (partials);
+//   finalize     one workgroup: the clDice loss per image, its coefficients;
+//   bw_start     G_skel = dL/dskel_iter; G_img (for img_{iter+1}) = 0;
+//   bw_skel      per element at step j: G_delta → G_img_j (own term), G_O, and G_skel ← step j-1;
+//   bw_dilate    G_E = G_img_{j+1} + the dilate gradient gathered from G_O;
+//   bw_erode     G_img_j += the erode gradient gathered from G_E;
+//   backprop     dL/dz: the skeleton path, clDice's direct tsens term and the activation.
+
+#include "common/grid.wgsl"
+#include "common/reduce.wgsl"
+#include "common/activation.wgsl"
+#include "common/targets.wgsl"
+
+override DENSE: bool = false;
+override HAS_IGNORE: bool = false;
+override ACT: u32 = 0u;
+override FIRST_CHANNEL: u32 = 0u;
+// seed: the target instead of the prediction.
+override SEED_TARGET: bool = false;
+// reduction none: one loss per image.
+override REDUCE_NONE: bool = false;
+// dice-cldice: loss_out[0] already holds the Dice loss, weighted by params.dice_weight here.
+override ADD_LOSS: bool = false;
+
+// Must match `SkeletonParams` in src/loss/skeleton.rs.
+struct Params {
+    n: u32,
+    c: u32,
+    s: u32,
+    kept: u32,              // C'
+    dims: vec4<u32>,        // spatial extents, padded with 1
+    ndims: u32,
+    step: u32,              // the iteration j of erode / skel_step / bw_*
+    iter: u32,
+    nwg: u32,               // stats workgroups (per image: wx; grid wx × n)
+    smooth_nr: f32,
+    smooth_dr: f32,
+    smooth_h: f32,           // MONAI's `smooth`, in the harmonic mean
+    grad_scale: f32,
+    accumulate: u32,
+    ignore_index: i32,
+    scale: f32,             // weight of clDice (alpha for dice-cldice) times the reduction scale
+    dice_weight: f32,       // dice-cldice: 1 - alpha
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+// [img_0, E_0, ..., E_iter] (iter + 2 volumes of V·S)
+@group(0) @binding(3) var<storage, read_write> stack: array<f32>;
+// [skel_0 .. skel_iter, the target's final skeleton] (iter + 2 volumes of V·S)
+@group(0) @binding(4) var<storage, read_write> skel: array<f32>;
+@group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>>;
+// [G_skel | G_img_next | G_img_cur | G_O | G_E] (5 · V·S) | stats partials (4 · n · nwg) |
+// per image (tprec coefficient A, B, tsens coefficient, loss) (4 · n)
+@group(0) @binding(6) var<storage, read_write> work: array<f32>;
+@group(0) @binding(7) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(8) var<storage, read_write> loss_out: array<f32>;
+
+fn vs() -> u32 {
+    return params.n * params.kept * params.s;
+}
+
+fn tskel_at(i: u32) -> u32 {
+    return at(params.iter + 1u, i);
+}
+fn at(volume: u32, i: u32) -> u32 {
+    return volume * vs() + i;
+}
+fn g_skel(i: u32) -> u32 { return i; }
+fn g_next(i: u32) -> u32 { return vs() + i; }
+fn g_cur(i: u32) -> u32 { return 2u * vs() + i; }
+fn g_o(i: u32) -> u32 { return 3u * vs() + i; }
+fn g_e(i: u32) -> u32 { return 4u * vs() + i; }
+fn partial_at(k: u32, n: u32, x: u32) -> u32 {
+    return 5u * vs() + (k * params.n + n) * params.nwg + x;
+}
+fn coef_at(n: u32, k: u32) -> u32 {
+    return 5u * vs() + 4u * params.n * params.nwg + 4u * n + k;
+}
+
+// Element i of the V·S volumes: (volume = n·C' + c', pixel s).
+fn coords(s: u32) -> vec3<i32> {
+    let z = s % params.dims.z;
+    let y = (s / params.dims.z) % params.dims.y;
+    let x = s / (params.dims.z * params.dims.y);
+    return vec3<i32>(i32(x), i32(y), i32(z));
+}
+
+fn inside(q: vec3<i32>) -> bool {
+    return all(q >= vec3<i32>(0)) && all(q < vec3<i32>(params.dims.xyz));
+}
+
+fn index_of(q: vec3<i32>) -> u32 {
+    return u32((q.x * i32(params.dims.y) + q.y) * i32(params.dims.z) + q.z);
+}
+
+fn unit(a: u32) -> vec3<i32> {
+    return vec3<i32>(i32(a == 0u), i32(a == 1u), i32(a == 2u));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools (on volume `vol` of the stack)
+
+// The erode at pixel s: per axis, the first minimum of the 3-tap window (order -1, 0, +1) as
+// (value, pixel); then min over axes with torch's tie weights. Returns the value; writes the
+// per-axis argmin pixels and gradient weights.
+struct Erode {
+    value: f32,
+    arg: vec3<u32>,
+    weight: vec3<f32>,
+}
+
+fn erode_at(vol: u32, base: u32, s: u32) -> Erode {
+    let c = coords(s);
+    var r: Erode;
+    var vals = vec3<f32>(0.0);
+    for (var a = 0u; a < params.ndims; a = a + 1u) {
+        var best = 3.4e38;
+        var arg = s;
+        for (var k = -1; k <= 1; k = k + 1) {
+            let q = c + k * unit(a);
+            if !inside(q) {
+                continue;
+            }
+            let v = stack[at(vol, base + index_of(q))];
+            if v < best {
+                best = v;
+                arg = index_of(q);
+            }
+        }
+        vals[a] = best;
+        r.arg[a] = arg;
+    }
+    // min(p0, p1) [then min(·, p2)], ties split in halves as torch.minimum's gradient.
+    var m = vals.x;
+    var w = vec3<f32>(1.0, 0.0, 0.0);
+    for (var a = 1u; a < params.ndims; a = a + 1u) {
+        if vals[a] < m {
+            w = unit_f(a);
+            m = vals[a];
+        } else if vals[a] == m {
+            w = 0.5 * w + 0.5 * unit_f(a);
+        }
+    }
+    r.value = m;
+    r.weight = w;
+    return r;
+}
+
+fn unit_f(a: u32) -> vec3<f32> {
+    return vec3<f32>(f32(a == 0u), f32(a == 1u), f32(a == 2u));
+}
+
+// The dilate (3^d max-pool) at pixel s: value and the first maximum's pixel in torch's window
+// order (the offsets of each axis from -1 to +1, axis 0 outermost).
+fn dilate_at(vol: u32, base: u32, s: u32) -> vec2<f32> {
+    let c = coords(s);
+    var best = -3.4e38;
+    var arg = s;
+    let r = vec3<i32>(1, select(0, 1, params.ndims > 1u), select(0, 1, params.ndims > 2u));
+    for (var dx = -r.x; dx <= r.x; dx = dx + 1) {
+        for (var dy = -r.y; dy <= r.y; dy = dy + 1) {
+            for (var dz = -r.z; dz <= r.z; dz = dz + 1) {
+                let q = c + vec3<i32>(dx, dy, dz);
+                if !inside(q) {
+                    continue;
+                }
+                let v = stack[at(vol, base + index_of(q))];
+                if v > best {
+                    best = v;
+                    arg = index_of(q);
+                }
+            }
+        }
+    }
+    return vec2<f32>(best, bitcast<f32>(arg));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+@compute @workgroup_size(WG)
+fn seed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pixels = params.n * params.s;
+    var bad_labels = 0u;
+    var bad_values = 0u;
+    for (var p = gid.x; p < pixels; p = p + nwg.x * WG) {
+        let n = p / params.s;
+        let s = p - n * params.s;
+        let base = n * params.c * params.s + s;
+        let label = label_of(p);
+        let state = pixel_state(label);
+        let valid = state == PIX_VALID;
+        bad_labels = bad_labels + u32(state == PIX_BAD);
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            if SEED_TARGET {
+                bad_values = bad_values + u32(DENSE && is_nonfinite(bitcast<f32>(targets[base + c * params.s])));
+            } else {
+                bad_values = bad_values + u32(is_nonfinite(logits[base + c * params.s]));
+            }
+        }
+        let lse = act_prepare(base);
+        for (var c = FIRST_CHANNEL; c < params.c; c = c + 1u) {
+            let e = base + c * params.s;
+            var v = 0.0;
+            if SEED_TARGET {
+                v = select(0.0, target_at(e, c, label), valid);
+            } else {
+                v = prob(logits[e], lse);
+            }
+            stack[at(0u, (n * params.kept + c - FIRST_CHANNEL) * params.s + s)] = v;
+        }
+    }
+    // The target pass counts the labels (once) and non-finite targets; the prediction pass
+    // non-finite logits.
+    if SEED_TARGET && bad_labels != 0u {
+        atomicAdd(&status[STATUS_BAD_LABEL], bad_labels);
+    }
+    if bad_values != 0u {
+        atomicAdd(&status[select(STATUS_NONFINITE_LOGIT, STATUS_NONFINITE_TARGET, SEED_TARGET)], bad_values);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
+        let base = (i / params.s) * params.s;
+        stack[at(params.step + 1u, i)] = erode_at(params.step, base, i - base).value;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn skel_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = params.step;
+    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
+        let base = (i / params.s) * params.s;
+        let o = dilate_at(j + 1u, base, i - base).x;
+        let delta = max(stack[at(j, i)] - o, 0.0);
+        if j == 0u {
+            skel[at(0u, i)] = delta;
+        } else {
+            let prev = skel[at(j - 1u, i)];
+            skel[at(j, i)] = prev + max(delta - prev * delta, 0.0);
+        }
+    }
+}
+
+// The target's skeleton is computed with the same kernels, then copied to the last volume.
+@compute @workgroup_size(WG)
+fn keep_target(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
+        skel[tskel_at(i)] = skel[at(params.iter, i)];
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// clDice statistics and loss
+
+// Per image (grid wx × n): Σ skel_pred·g, Σ skel_pred, Σ skel_true·p, Σ skel_true over the
+// kept channels and pixels.
+@compute @workgroup_size(WG)
+fn stats(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
+    let n = wid.y;
+    let per_image = params.kept * params.s;
+    var acc = vec4<f32>(0.0);
+    for (var k = wid.x * WG + lane.lid; k < per_image; k = k + params.nwg * WG) {
+        let i = n * per_image + k;
+        let cs = k / params.s;
+        let s = k - cs * params.s;
+        let c = cs + FIRST_CHANNEL;
+        let p_idx = n * params.s + s;
+        let label = label_of(p_idx);
+        let e = n * params.c * params.s + c * params.s + s;
+        let g = select(0.0, target_at(e, c, label), pixel_state(label) == PIX_VALID);
+        let sp = skel[at(params.iter, i)];
+        let st = skel[tskel_at(i)];
+        acc = acc + vec4<f32>(sp * g, sp, st * stack[at(0u, i)], st);
+    }
+    let t = wg_sum4(acc, lane);
+    if lane.lid == 0u {
+        for (var k = 0u; k < 4u; k = k + 1u) {
+            work[partial_at(k, n, wid.x)] = t[k];
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn finalize(lane: Lane) {
+    var total = 0.0;
+    for (var n = lane.lid; n < params.n; n = n + WG) {
+        var st = vec4<f32>(0.0);
+        for (var x = 0u; x < params.nwg; x = x + 1u) {
+            for (var k = 0u; k < 4u; k = k + 1u) {
+                st[k] = st[k] + work[partial_at(k, n, x)];
+            }
+        }
+        let b = st.y + params.smooth_dr;
+        let d = st.w + params.smooth_dr;
+        let tprec = (st.x + params.smooth_nr) / b;
+        let tsens = (st.z + params.smooth_nr) / d;
+        let h = tprec + tsens + params.smooth_h;
+        let cl = 1.0 - 2.0 * tprec * tsens / h;
+        // dcl/dtprec = -2 tsens (h - tprec) / h², symmetric for tsens.
+        let dprec = -2.0 * tsens * (h - tprec) / (h * h);
+        let dsens = -2.0 * tprec * (h - tsens) / (h * h);
+        let sc = params.scale;
+        // dL/dskel_pred = a·g + b0; dL/dp (direct) = c·skel_true.
+        work[coef_at(n, 0u)] = sc * dprec / b;
+        work[coef_at(n, 1u)] = -sc * dprec * tprec / b;
+        work[coef_at(n, 2u)] = sc * dsens / d;
+        work[coef_at(n, 3u)] = cl;
+        if REDUCE_NONE {
+            loss_out[n] = cl;
+        }
+        total = total + sc * cl;
+    }
+    let t = wg_sum(total, lane);
+    if lane.lid == 0u && !REDUCE_NONE {
+        if ADD_LOSS {
+            loss_out[0] = params.dice_weight * loss_out[0] + t;
+        } else {
+            loss_out[0] = t;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+fn g_target(i: u32) -> f32 {
+    let per_image = params.kept * params.s;
+    let n = i / per_image;
+    let k = i - n * per_image;
+    let cs = k / params.s;
+    let s = k - cs * params.s;
+    let c = cs + FIRST_CHANNEL;
+    let label = label_of(n * params.s + s);
+    let e = n * params.c * params.s + c * params.s + s;
+    return select(0.0, target_at(e, c, label), pixel_state(label) == PIX_VALID);
+}
+
+@compute @workgroup_size(WG)
+fn bw_start(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let per_image = params.kept * params.s;
+    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
+        let n = i / per_image;
+        work[g_skel(i)] = work[coef_at(n, 0u)] * g_target(i) + work[coef_at(n, 1u)];
+        work[g_next(i)] = 0.0;
+    }
+}
+
+// Step j: delta_j = relu(img_j - O_j), skel_j = skel_{j-1} + relu(u), u = delta_j (1 - skel_{j-1}).
+@compute @workgroup_size(WG)
+fn bw_skel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = params.step;
+    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
+        let base = (i / params.s) * params.s;
+        let o = dilate_at(j + 1u, base, i - base).x;
+        let diff = stack[at(j, i)] - o;
+        let delta = max(diff, 0.0);
+        let gs = work[g_skel(i)];
+        var gd = gs;
+        if j > 0u {
+            let prev = skel[at(j - 1u, i)];
+            let live = f32(delta * (1.0 - prev) > 0.0);
+            gd = gs * live * (1.0 - prev);
+            work[g_skel(i)] = gs * (1.0 - live * delta);
+        }
+        // relu'(x) = [x > 0], as torch.
+        let through = gd * f32(diff > 0.0);
+        work[g_cur(i)] = through;
+        work[g_o(i)] = -through;
+    }
+}
+
+// G_E at every element of E_j: G_img_{j+1} plus what the dilate outputs whose first maximum is
+// this element send back.
+@compute @workgroup_size(WG)
+fn bw_dilate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = params.step;
+    let r = vec3<i32>(1, select(0, 1, params.ndims > 1u), select(0, 1, params.ndims > 2u));
+    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
+        let base = (i / params.s) * params.s;
+        let s = i - base;
+        let c = coords(s);
+        var acc = work[g_next(i)];
+        for (var dx = -r.x; dx <= r.x; dx = dx + 1) {
+            for (var dy = -r.y; dy <= r.y; dy = dy + 1) {
+                for (var dz = -r.z; dz <= r.z; dz = dz + 1) {
+                    let q = c + vec3<i32>(dx, dy, dz);
+                    if !inside(q) {
+                        continue;
+                    }
+                    let o = index_of(q);
+                    if bitcast<u32>(dilate_at(j + 1u, base, o).y) == s {
+                        acc = acc + work[g_o(base + o)];
+                    }
+                }
+            }
+        }
+        work[g_e(i)] = acc;
+    }
+}
+
+// G_img_j += the erode gradient: the erode outputs whose window holds this element are the
+// element itself and its two neighbours along each axis; each sends its G_E times the weight of
+// every axis whose first minimum is this element (a neighbour along axis a only through a).
+@compute @workgroup_size(WG)
+fn bw_erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let j = params.step;
+    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
+        let base = (i / params.s) * params.s;
+        let s = i - base;
+        let c = coords(s);
+        var acc = work[g_cur(i)];
+        let own = erode_at(j, base, s);
+        for (var b = 0u; b < params.ndims; b = b + 1u) {
+            if own.arg[b] == s {
+                acc = acc + own.weight[b] * work[g_e(i)];
+            }
+        }
+        for (var a = 0u; a < params.ndims; a = a + 1u) {
+            for (var k = -1; k <= 1; k = k + 2) {
+                let q = c + k * unit(a);
+                if !inside(q) {
+                    continue;
+                }
+                let x = index_of(q);
+                let er = erode_at(j, base, x);
+                if er.arg[a] == s {
+                    acc = acc + er.weight[a] * work[g_e(base + x)];
+                }
+            }
+        }
+        // G_img_j, which is the carry (G_E_{j-1}) of the next, lower step.
+        work[g_next(i)] = acc;
+    }
+}
+
+fn write_grad(e: u32, g: f32) {
+    let v = params.grad_scale * g;
+    if params.accumulate != 0u {
+        grad[e] = grad[e] + v;
+    } else {
+        grad[e] = v;
+    }
+}
+
+// dL/dz: dL/dp_c = the skeleton path + clDice's direct term c·skel_true for the kept channels,
+// 0 for a dropped channel 0, then through the activation.
+@compute @workgroup_size(WG)
+fn backprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pixels = params.n * params.s;
+    for (var p = gid.x; p < pixels; p = p + nwg.x * WG) {
+        let n = p / params.s;
+        let s = p - n * params.s;
+        let base = n * params.c * params.s + s;
+        let lse = act_prepare(base);
+        let coef = work[coef_at(n, 2u)];
+        var dot = 0.0;
+        if ACT == ACT_SOFTMAX {
+            for (var c = FIRST_CHANNEL; c < params.c; c = c + 1u) {
+                let i = (n * params.kept + c - FIRST_CHANNEL) * params.s + s;
+                let d = work[g_next(i)] + coef * skel[tskel_at(i)];
+                dot = dot + prob(logits[base + c * params.s], lse) * d;
+            }
+        }
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            let e = base + c * params.s;
+            let pc = prob(logits[e], lse);
+            var d = 0.0;
+            if c >= FIRST_CHANNEL {
+                let i = (n * params.kept + c - FIRST_CHANNEL) * params.s + s;
+                d = work[g_next(i)] + coef * skel[tskel_at(i)];
+            }
+            var g = d;
+            if ACT == ACT_SOFTMAX {
+                g = pc * (d - dot);
+            } else if ACT == ACT_SIGMOID {
+                g = d * pc * (1.0 - pc);
+            }
+            write_grad(e, g);
+        }
+    }
+}
