@@ -1221,6 +1221,21 @@ const CASES: &[Case] = &[
         D3,
         Gen::Labels(Some(255)),
     ),
+    case("cldice", &[], D2, Gen::Labels(None)),
+    case(
+        "cldice",
+        &["iter_=1", "include_background=false", "reduction=none"],
+        D3,
+        Gen::Labels(None),
+    ),
+    case("dice-cldice", &["alpha=0.3"], D2, Gen::Dense(true)),
+    case("active-contour", &[], C1, Gen::Labels(None)),
+    case(
+        "active-contour",
+        &["lambda_region=0.5", "w_length=2"],
+        C1_3D,
+        Gen::Dense(true),
+    ),
     case("exp-log", &[], D2, Gen::Labels(None)),
     case(
         "exp-log",

@@ -397,6 +397,16 @@ fn eval_matches_sort_loss_fixtures_on_cpu() {
 }
 
 #[test]
+fn eval_matches_topology_fixtures_on_gpu() {
+    fixtures_on("topology", "gpu");
+}
+
+#[test]
+fn eval_matches_topology_fixtures_on_cpu() {
+    fixtures_on("topology", "cpu");
+}
+
+#[test]
 fn eval_reports_the_run() {
     let name = "ce_2d_ignore255_weight";
     let (z, y) = (

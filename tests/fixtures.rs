@@ -145,3 +145,25 @@ fn gpu_matches_sort_loss_fixtures() {
         assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
     }
 }
+
+#[test]
+fn cpu_reference_matches_topology_fixtures() {
+    for c in cases("topology") {
+        let out = segloss::cpu::forward_backward(&c.loss, &c.shape, &c.logits, c.targets.view())
+            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-5);
+        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
+    }
+}
+
+#[test]
+fn gpu_matches_topology_fixtures() {
+    let (gpu, kernels) = gpu();
+    for c in cases("topology") {
+        let out = kernels
+            .run_blocking(&gpu.queue, &c.loss, &c.shape, &c.logits, c.targets.view())
+            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-4);
+        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
+    }
+}

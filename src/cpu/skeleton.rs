@@ -143,16 +143,16 @@ fn skeleton_backward(
         }
         // Dilate: each output sends to its first maximum.
         let mut ge = gnext.clone();
-        for o in 0..len {
+        for (o, &gv) in go.iter().enumerate() {
             let (_, arg) = g.dilate(&stack[j + 1], o);
-            ge[arg] += go[o];
+            ge[arg] += gv;
         }
         // Erode: each output sends to each axis's first minimum, weighted.
         let mut gimg = gcur;
-        for x in 0..len {
+        for (x, &gv) in ge.iter().enumerate() {
             let (_, arg, w) = g.erode(&stack[j], x);
             for a in 0..g.ndims {
-                gimg[arg[a]] += w[a] * ge[x];
+                gimg[arg[a]] += w[a] * gv;
             }
         }
         gnext = gimg;
