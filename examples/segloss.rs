@@ -55,7 +55,17 @@ usage:
       CPU reference. Prints a table; exits non-zero if any case fails (loss relative error or
       gradient error relative to max |grad| above 1e-4).
 
-losses: cross-entropy, bce, balanced-bce, focal
+  segloss bench [--preset full|small] [--losses A,B,...] [--repeat R] [--cpu-repeat R]
+                [--no-cpu] [--json]
+      Every loss (or those listed) at a 2D size (8x19x128x256; small: 2x19x32x64) and a 3D
+      size (2x14x64x64x64; small: 1x14x16x16x16), C = 1 or 2 for the binary losses: median
+      GPU time (timestamp queries where the adapter has them, else wall time submit to
+      completion, on resident buffers) and CPU reference time; the unavoidable bytes (logits
+      and targets read once per pass over them, gradient written once) and their rate, next
+      to a copy kernel's rate on the same adapter (the roofline) and the fraction reached.
+      --json prints one JSON object per line instead of the table.
+
+losses: the names of LOSSES.md (segloss check lists them all)
 environment: WGPU_BACKEND=vulkan|metal|dx12 picks the backend (default: any of those three)
 ";
 
@@ -157,8 +167,9 @@ fn run(args: &[String]) -> CliResult<ExitCode> {
         }
         "eval" => eval(rest),
         "check" => check(rest),
+        "bench" => bench(rest),
         other => usage(format!(
-            "unknown command `{other}` (commands: info, eval, check)"
+            "unknown command `{other}` (commands: info, eval, check, bench)"
         )),
     }
 }
@@ -1428,4 +1439,260 @@ fn run_case(kernels: &Kernels, gpu: &Gpu, c: &Case, rng: &mut Rng) -> CliResult<
         rel_err(&got.loss, &want.loss),
         rel_err(&got.grad, &want.grad),
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench
+
+/// Passes over the logits (and targets) a loss's kernels need: one for the pixel-wise losses,
+/// two for the others (statistics or errors first, then the gradient).
+fn logit_passes(name: &str) -> u64 {
+    match name {
+        "cross-entropy" | "bce" | "balanced-bce" | "focal" => 1,
+        _ => 2,
+    }
+}
+
+/// Channels a loss is benched with at the given class count.
+fn bench_channels(name: &str, c: usize) -> usize {
+    match name {
+        "lovasz-hinge" | "active-contour" => 1,
+        "unified-focal" => 2,
+        _ => c,
+    }
+}
+
+/// Default parameters for the bench (only what has no default).
+fn bench_params(name: &str, c: usize) -> Vec<(String, String)> {
+    if name == "wasserstein-dice" {
+        let m: Vec<String> = (0..c * c)
+            .map(|i| {
+                if i / c == i % c {
+                    "0".into()
+                } else {
+                    "1".into()
+                }
+            })
+            .collect();
+        return vec![("dist_matrix".into(), m.join(","))];
+    }
+    Vec::new()
+}
+
+fn time_gpu(
+    gpu: &Gpu,
+    ts: &Option<Timestamps>,
+    repeat: usize,
+    mut record: impl FnMut(&mut segloss::wgpu::CommandEncoder) -> CliResult<()>,
+) -> CliResult<(f64, bool)> {
+    let (device, queue) = (&gpu.device, &gpu.queue);
+    let mut wall = Vec::new();
+    let mut on_gpu = Vec::new();
+    for k in 0..=repeat {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        if let Some(ts) = ts {
+            encoder.write_timestamp(&ts.set, 0);
+        }
+        record(&mut encoder)?;
+        if let Some(ts) = ts {
+            encoder.write_timestamp(&ts.set, 1);
+        }
+        let commands = encoder.finish();
+        let t = Instant::now();
+        let index = queue.submit([commands]);
+        wait(device, index)?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        if k == 0 {
+            continue; // warm-up
+        }
+        wall.push(ms);
+        if let Some(ts) = ts {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            encoder.resolve_query_set(&ts.set, 0..2, &ts.resolve, 0);
+            queue.submit([encoder.finish()]);
+            let ticks: Vec<u64> = download(device, queue, &ts.resolve, 2)?;
+            if ticks[1] >= ticks[0] {
+                on_gpu.push((ticks[1] - ticks[0]) as f64 * ts.period_ns / 1e6);
+            }
+        }
+    }
+    gpu_errors()?;
+    Ok(if on_gpu.is_empty() {
+        (median(wall), false)
+    } else {
+        (median(on_gpu), true)
+    })
+}
+
+fn bench(args: &[String]) -> CliResult<ExitCode> {
+    const C: &str = "bench";
+    let flags = parse_flags(
+        C,
+        args,
+        &[
+            flag("preset"),
+            flag("losses"),
+            flag("repeat"),
+            flag("cpu-repeat"),
+            FlagSpec {
+                name: "no-cpu",
+                repeatable: false,
+            },
+            FlagSpec {
+                name: "json",
+                repeatable: false,
+            },
+        ],
+    )?;
+    let small = match get(&flags, "preset") {
+        None | Some("full") => false,
+        Some("small") => true,
+        Some(p) => return usage(format!("bench: --preset must be full or small, got `{p}`")),
+    };
+    let count = |name: &str, default: usize| -> CliResult<usize> {
+        match get(&flags, name) {
+            None => Ok(default),
+            Some(v) => v.parse::<usize>().ok().filter(|&r| r >= 1).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "bench: --{name} must be a whole number >= 1, got `{v}`"
+                ))
+            }),
+        }
+    };
+    let repeat = count("repeat", 5)?;
+    let cpu_repeat = count("cpu-repeat", 1)?;
+    let with_cpu = get(&flags, "no-cpu").is_none();
+    let json = get(&flags, "json").is_some();
+    let names: Vec<String> = match get(&flags, "losses") {
+        None => Loss::NAMES.iter().map(|s| s.to_string()).collect(),
+        Some(list) => {
+            let names: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
+            if let Some(bad) = names.iter().find(|n| !Loss::NAMES.contains(&n.as_str())) {
+                return usage(format!("bench: unknown loss `{bad}` in --losses"));
+            }
+            names
+        }
+    };
+    let shapes: [(usize, usize, Vec<usize>); 2] = if small {
+        [(2, 19, vec![32, 64]), (1, 14, vec![16, 16, 16])]
+    } else {
+        [(8, 19, vec![128, 256]), (2, 14, vec![64, 64, 64])]
+    };
+    let (gpu, kernels) = open_gpu()?;
+    let adapter = gpu.adapter.get_info();
+    let ts = Timestamps::new(&gpu);
+    let timing = if ts.is_some() {
+        "timestamp queries"
+    } else {
+        "wall clock"
+    };
+    // The roofline: a copy of as many f32 as the largest logits tensor.
+    let roof_len = shapes
+        .iter()
+        .map(|(n, c, s)| n * c * s.iter().product::<usize>())
+        .max()
+        .unwrap_or(1);
+    let roof = kernels.roofline_plan(roof_len)?;
+    let (roof_ms, _) = time_gpu(&gpu, &ts, repeat, |enc| {
+        roof.record(enc);
+        Ok(())
+    })?;
+    let roof_gbs = roof.bytes() as f64 / (roof_ms * 1e6);
+    if !json {
+        print_out(&format!(
+            "segloss bench on {} ({:?}, {:?}); GPU times: {timing}, median of {repeat}\n\
+             roofline (copy of {roof_len} f32): {roof_ms:.3} ms, {roof_gbs:.2} GB/s\n\n\
+             {:<24} {:<18} {:>10} {:>10} {:>10} {:>8} {:>8}\n",
+            adapter.name,
+            adapter.device_type,
+            adapter.backend,
+            "loss",
+            "shape",
+            "gpu ms",
+            "cpu ms",
+            "MB moved",
+            "GB/s",
+            "of roof"
+        ))?;
+    }
+    let mut rng = Rng(7);
+    for name in &names {
+        for (n, c, spatial) in &shapes {
+            let c = bench_channels(name, *c);
+            let shape = Shape::new(*n, c, spatial)?;
+            let loss = Loss::from_name(name, &bench_params(name, c))?;
+            let kind = segloss::TargetKind::Labels;
+            let classes = if c == 1 { 2 } else { c };
+            let z: Vec<f32> = (0..shape.numel()).map(|_| rng.unit() * 6.0 - 3.0).collect();
+            // Spatially coherent labels (stripes) so the distance and skeleton losses see regions.
+            let w = *spatial.last().unwrap_or(&1);
+            let labels: Vec<i32> = (0..shape.pixels())
+                .map(|i| (((i % shape.s()) % w / 7 + (i % shape.s()) / w / 5) % classes) as i32)
+                .collect();
+            let plan = kernels.plan(&loss, shape.clone(), kind)?;
+            let zb = upload(&gpu.device, "logits", bytemuck::cast_slice(&z));
+            let yb = upload(&gpu.device, "targets", bytemuck::cast_slice(&labels));
+            let lb = zeros(&gpu.device, "loss", plan.loss_len());
+            let gb = zeros(&gpu.device, "grad", shape.numel());
+            let inputs = Inputs {
+                logits: &zb,
+                targets: &yb,
+            };
+            let outputs = Outputs::new(&lb, &gb);
+            let (gpu_ms, _) = time_gpu(&gpu, &ts, repeat, |enc| {
+                plan.record(enc, &inputs, &outputs)?;
+                Ok(())
+            })?;
+            read_status(&gpu.device, &gpu.queue, &plan)?.check()?;
+            let cpu_ms = if with_cpu {
+                let times: Vec<f64> = (0..cpu_repeat)
+                    .map(|_| {
+                        let t = Instant::now();
+                        let o = segloss::cpu::forward_backward(
+                            &loss,
+                            &shape,
+                            &z,
+                            segloss::Targets::Labels(&labels),
+                        );
+                        std::hint::black_box(o).ok();
+                        t.elapsed().as_secs_f64() * 1e3
+                    })
+                    .collect();
+                Some(median(times))
+            } else {
+                None
+            };
+            let passes = logit_passes(name);
+            let bytes = passes * (shape.numel() as u64 * 4 + shape.pixels() as u64 * 4)
+                + shape.numel() as u64 * 4;
+            let gbs = bytes as f64 / (gpu_ms * 1e6);
+            let dims: Vec<String> = shape.dims().iter().map(|d| d.to_string()).collect();
+            if json {
+                let mut obj = Map::new();
+                obj.insert("loss".into(), json!(name));
+                obj.insert("shape".into(), json!(shape.dims()));
+                obj.insert("gpu_ms".into(), num64(gpu_ms));
+                obj.insert("cpu_ms".into(), cpu_ms.map_or(Value::Null, num64));
+                obj.insert("bytes".into(), json!(bytes));
+                obj.insert("gbs".into(), num64(gbs));
+                obj.insert("roofline_gbs".into(), num64(roof_gbs));
+                obj.insert("fraction".into(), num64(gbs / roof_gbs));
+                obj.insert("timing".into(), json!(timing));
+                obj.insert("adapter".into(), json!(adapter.name));
+                print_out(&format!("{}\n", Value::Object(obj)))?;
+            } else {
+                print_out(&format!(
+                    "{:<24} {:<18} {:>10.3} {:>10} {:>10.1} {:>8.2} {:>7.0}%\n",
+                    name,
+                    dims.join("x"),
+                    gpu_ms,
+                    cpu_ms.map_or("-".to_string(), |m| format!("{m:.1}")),
+                    bytes as f64 / 1e6,
+                    gbs,
+                    100.0 * gbs / roof_gbs
+                ))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

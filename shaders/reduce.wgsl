@@ -42,3 +42,12 @@ fn combine(lane: Lane) {
         total[0] = sum;
     }
 }
+
+// The bandwidth roofline of the benches: reads `len` f32 and writes them to `partial_sums`
+// (sized `len` for this use), nothing else.
+@compute @workgroup_size(WG)
+fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var i = gid.x; i < params.len; i = i + nwg.x * WG) {
+        partial_sums[i] = input[i];
+    }
+}

@@ -29,6 +29,11 @@ impl std::fmt::Debug for SumPlan {
     }
 }
 
+fn reduce_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
+    use crate::loss::bind::{layout_entries, Slot};
+    layout_entries(&[Slot::Uniform, Slot::Read, Slot::ReadWrite, Slot::ReadWrite])
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct SumParams {
@@ -45,26 +50,7 @@ impl Kernels {
             )));
         }
         self.check_binding("input", len as u64 * 4)?;
-        let rw = |read_only| wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        };
-        let uniform = wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        };
-        let entries: Vec<_> = [uniform, rw(true), rw(false), rw(false)]
-            .into_iter()
-            .enumerate()
-            .map(|(i, ty)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty,
-                count: None,
-            })
-            .collect();
+        let entries = reduce_entries();
         let (layout, pipeline_layout) = self.layout(Family::Reduce, &entries);
         let nwg = self.workgroups(len);
         let partials = self.device().create_buffer(&wgpu::BufferDescriptor {
@@ -167,5 +153,101 @@ impl SumPlan {
         pass.set_pipeline(&self.pass2);
         pass.dispatch_workgroups(1, 1, 1);
         Ok(())
+    }
+}
+
+/// The bandwidth roofline of the benches: a kernel that reads `len` f32 and writes `len` f32
+/// (`shaders/reduce.wgsl`, `copy`), on the same adapter as the losses it is compared with.
+pub struct RooflinePlan {
+    kernels: Kernels,
+    len: usize,
+    layout: wgpu::BindGroupLayout,
+    pipeline: wgpu::ComputePipeline,
+    input: wgpu::Buffer,
+    output: wgpu::Buffer,
+    total: wgpu::Buffer,
+}
+
+impl std::fmt::Debug for RooflinePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RooflinePlan")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Kernels {
+    /// Plans a copy of `len` f32 between two buffers the plan owns.
+    pub fn roofline_plan(&self, len: usize) -> Result<RooflinePlan> {
+        let sum = self.sum_plan(len)?; // validates `len` and builds the family's layout
+        let (_, pipeline_layout) = self.layout(Family::Reduce, &reduce_entries());
+        let device = self.device();
+        let storage = |label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: len as u64 * 4,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        Ok(RooflinePlan {
+            pipeline: self.pipeline(Family::Reduce, "copy", &[], &pipeline_layout)?,
+            layout: sum.layout.clone(),
+            input: storage("segloss roofline input"),
+            output: storage("segloss roofline output"),
+            total: storage("segloss roofline unused"),
+            kernels: self.clone(),
+            len,
+        })
+    }
+}
+
+impl RooflinePlan {
+    /// Bytes moved by one run: `len` f32 read and `len` written.
+    pub fn bytes(&self) -> u64 {
+        8 * self.len as u64
+    }
+
+    /// Records one copy.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        let device = self.kernels.device();
+        let params = SumParams {
+            len: self.len as u32,
+            nwg: self.kernels.workgroups(self.len),
+        };
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("segloss roofline params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("segloss roofline"),
+            layout: &self.layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: uniform.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: self.input.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: self.output.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: self.total.as_entire_binding(),
+                },
+            ],
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("segloss roofline"),
+            timestamp_writes: None,
+        });
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.set_pipeline(&self.pipeline);
+        pass.dispatch_workgroups(params.nwg, 1, 1);
     }
 }
