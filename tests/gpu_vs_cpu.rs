@@ -145,3 +145,43 @@ fn accumulate_and_grad_scale() {
         );
     }
 }
+
+/// Logits of magnitude 100: the stable log-sum-exp and log-sigmoid keep everything finite and
+/// the GPU agrees with the CPU.
+#[test]
+fn extreme_logits_stay_finite() {
+    let (gpu, kernels) = gpu();
+    let shape = Shape::new(1, 3, &[4, 5]).unwrap();
+    let z: Vec<f32> = (0..shape.numel())
+        .map(|i| if i % 2 == 0 { 100.0 } else { -100.0 })
+        .collect();
+    let labels: Vec<i32> = (0..shape.pixels()).map(|i| (i % 3) as i32).collect();
+    let dense: Vec<f32> = (0..shape.numel()).map(|i| (i % 2) as f32).collect();
+    for (name, params, t) in [
+        (
+            "cross-entropy",
+            &["label_smoothing=0.1"][..],
+            segloss::Targets::Labels(&labels),
+        ),
+        ("bce", &[][..], segloss::Targets::Dense(&dense)),
+        (
+            "focal",
+            &["activation=softmax"][..],
+            segloss::Targets::Labels(&labels),
+        ),
+        ("focal", &[][..], segloss::Targets::Dense(&dense)),
+        ("dice-ce", &[][..], segloss::Targets::Labels(&labels)),
+    ] {
+        let loss = Loss::parse(name, params).unwrap();
+        let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t).unwrap();
+        let out = kernels
+            .run_blocking(&gpu.queue, &loss, &shape, &z, t)
+            .unwrap();
+        assert!(
+            out.loss.iter().chain(&out.grad).all(|v| v.is_finite()),
+            "{name}: non-finite"
+        );
+        assert_loss_close(name, &out.loss, &cpu.loss, 1e-4);
+        assert_grad_close(name, &out.grad, &cpu.grad, 1e-4);
+    }
+}

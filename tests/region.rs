@@ -264,3 +264,40 @@ fn split_phase_two_ranks_equal_one_device() {
         assert_grad_close(&format!("{name}: split gradient"), &grad, &one.grad, 1e-6);
     }
 }
+
+/// Property test: a random region loss from the list, on a random shape (odd sizes, C = 1,
+/// 1D to 3D) and random targets, GPU against CPU.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use super::Rng;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn gpu_matches_cpu_on_random_shapes(
+            which in 0usize..LOSSES.len(),
+            n in 1usize..3,
+            c in 1usize..5,
+            spatial in prop::collection::vec(2usize..12, 1..=3),
+            dense in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let (name, params) = LOSSES[which];
+            let shape = Shape::new(n, c, &spatial).unwrap();
+            let kind = if dense { TargetKind::Dense } else { TargetKind::Labels };
+            let Ok(loss) = Loss::parse(name, params).and_then(|l| l.validate(&shape, kind).map(|_| l)) else {
+                return Ok(()); // this loss does not take this shape or target kind
+            };
+            let (gpu, kernels) = gpu();
+            let mut rng = Rng::new(seed);
+            let (z, t) = inputs(&mut rng, &loss, &shape, kind, params);
+            let what = format!("{name} {params:?} {kind:?} {:?}", shape.dims());
+            let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
+            let out = kernels.run_blocking(&gpu.queue, &loss, &shape, &z, t.view()).unwrap();
+            assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
+            assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+        }
+    }
+}

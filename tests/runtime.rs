@@ -44,6 +44,16 @@ fn losses_are_bit_identical_run_to_run() {
             TargetKind::Labels,
         ),
         ("balanced-bce", vec![], TargetKind::Dense),
+        (
+            "dice-ce",
+            vec!["batch=true", "ignore_index=4"],
+            TargetKind::Labels,
+        ),
+        ("generalized-dice", vec![], TargetKind::Labels),
+        ("hausdorff-dt", vec![], TargetKind::Labels),
+        ("lovasz-softmax", vec!["per_image=true"], TargetKind::Labels),
+        ("topk", vec!["k=15", "ignore_index=4"], TargetKind::Labels),
+        ("cldice", vec!["iter_=2"], TargetKind::Labels),
     ] {
         let loss = Loss::parse(name, &params).unwrap();
         let t = targets(
