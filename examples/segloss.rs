@@ -191,6 +191,9 @@ struct FlagSpec {
     repeatable: bool,
 }
 
+/// Flags that take no value (their presence is the value).
+const SWITCHES: &[&str] = &["json", "no-cpu"];
+
 const fn flag(name: &'static str) -> FlagSpec {
     FlagSpec {
         name,
@@ -228,6 +231,7 @@ fn parse_flags(
         };
         let value = match inline {
             Some(v) => v,
+            None if SWITCHES.contains(&name) => "true".to_string(),
             None => {
                 i += 1;
                 match args.get(i) {

@@ -6,11 +6,13 @@
 //   scatter  every tile ranks its keys by digit in index order (a workgroup scan of per-thread
 //            digit counts) and writes them at their offsets: equal digits keep their order, so
 //            the sort is stable.
+// The workgroup scans use subgroup operations where the adapter has them (common/reduce.wgsl);
+// threads take their keys by `lane_rank`, the scans' order, so both variants sort alike.
 // No workgroup waits on another (no decoupled look-back), so it runs on any adapter, software
 // ones and those without forward-progress guarantees included. CPU mirror: src/cpu/sort.rs.
 
 #include "common/grid.wgsl"
-#include "common/scan.wgsl"
+#include "common/reduce.wgsl"
 
 const ITEMS: u32 = 4u;          // keys per thread
 const TILE: u32 = WG * ITEMS;   // keys per tile
@@ -61,16 +63,16 @@ fn count(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
 }
 
 @compute @workgroup_size(WG)
-fn scan(@builtin(local_invocation_index) lid: u32) {
+fn scan(lane: Lane) {
     let total = BINS * params.tiles;
     let chunk = (total + WG - 1u) / WG;
-    let start = min(lid * chunk, total);
+    let start = min(lane_rank(lane) * chunk, total);
     let end = min(start + chunk, total);
     var sum = 0u;
     for (var i = start; i < end; i = i + 1u) {
         sum = sum + counts[i];
     }
-    var running = wg_inclusive_scan_u32(sum, lid) - sum;
+    var running = wg_exclusive_scan_u32x4(vec4<u32>(sum, 0u, 0u, 0u), lane).x;
     for (var i = start; i < end; i = i + 1u) {
         let c = counts[i];
         counts[i] = running;
@@ -80,8 +82,6 @@ fn scan(@builtin(local_invocation_index) lid: u32) {
 
 // Per-thread digit counts, two 16-bit counters per u32 (a tile holds at most 1024 keys), and
 // their exclusive scan over the tile in thread order.
-var<workgroup> scan_a: array<vec4<u32>, WG>;
-var<workgroup> scan_b: array<vec4<u32>, WG>;
 
 fn packed_add(counts_a: ptr<function, vec4<u32>>, counts_b: ptr<function, vec4<u32>>, d: u32) {
     let word = (d / 2u) % 4u;
@@ -100,38 +100,22 @@ fn packed_get(a: vec4<u32>, b: vec4<u32>, d: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn scatter(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-           @builtin(num_workgroups) nwg: vec3<u32>) {
+fn scatter(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let rank = lane_rank(lane);
     for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
         var ca = vec4<u32>(0u);
         var cb = vec4<u32>(0u);
         for (var i = 0u; i < ITEMS; i = i + 1u) {
-            let k = tile * TILE + lid * ITEMS + i;
+            let k = tile * TILE + rank * ITEMS + i;
             if k < params.len {
                 packed_add(&ca, &cb, digit(keys_in[k]));
             }
         }
         // Exclusive scan of the packed counters over the threads (no half overflows: <= TILE).
-        scan_a[lid] = ca;
-        scan_b[lid] = cb;
-        workgroupBarrier();
-        for (var off = 1u; off < WG; off = off * 2u) {
-            var xa = scan_a[lid];
-            var xb = scan_b[lid];
-            if lid >= off {
-                xa = xa + scan_a[lid - off];
-                xb = xb + scan_b[lid - off];
-            }
-            workgroupBarrier();
-            scan_a[lid] = xa;
-            scan_b[lid] = xb;
-            workgroupBarrier();
-        }
-        var ra = scan_a[lid] - ca;
-        var rb = scan_b[lid] - cb;
-        workgroupBarrier();
+        var ra = wg_exclusive_scan_u32x4(ca, lane);
+        var rb = wg_exclusive_scan_u32x4(cb, lane);
         for (var i = 0u; i < ITEMS; i = i + 1u) {
-            let k = tile * TILE + lid * ITEMS + i;
+            let k = tile * TILE + rank * ITEMS + i;
             if k < params.len {
                 let key = keys_in[k];
                 let d = digit(key);

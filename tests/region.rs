@@ -268,9 +268,9 @@ fn split_phase_two_ranks_equal_one_device() {
 /// Property test: a random region loss from the list, on a random shape (odd sizes, C = 1,
 /// 1D to 3D) and random targets, GPU against CPU.
 mod properties {
+    use super::Rng;
     use super::*;
     use proptest::prelude::*;
-    use super::Rng;
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]

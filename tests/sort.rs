@@ -177,3 +177,38 @@ fn segmented_scan_matches_the_cpu() {
         );
     }
 }
+
+/// The sort with subgroup scans and with the shared-memory fallback: the same, and std's.
+#[test]
+fn subgroup_and_fallback_sorts_agree() {
+    let (gpu, kernels) = gpu();
+    let fallback = segloss::Kernels::with_options(
+        &gpu.device,
+        segloss::KernelOptions {
+            subgroups: Some(false),
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "subgroups in the default kernels: {}",
+        kernels.uses_subgroups()
+    );
+    let mut rng = Rng::new(55);
+    let keys: Vec<u32> = (0..50_001).map(|_| rng.next_u64() as u32 & 0xfff).collect();
+    let values: Vec<u32> = (0..keys.len() as u32).collect();
+    let want = segloss::cpu::sort::sort_pairs(&keys, &values, 32);
+    for k in [kernels, &fallback] {
+        let device = &gpu.device;
+        let plan = k.sort_plan(keys.len()).unwrap();
+        let kb = segloss::readback::upload(device, "keys", bytemuck::cast_slice(&keys));
+        let vb = segloss::readback::upload(device, "values", bytemuck::cast_slice(&values));
+        let mut enc = device.create_command_encoder(&Default::default());
+        plan.record(&mut enc, &kb, &vb, 32).unwrap();
+        gpu.queue.submit([enc.finish()]);
+        let gk: Vec<u32> =
+            segloss::readback::download(device, &gpu.queue, &kb, keys.len()).unwrap();
+        let gv: Vec<u32> =
+            segloss::readback::download(device, &gpu.queue, &vb, keys.len()).unwrap();
+        assert_eq!((gk, gv), want, "subgroups: {}", k.uses_subgroups());
+    }
+}

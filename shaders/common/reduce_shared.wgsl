@@ -40,3 +40,28 @@ fn wg_sum4(v: vec4<f32>, lane: Lane) -> vec4<f32> {
     workgroupBarrier();
     return total;
 }
+
+// The position of this thread in the order of the workgroup scans below: its local index.
+fn lane_rank(lane: Lane) -> u32 {
+    return lane.lid;
+}
+
+var<workgroup> wg_scan4: array<vec4<u32>, WG>;
+
+// Exclusive scan of four u32 per thread in `lane_rank` order (Hillis–Steele, fixed shape).
+fn wg_exclusive_scan_u32x4(v: vec4<u32>, lane: Lane) -> vec4<u32> {
+    wg_scan4[lane.lid] = v;
+    workgroupBarrier();
+    for (var off = 1u; off < WG; off = off * 2u) {
+        var x = wg_scan4[lane.lid];
+        if lane.lid >= off {
+            x = x + wg_scan4[lane.lid - off];
+        }
+        workgroupBarrier();
+        wg_scan4[lane.lid] = x;
+        workgroupBarrier();
+    }
+    let r = wg_scan4[lane.lid] - v;
+    workgroupBarrier();
+    return r;
+}

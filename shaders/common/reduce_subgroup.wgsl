@@ -10,6 +10,7 @@ struct Lane {
     @builtin(subgroup_invocation_id) sg_lane: u32,
     @builtin(subgroup_id) sg_id: u32,
     @builtin(num_subgroups) n_sg: u32,
+    @builtin(subgroup_size) sg_size: u32,
 }
 
 var<workgroup> wg_scratch: array<f32, WG>;
@@ -42,4 +43,29 @@ fn wg_sum4(v: vec4<f32>, lane: Lane) -> vec4<f32> {
     }
     workgroupBarrier();
     return total;
+}
+
+// The position of this thread in the order of the workgroup scans below: subgroup by subgroup,
+// lane by lane. Kernels that hand out work by this rank get the same results as with the
+// shared-memory variant's local index, whatever order the hardware gives its lanes.
+fn lane_rank(lane: Lane) -> u32 {
+    return lane.sg_id * lane.sg_size + lane.sg_lane;
+}
+
+var<workgroup> wg_scan4: array<vec4<u32>, WG>;
+
+// Exclusive scan of four u32 per thread in `lane_rank` order: a subgroup scan, then the
+// subgroups' totals added in subgroup order (integers: exact, whatever the grouping).
+fn wg_exclusive_scan_u32x4(v: vec4<u32>, lane: Lane) -> vec4<u32> {
+    let incl = subgroupInclusiveAdd(v);
+    if lane.sg_lane == lane.sg_size - 1u {
+        wg_scan4[lane.sg_id] = incl;
+    }
+    workgroupBarrier();
+    var prefix = vec4<u32>(0u);
+    for (var i = 0u; i < lane.sg_id; i = i + 1u) {
+        prefix = prefix + wg_scan4[i];
+    }
+    workgroupBarrier();
+    return prefix + incl - v;
 }
