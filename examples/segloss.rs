@@ -63,7 +63,9 @@ usage:
       completion, on resident buffers) and CPU reference time; the unavoidable bytes (logits
       and targets read once per pass over them, gradient written once) and their rate, next
       to a copy kernel's rate on the same adapter (the roofline) and the fraction reached.
-      --json prints one JSON object per line instead of the table.
+      --json prints one JSON object per line instead of the table. A case the adapter
+      cannot hold (a buffer over its limits) gets a row saying why (JSON: an \"error\" key),
+      the others still run, and the exit status is 1.
 
 losses: the names of LOSSES.md (segloss check lists them all)
 environment: WGPU_BACKEND=vulkan|metal|dx12 picks the backend (default: any of those three)
@@ -1620,6 +1622,7 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
         ))?;
     }
     let mut rng = Rng(7);
+    let mut unplanned = 0;
     for name in &names {
         for (n, c, spatial) in &shapes {
             let c = bench_channels(name, *c);
@@ -1633,7 +1636,23 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
             let labels: Vec<i32> = (0..shape.pixels())
                 .map(|i| (((i % shape.s()) % w / 7 + (i % shape.s()) / w / 5) % classes) as i32)
                 .collect();
-            let plan = kernels.plan(&loss, shape.clone(), kind)?;
+            let dims: Vec<String> = shape.dims().iter().map(|d| d.to_string()).collect();
+            // A size the adapter cannot hold (a storage binding over its limit) is reported
+            // in its row and the other cases still run; the exit status says some did not.
+            let plan = match kernels.plan(&loss, shape.clone(), kind) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    unplanned += 1;
+                    if json {
+                        let row =
+                            json!({"loss": name, "shape": shape.dims(), "error": e.to_string()});
+                        print_out(&format!("{row}\n"))?;
+                    } else {
+                        print_out(&format!("{name:<24} {:<18} not run: {e}\n", dims.join("x")))?;
+                    }
+                    continue;
+                }
+            };
             let zb = upload(&gpu.device, "logits", bytemuck::cast_slice(&z));
             let yb = upload(&gpu.device, "targets", bytemuck::cast_slice(&labels));
             let lb = zeros(&gpu.device, "loss", plan.loss_len());
@@ -1670,7 +1689,6 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
             let bytes = passes * (shape.numel() as u64 * 4 + shape.pixels() as u64 * 4)
                 + shape.numel() as u64 * 4;
             let gbs = bytes as f64 / (gpu_ms * 1e6);
-            let dims: Vec<String> = shape.dims().iter().map(|d| d.to_string()).collect();
             if json {
                 let mut obj = Map::new();
                 obj.insert("loss".into(), json!(name));
@@ -1697,6 +1715,11 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
                 ))?;
             }
         }
+    }
+    if unplanned > 0 {
+        return failed(format!(
+            "bench: {unplanned} case(s) did not fit this adapter's limits (see their rows)"
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -144,14 +144,15 @@ pub fn download<T: bytemuck::Pod>(
     let mut encoder = device.create_command_encoder(&Default::default());
     encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
     queue.submit([encoder.finish()]);
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = futures::channel::oneshot::channel();
     staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
         let _ = tx.send(r);
     });
     device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| Error::Gpu(e.to_string()))?;
-    rx.recv()
+    // The poll above ran the callback: the result is ready.
+    pollster::block_on(rx)
         .map_err(|e| Error::Gpu(e.to_string()))?
         .map_err(|e| Error::Gpu(e.to_string()))?;
     let data = {

@@ -103,11 +103,10 @@ fn reduction_agrees_with_f64_and_is_reproducible() {
         let abs: f64 = x.iter().map(|&v| v.abs() as f64).sum();
         for (k, label) in [(kernels, "default"), (&fallback, "shared-memory fallback")] {
             let got = gpu_sum(gpu, k, &x);
-            let err = (got as f64 - exact).abs();
             // A tree sum's error grows with log(len): a few ulps of the absolute sum.
             assert!(
-                err <= 1e-6 * abs,
-                "{label}, len {len}: {got} vs f64 {exact} (error {err:.3e})"
+                approx::abs_diff_eq!(got as f64, exact, epsilon = 1e-6 * abs),
+                "{label}, len {len}: {got} vs f64 {exact}"
             );
             for _ in 0..2 {
                 assert_eq!(
