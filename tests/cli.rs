@@ -774,6 +774,21 @@ fn bad_input_fails_with_one_clear_line() {
             s(&["check", "--seed", "x"]),
             "seed",
         ),
+        (
+            "bench with a bad preset",
+            s(&["bench", "--preset", "huge"]),
+            "huge",
+        ),
+        (
+            "bench with an unknown loss",
+            s(&["bench", "--losses", "dice,nope"]),
+            "nope",
+        ),
+        (
+            "bench with a zero repeat",
+            s(&["bench", "--repeat", "0"]),
+            "repeat",
+        ),
     ];
     for (what, args, needle) in &cases {
         let line = fails_cleanly(what, &segloss(args));
@@ -782,6 +797,50 @@ fn bad_input_fails_with_one_clear_line() {
             "{what}: the message does not mention `{needle}`: {line}"
         );
     }
+}
+
+/// `bench --json`: one row per loss and size, with positive times and a consistent rate.
+#[test]
+fn bench_json_rows() {
+    let args = [
+        "bench",
+        "--preset",
+        "small",
+        "--losses",
+        "focal,dice",
+        "--repeat",
+        "1",
+        "--json",
+    ];
+    let stdout = ok(&args, &segloss(&args));
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["loss"].as_str().unwrap()).collect();
+    assert_eq!(names, ["focal", "focal", "dice", "dice"], "{stdout}");
+    for r in &rows {
+        let gpu_ms = r["gpu_ms"].as_f64().expect("gpu_ms");
+        let bytes = r["bytes"].as_f64().expect("bytes");
+        assert!(
+            gpu_ms > 0.0 && r["cpu_ms"].as_f64().expect("cpu_ms") > 0.0,
+            "{r}"
+        );
+        let gbs = r["gbs"].as_f64().expect("gbs");
+        assert!(
+            (gbs - bytes / (gpu_ms * 1e6)).abs() <= 1e-9 * gbs.max(1.0),
+            "{r}"
+        );
+        let fraction = r["fraction"].as_f64().expect("fraction");
+        let roof = r["roofline_gbs"].as_f64().expect("roofline_gbs");
+        assert!(
+            (fraction - gbs / roof).abs() <= 1e-9 * fraction.max(1.0),
+            "{r}"
+        );
+    }
+    let dims: Vec<Value> = rows.iter().map(|r| r["shape"].clone()).collect();
+    assert_eq!(dims[0], serde_json::json!([2, 19, 32, 64]));
+    assert_eq!(dims[3], serde_json::json!([1, 14, 16, 16, 16]));
 }
 
 #[test]
