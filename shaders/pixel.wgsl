@@ -271,17 +271,25 @@ fn store_none(n: u32, s: u32, c: u32, l: f32) {
     }
 }
 
+// log Σ_{c >= first} exp(z_c) of one pixel, given zmax = max_{c >= first} z_c (found by the
+// caller's validity loop, which reads every logit anyway). Max first and then one exp per
+// channel: cheaper than the online form, whose data-dependent branch runs both sides' exps
+// when the lanes of a SIMD group disagree, and the same formula as the CPU mirror.
+fn lse_given_max(base: u32, first: u32, zmax: f32) -> f32 {
+    var sum = 0.0;
+    for (var c = first; c < params.c; c = c + 1u) {
+        sum = sum + exp(logits[base + c * params.s] - zmax);
+    }
+    return zmax + log(sum);
+}
+
 // Cross-entropy on a softmax over C (labels with smoothing, or dense probabilities).
 // Returns the pixel's loss; writes its gradient scaled by `mult`.
-fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
+fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32, zmax: f32) -> f32 {
     let cs = params.c;
     let eps = params.label_smoothing;
     // Loop 1: log-sum-exp, and for dense targets A = Σ_k w_k t'_k with t' = (1-ε) t + ε/C.
-    var st = lse_start(logits[base]);
-    for (var c = 1u; c < cs; c = c + 1u) {
-        st = lse_push(st, logits[base + c * params.s]);
-    }
-    let lse = lse_value(st);
+    let lse = lse_given_max(base, 0u, zmax);
     var a = 0.0;
     if DENSE {
         for (var c = 0u; c < cs; c = c + 1u) {
@@ -357,14 +365,10 @@ fn focal_alpha_weight(c: u32) -> f32 {
 
 // Focal loss on a softmax over the kept channels [FIRST_CHANNEL, C) (MONAI slices channel 0
 // off before its softmax when include_background = false).
-fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
+fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32, zmax: f32) -> f32 {
     let first = FIRST_CHANNEL;
     // Loop 1: log-sum-exp over the kept channels.
-    var st = lse_start(logits[base + first * params.s]);
-    for (var c = first + 1u; c < params.c; c = c + 1u) {
-        st = lse_push(st, logits[base + c * params.s]);
-    }
-    let lse = lse_value(st);
+    let lse = lse_given_max(base, first, zmax);
     // Loop 2: loss, and G = Σ_c dl_c/dlog p_c.
     var l = 0.0;
     var gsum = 0.0;
@@ -413,8 +417,15 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         let base = n * params.c * params.s + s;
         let image_mult = image_multiplier(n);
         let mult = global_mult * image_mult;
+        // Validity of every logit (and dense target), and the max over the softmax's channels.
+        let first_sm = select(0u, FIRST_CHANNEL, LOSS == LOSS_FOCAL);
+        var zmax = logits[base + first_sm * params.s];
         for (var c = 0u; c < params.c; c = c + 1u) {
-            bad_logits = bad_logits + u32(is_nonfinite(logits[base + c * params.s]));
+            let z = logits[base + c * params.s];
+            bad_logits = bad_logits + u32(is_nonfinite(z));
+            if c >= first_sm {
+                zmax = max(zmax, z);
+            }
             if DENSE {
                 bad_targets = bad_targets + u32(is_nonfinite(bitcast<f32>(targets[base + c * params.s])));
             }
@@ -434,9 +445,9 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         }
         var l = 0.0;
         if LOSS == LOSS_CE {
-            l = pixel_ce(n, s, base, label, mult);
+            l = pixel_ce(n, s, base, label, mult, zmax);
         } else if LOSS == LOSS_FOCAL && FOCAL_SOFTMAX {
-            l = pixel_focal_softmax(n, s, base, label, mult);
+            l = pixel_focal_softmax(n, s, base, label, mult, zmax);
         } else {
             l = pixel_sigmoid(n, s, base, label, mult, beta);
         }
