@@ -48,8 +48,8 @@ struct Params {
     alpha: f32,        // Hausdorff exponent
     step: u32,         // jfa_step: the step length in pixels
     parity: u32,       // JFA: which half of `env` holds the current nearest sources
-    _pad0: u32,
-    _pad1: u32,
+    line0: u32,        // edt_axis: the first line of this window
+    line_count: u32,   // edt_axis: the lines of this window (their scratch fits `env`)
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -148,9 +148,9 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let len = axis_extent(axis);
     let stride = axis_stride(axis);
     let lines_per_vol = params.s / len;
-    let lines = params.nvol * lines_per_vol;
     let sp = params.spacing[axis];
-    for (var line = gid.x; line < lines; line = line + nwg.x * WG) {
+    for (var i = gid.x; i < params.line_count; i = i + nwg.x * WG) {
+        let line = params.line0 + i;
         let v_idx = line / lines_per_vol;
         let r = line - v_idx * lines_per_vol;
         // The line's first element: r enumerates the other axes (outer part, inner part).
@@ -158,7 +158,7 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         let inner = r - outer * stride;
         let start = v_idx * params.s + outer * len * stride + inner;
         // Scratch: f (len), v (len, as f32 indices), z (len + 1).
-        let fo = line * (3u * len + 1u);
+        let fo = i * (3u * len + 1u);  // scratch of this window's lines
         let vo = fo + len;
         let zo = vo + len;
         var k = -1;

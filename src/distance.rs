@@ -4,7 +4,10 @@
 //! [`crate::cpu::distance`].
 //!
 //! The exact method is Felzenszwalb & Huttenlocher's separable transform (one pass per axis,
-//! linear work per line); the losses use it. Jump flooding variants trade exactness for fewer,
+//! linear work per line); the losses use it. Its per-line scratch (3·len + 1 floats) covers
+//! every line at once where that fits one storage binding; otherwise each axis pass walks the
+//! lines in windows that fit, so batches larger than one binding's worth of scratch still work
+//! (at the cost of more, smaller dispatches). Jump flooding variants trade exactness for fewer,
 //! fully parallel steps (each a 3^d-neighbour look-up over every pixel).
 //!
 //! Accuracy of the signed map against the exact transform, on masks made of five random discs
@@ -157,7 +160,10 @@ pub struct DistanceParams {
     pub alpha: f32,
     pub step: u32,
     pub parity: u32,
-    pub _pad: [u32; 2],
+    /// edt_axis: the first line of this dispatch's window.
+    pub line0: u32,
+    /// edt_axis: the lines in this dispatch's window.
+    pub line_count: u32,
 }
 
 // params, logits, targets (or masks), vol, env, out
@@ -217,6 +223,8 @@ pub(crate) struct Edt {
     nvol: usize,
     s: usize,
     dims: [u32; 4],
+    /// Floats in `env`.
+    env_len: usize,
 }
 
 impl Edt {
@@ -230,21 +238,29 @@ impl Edt {
         let s: usize = spatial.iter().product();
         let (dims, _) = grid(spatial, &[])?;
         let longest = spatial.iter().copied().max().unwrap_or(1);
-        let lines_max = spatial.iter().map(|&d| s / d).max().unwrap_or(1);
         let vol_len = nvol
             .checked_mul(s)
             .ok_or_else(|| Error::Shape("too many volumes".into()))?;
-        // f, v and z per line: 3·len + 1 floats, for the axis with the most scratch.
-        let env_len = spatial
-            .iter()
-            .map(|&d| nvol * (s / d) * (3 * d + 1))
-            .max()
-            .unwrap_or(1)
-            .max(2 * vol_len) // JFA: two copies of the nearest-source indices
-            .max(nvol * lines_max)
-            .max(longest);
         kernels.check_binding("distance volumes", vol_len as u64 * 4)?;
-        kernels.check_binding("distance scratch", env_len as u64 * 4)?;
+        let env_len = if method == Method::Exact {
+            // f, v and z per line: 3·len + 1 floats. Every line at once where that fits one
+            // binding; otherwise the largest window of lines that does (`record_passes` walks
+            // the lines window by window), as long as one line of the longest axis fits.
+            let all = spatial
+                .iter()
+                .map(|&d| nvol * (s / d) * (3 * d + 1))
+                .max()
+                .unwrap_or(1);
+            let one_line = 3 * longest + 1;
+            kernels.check_binding("distance scratch (one line)", one_line as u64 * 4)?;
+            let fit = usize::try_from(kernels.max_binding_bytes() / 4).unwrap_or(usize::MAX);
+            all.min(fit).max(one_line)
+        } else {
+            // JFA: two copies of the nearest-source indices, every volume at once.
+            let len = 2 * vol_len;
+            kernels.check_binding("distance scratch", len as u64 * 4)?;
+            len
+        };
         let device = kernels.device();
         let (layout, pipeline_layout) = kernels.layout(Family::Distance, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Distance, entry, constants, &pipeline_layout);
@@ -269,6 +285,7 @@ impl Edt {
             nvol,
             s,
             dims,
+            env_len,
         })
     }
 
@@ -312,20 +329,29 @@ impl Edt {
             return;
         }
         for axis in 0..self.ndims {
-            let params = DistanceParams {
-                axis: axis as u32,
-                nvol: self.nvol as u32,
-                ..base
-            };
-            let bg = self.bind(kernels, &params, logits, targets, out);
-            let lines = self.nvol * (self.s / self.dims[axis] as usize);
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("segloss edt axis"),
-                timestamp_writes: None,
-            });
-            pass.set_bind_group(0, &bg, &[]);
-            pass.set_pipeline(&self.edt_axis);
-            pass.dispatch_workgroups(kernels.workgroups(lines), 1, 1);
+            let len = self.dims[axis] as usize;
+            let lines = self.nvol * (self.s / len);
+            // Lines whose scratch fits `env` at once (all of them unless the binding limit
+            // forced a window in `new`); the windows run one after another.
+            let window = (self.env_len / (3 * len + 1)).max(1);
+            for line0 in (0..lines).step_by(window) {
+                let count = window.min(lines - line0);
+                let params = DistanceParams {
+                    axis: axis as u32,
+                    nvol: self.nvol as u32,
+                    line0: line0 as u32,
+                    line_count: count as u32,
+                    ..base
+                };
+                let bg = self.bind(kernels, &params, logits, targets, out);
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("segloss edt axis"),
+                    timestamp_writes: None,
+                });
+                pass.set_bind_group(0, &bg, &[]);
+                pass.set_pipeline(&self.edt_axis);
+                pass.dispatch_workgroups(kernels.workgroups(count), 1, 1);
+            }
         }
     }
 
@@ -492,7 +518,8 @@ impl DistancePlan {
             alpha: 1.0,
             step: 0,
             parity: 0,
-            _pad: [0; 2],
+            line0: 0,
+            line_count: 0,
         };
         let kernels = &self.kernels;
         let items = self.len();
@@ -599,7 +626,8 @@ impl LossMap {
                 alpha: spec.alpha,
                 step: 0,
                 parity: 0,
-                _pad: [0; 2],
+                line0: 0,
+                line_count: 0,
             },
             map: storage(
                 kernels.device(),

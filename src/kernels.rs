@@ -186,6 +186,12 @@ impl Kernels {
     }
 
     /// Checks that one binding of `bytes` fits the device's storage binding limit.
+    /// The most bytes one storage binding (and the buffer behind it) may hold on this device.
+    pub(crate) fn max_binding_bytes(&self) -> u64 {
+        let l = &self.inner.limits;
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
+    }
+
     pub(crate) fn check_binding(&self, name: &'static str, bytes: u64) -> Result<()> {
         let limit = self.inner.limits.max_storage_buffer_binding_size;
         if bytes > limit {

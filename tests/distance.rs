@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use segloss::distance::{DistanceOptions, Method};
+use segloss::{Error, Gpu, GpuOptions, Kernels, Loss, Shape, TargetKind};
 
 fn random_masks(rng: &mut Rng, count: usize, s: usize, density: f32) -> Vec<bool> {
     (0..count * s).map(|_| rng.unit() < density).collect()
@@ -40,8 +41,6 @@ fn separable_transform_equals_brute_force() {
 #[test]
 fn gpu_exact_transform_equals_cpu() {
     let (gpu, kernels) = gpu();
-    let device = &gpu.device;
-    let mut rng = Rng::new(3);
     let shapes: &[(&[usize], &[f32])] = &[
         (&[13], &[1.0]),
         (&[17, 23], &[1.0, 1.0]),
@@ -49,6 +48,63 @@ fn gpu_exact_transform_equals_cpu() {
         (&[9, 10, 11], &[0.7, 1.0, 3.0]),
         (&[3, 1, 300], &[1.0, 1.0, 1.0]),
     ];
+    exact_transform_equals_cpu(gpu, kernels, shapes);
+}
+
+/// A device whose storage bindings hold 64 KiB (16 384 f32), so that the exact transform's
+/// scratch (3·len + 1 floats per line) has to walk the lines in windows.
+fn small_binding_device() -> (Gpu, Kernels) {
+    let mut limits = gpu().0.adapter.limits();
+    limits.max_storage_buffer_binding_size = 64 * 1024;
+    let small = Gpu::new(&GpuOptions {
+        backends: segloss::wgpu::Backends::VULKAN,
+        limits: Some(limits),
+        ..Default::default()
+    })
+    .expect("device with lowered limits");
+    let kernels = Kernels::new(&small.device).unwrap();
+    (small, kernels)
+}
+
+#[test]
+fn exact_transform_in_windows_beyond_one_binding() {
+    let (small, kernels) = small_binding_device();
+    // 4 masks → 8 volumes: 40×33 needs 47 916 scratch floats on axis 0 (3 windows); 9×10×11
+    // needs 24 480 on axis 2 (2 windows); the volumes themselves fit.
+    let shapes: &[(&[usize], &[f32])] =
+        &[(&[40, 33], &[1.0, 2.5]), (&[9, 10, 11], &[0.7, 1.0, 3.0])];
+    exact_transform_equals_cpu(&small, &kernels, shapes);
+    // A line of the longest axis that cannot fit is refused, naming it.
+    match kernels.distance_plan(1, &[6000], &DistanceOptions::default()) {
+        Err(Error::TooLarge { name, .. }) => assert!(name.contains("one line"), "{name}"),
+        Err(e) => panic!("expected TooLarge, got {e}"),
+        Ok(_) => panic!("expected TooLarge, got a plan"),
+    }
+}
+
+/// The distance losses on the windowed path equal the CPU reference.
+#[test]
+fn distance_losses_in_windows_beyond_one_binding() {
+    let (small, kernels) = small_binding_device();
+    // 2×3 masks → 12 volumes of 20×24: 17 568 scratch floats on axis 0.
+    let shape = Shape::new(2, 3, &[20, 24]).unwrap();
+    let mut rng = Rng::new(11);
+    let z = rng.logits(shape.numel(), 2.0);
+    let t = targets(&mut rng, &shape, TargetKind::Labels, 3, None, false);
+    for name in ["boundary", "hausdorff-dt"] {
+        let loss = Loss::parse(name, &[]).unwrap();
+        let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
+        let out = kernels
+            .run_blocking(&small.queue, &loss, &shape, &z, t.view())
+            .unwrap();
+        assert_loss_close(name, &out.loss, &cpu.loss, 1e-4);
+        assert_grad_close(name, &out.grad, &cpu.grad, 1e-4);
+    }
+}
+
+fn exact_transform_equals_cpu(gpu: &Gpu, kernels: &Kernels, shapes: &[(&[usize], &[f32])]) {
+    let device = &gpu.device;
+    let mut rng = Rng::new(3);
     for &(spatial, spacing) in shapes {
         let s: usize = spatial.iter().product();
         let count = 4;
