@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use segloss::distance::{DistanceOptions, Method};
-use segloss::{Error, Gpu, GpuOptions, Kernels, Loss, Shape, TargetKind};
+use segloss::{Error, Gpu, Kernels, Loss, Shape, TargetKind};
 
 fn random_masks(rng: &mut Rng, count: usize, s: usize, density: f32) -> Vec<bool> {
     (0..count * s).map(|_| rng.unit() < density).collect()
@@ -51,21 +51,8 @@ fn gpu_exact_transform_equals_cpu() {
     exact_transform_equals_cpu(gpu, kernels, shapes);
 }
 
-/// A device whose storage bindings hold 64 KiB (16 384 f32), so that the exact transform's
-/// scratch (3·len + 1 floats per line) has to walk the lines in windows.
-fn small_binding_device() -> (Gpu, Kernels) {
-    let mut limits = gpu().0.adapter.limits();
-    limits.max_storage_buffer_binding_size = 64 * 1024;
-    let small = Gpu::new(&GpuOptions {
-        backends: segloss::wgpu::Backends::VULKAN,
-        limits: Some(limits),
-        ..Default::default()
-    })
-    .expect("device with lowered limits");
-    let kernels = Kernels::new(&small.device).unwrap();
-    (small, kernels)
-}
-
+// `small_binding_device` (64 KiB bindings) makes the exact transform's scratch (3·len + 1
+// floats per line) walk the lines in windows.
 #[test]
 fn exact_transform_in_windows_beyond_one_binding() {
     let (small, kernels) = small_binding_device();

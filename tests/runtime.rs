@@ -5,8 +5,7 @@ mod common;
 
 use common::*;
 use segloss::{
-    Error, Gpu, GpuOptions, Inputs, KernelOptions, Kernels, Loss, Outputs, Shape, Status,
-    TargetKind,
+    Error, Gpu, Inputs, KernelOptions, Kernels, Loss, Outputs, Shape, Status, TargetKind,
 };
 
 fn run_plan_raw(
@@ -160,16 +159,7 @@ fn subgroup_and_fallback_kernels_agree_with_cpu() {
 #[test]
 fn tensors_beyond_one_storage_binding_are_refused() {
     // A device whose storage bindings hold 64 KiB: 16 384 f32.
-    let probe = gpu();
-    let mut limits = probe.0.adapter.limits();
-    limits.max_storage_buffer_binding_size = 64 * 1024;
-    let small = Gpu::new(&GpuOptions {
-        backends: segloss::wgpu::Backends::VULKAN,
-        limits: Some(limits),
-        ..Default::default()
-    })
-    .expect("device with lowered limits");
-    let kernels = Kernels::new(&small.device).unwrap();
+    let (small, kernels) = small_binding_device();
     let loss = Loss::parse("cross-entropy", &[]).unwrap();
     // 16 384 logits fit exactly.
     let fits = Shape::new(1, 4, &[64, 64]).unwrap();

@@ -26,6 +26,21 @@ pub fn gpu() -> &'static (Gpu, Kernels) {
     })
 }
 
+/// A second device on the test adapter whose storage bindings hold 64 KiB (16 384 f32), to reach
+/// the paths for tensors larger than one binding cheaply.
+pub fn small_binding_device() -> (Gpu, Kernels) {
+    let mut limits = gpu().0.adapter.limits();
+    limits.max_storage_buffer_binding_size = 64 * 1024;
+    let small = Gpu::new(&GpuOptions {
+        backends: segloss::wgpu::Backends::VULKAN,
+        limits: Some(limits),
+        ..Default::default()
+    })
+    .expect("device with lowered limits");
+    let kernels = Kernels::new(&small.device).expect("kernels");
+    (small, kernels)
+}
+
 /// Mesa's lavapipe prints `error: XDG_RUNTIME_DIR is invalid` when the variable is unset (as in
 /// CI); point it at the temp dir before the first instance is created.
 pub fn quiet_lavapipe() {
