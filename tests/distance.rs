@@ -80,12 +80,7 @@ fn distance_losses_in_windows_beyond_one_binding() {
     let t = targets(&mut rng, &shape, TargetKind::Labels, 3, None, false);
     for name in ["boundary", "hausdorff-dt"] {
         let loss = Loss::parse(name, &[]).unwrap();
-        let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
-        let out = kernels
-            .run_blocking(&small.queue, &loss, &shape, &z, t.view())
-            .unwrap();
-        assert_loss_close(name, &out.loss, &cpu.loss, 1e-4);
-        assert_grad_close(name, &out.grad, &cpu.grad, 1e-4);
+        assert_gpu_matches_cpu((&small, &kernels), name, &loss, &shape, &z, t.view());
     }
 }
 

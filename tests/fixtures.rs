@@ -58,112 +58,74 @@ fn cases(family: &str) -> Vec<Case> {
         .collect()
 }
 
-#[test]
-fn cpu_reference_matches_pixel_fixtures() {
-    for c in cases("pixel") {
+/// The CPU reference reproduces every fixture of `family` (loss within 1e-5, gradient 1e-4).
+fn cpu_matches(family: &str) {
+    for c in cases(family) {
         let out = segloss::cpu::forward_backward(&c.loss, &c.shape, &c.logits, c.targets.view())
             .unwrap_or_else(|e| panic!("{}: {e}", c.name));
         assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-5);
         assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
     }
+}
+
+/// The GPU kernels reproduce every fixture of `family` (loss and gradient within 1e-4).
+fn gpu_matches(family: &str) {
+    let (gpu, kernels) = gpu();
+    for c in cases(family) {
+        let out = kernels
+            .run_blocking(&gpu.queue, &c.loss, &c.shape, &c.logits, c.targets.view())
+            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-4);
+        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
+    }
+}
+
+#[test]
+fn cpu_reference_matches_pixel_fixtures() {
+    cpu_matches("pixel");
 }
 
 #[test]
 fn gpu_matches_pixel_fixtures() {
-    let (gpu, kernels) = gpu();
-    for c in cases("pixel") {
-        let out = kernels
-            .run_blocking(&gpu.queue, &c.loss, &c.shape, &c.logits, c.targets.view())
-            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-4);
-        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
-    }
+    gpu_matches("pixel");
 }
 
 #[test]
 fn cpu_reference_matches_region_fixtures() {
-    for c in cases("region") {
-        let out = segloss::cpu::forward_backward(&c.loss, &c.shape, &c.logits, c.targets.view())
-            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-5);
-        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
-    }
+    cpu_matches("region");
 }
 
 #[test]
 fn gpu_matches_region_fixtures() {
-    let (gpu, kernels) = gpu();
-    for c in cases("region") {
-        let out = kernels
-            .run_blocking(&gpu.queue, &c.loss, &c.shape, &c.logits, c.targets.view())
-            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-4);
-        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
-    }
+    gpu_matches("region");
 }
 
 #[test]
 fn cpu_reference_matches_distance_loss_fixtures() {
-    for c in cases("distloss") {
-        let out = segloss::cpu::forward_backward(&c.loss, &c.shape, &c.logits, c.targets.view())
-            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-5);
-        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
-    }
+    cpu_matches("distloss");
 }
 
 #[test]
 fn gpu_matches_distance_loss_fixtures() {
-    let (gpu, kernels) = gpu();
-    for c in cases("distloss") {
-        let out = kernels
-            .run_blocking(&gpu.queue, &c.loss, &c.shape, &c.logits, c.targets.view())
-            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-4);
-        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
-    }
+    gpu_matches("distloss");
 }
 
 #[test]
 fn cpu_reference_matches_sort_loss_fixtures() {
-    for c in cases("sort") {
-        let out = segloss::cpu::forward_backward(&c.loss, &c.shape, &c.logits, c.targets.view())
-            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-5);
-        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
-    }
+    cpu_matches("sort");
 }
 
 #[test]
 fn gpu_matches_sort_loss_fixtures() {
-    let (gpu, kernels) = gpu();
-    for c in cases("sort") {
-        let out = kernels
-            .run_blocking(&gpu.queue, &c.loss, &c.shape, &c.logits, c.targets.view())
-            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-4);
-        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
-    }
+    gpu_matches("sort");
 }
 
 #[test]
 fn cpu_reference_matches_topology_fixtures() {
-    for c in cases("topology") {
-        let out = segloss::cpu::forward_backward(&c.loss, &c.shape, &c.logits, c.targets.view())
-            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-5);
-        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
-    }
+    cpu_matches("topology");
 }
 
 #[test]
 fn gpu_matches_topology_fixtures() {
-    let (gpu, kernels) = gpu();
-    for c in cases("topology") {
-        let out = kernels
-            .run_blocking(&gpu.queue, &c.loss, &c.shape, &c.logits, c.targets.view())
-            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
-        assert_loss_close(&c.name, &out.loss, &c.want_loss, 1e-4);
-        assert_grad_close(&c.name, &out.grad, &c.want_grad, 1e-4);
-    }
+    gpu_matches("topology");
 }

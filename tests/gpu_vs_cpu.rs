@@ -82,10 +82,7 @@ proptest! {
         let t = targets(&mut rng, &shape, kind, label_classes(&loss, &shape), ignore.then_some(9), false);
         let z = rng.logits(shape.numel(), 4.0);
         let what = format!("{name} {params:?} {:?} {kind:?}", shape.dims());
-        let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
-        let out = kernels.run_blocking(&gpu.queue, &loss, &shape, &z, t.view()).unwrap();
-        assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
-        assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+        assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
     }
 }
 

@@ -63,12 +63,7 @@ fn gpu_matches_cpu() {
         for shape in shapes(name) {
             let (z, t) = inputs(&mut rng, &loss, &shape, params);
             let what = format!("{name} {params:?} {:?}", shape.dims());
-            let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
-            let out = kernels
-                .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
-                .unwrap();
-            assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
-            assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
         }
     }
 }
@@ -131,12 +126,7 @@ fn topk_gpu_matches_cpu() {
             let z = rng.logits(shape.numel(), 3.0);
             let t = targets(&mut rng, &shape, TargetKind::Labels, 3, ignore, false);
             let what = format!("topk {params:?} {:?}", shape.dims());
-            let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
-            let out = kernels
-                .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
-                .unwrap();
-            assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
-            assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
         }
     }
 }

@@ -163,12 +163,7 @@ fn gpu_matches_cpu() {
                 };
                 let (z, t) = inputs(&mut rng, &loss, shape, kind, params);
                 let what = format!("{name} {params:?} {kind:?} {:?}", shape.dims());
-                let cpu = segloss::cpu::forward_backward(&loss, shape, &z, t.view()).unwrap();
-                let out = kernels
-                    .run_blocking(&gpu.queue, &loss, shape, &z, t.view())
-                    .unwrap();
-                assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
-                assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+                assert_gpu_matches_cpu((gpu, kernels), &what, &loss, shape, &z, t.view());
                 ran += 1;
             }
         }
@@ -294,10 +289,7 @@ mod properties {
             let mut rng = Rng::new(seed);
             let (z, t) = inputs(&mut rng, &loss, &shape, kind, params);
             let what = format!("{name} {params:?} {kind:?} {:?}", shape.dims());
-            let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
-            let out = kernels.run_blocking(&gpu.queue, &loss, &shape, &z, t.view()).unwrap();
-            assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
-            assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
         }
     }
 }

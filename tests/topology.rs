@@ -23,12 +23,7 @@ fn active_contour_gpu_matches_cpu() {
                 let z = rng.logits(shape.numel(), 3.0);
                 let t = targets(&mut rng, &shape, kind, 2, None, true);
                 let what = format!("active-contour {params:?} {:?} {kind:?}", shape.dims());
-                let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
-                let out = kernels
-                    .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
-                    .unwrap();
-                assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
-                assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+                assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
             }
         }
     }
@@ -123,12 +118,7 @@ fn cldice_gpu_matches_cpu() {
             let z = rng.logits(shape.numel(), 2.0);
             let what = format!("{name} {params:?} {:?}", shape.dims());
             let t = segloss::Targets::Labels(&labels);
-            let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t).unwrap();
-            let out = kernels
-                .run_blocking(&gpu.queue, &loss, &shape, &z, t)
-                .unwrap();
-            assert_loss_close(&what, &out.loss, &cpu.loss, 1e-4);
-            assert_grad_close(&what, &out.grad, &cpu.grad, 1e-4);
+            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t);
         }
     }
 }

@@ -157,6 +157,26 @@ pub fn assert_loss_close(what: &str, got: &[f32], want: &[f32], rel: f64) {
     }
 }
 
+/// One input through the GPU kernels (of `device`) and through the CPU reference: the loss within
+/// 1e-4 relative, the gradient within 1e-4 of its largest entry.
+pub fn assert_gpu_matches_cpu(
+    device: (&Gpu, &Kernels),
+    what: &str,
+    loss: &Loss,
+    shape: &Shape,
+    z: &[f32],
+    t: segloss::Targets,
+) {
+    let cpu = segloss::cpu::forward_backward(loss, shape, z, t)
+        .unwrap_or_else(|e| panic!("{what}: CPU reference: {e}"));
+    let (gpu, kernels) = device;
+    let out = kernels
+        .run_blocking(&gpu.queue, loss, shape, z, t)
+        .unwrap_or_else(|e| panic!("{what}: GPU: {e}"));
+    assert_loss_close(what, &out.loss, &cpu.loss, 1e-4);
+    assert_grad_close(what, &out.grad, &cpu.grad, 1e-4);
+}
+
 /// Gradients agree: max |error| <= `rel` × max |expected| (absolute floor 1e-7).
 pub fn assert_grad_close(what: &str, got: &[f32], want: &[f32], rel: f64) {
     assert_eq!(got.len(), want.len(), "{what}: grad length");
