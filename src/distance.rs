@@ -32,7 +32,7 @@
 //! The exact method matched the CPU mirror to f32 round-off in every case. JFA² (a second full
 //! round) was not implemented: JFA+2 already leaves under 0.1% of the pixels wrong.
 
-use crate::error::{Error, Result};
+use crate::error::{check_buffer, Error, Result};
 use crate::kernels::Kernels;
 use crate::loss::bind::{bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::shader::Family;
@@ -487,17 +487,7 @@ impl DistancePlan {
         out: &wgpu::Buffer,
     ) -> Result<()> {
         for (name, b, elems) in [("masks", masks, self.input_len()), ("out", out, self.len())] {
-            let bytes = elems as u64 * 4;
-            if !b.usage().contains(wgpu::BufferUsages::STORAGE) || b.size() < bytes {
-                return Err(Error::Buffer {
-                    name,
-                    message: format!(
-                        "needs STORAGE usage and {bytes} bytes, has {:?} and {}",
-                        b.usage(),
-                        b.size()
-                    ),
-                });
-            }
+            check_buffer(name, b, wgpu::BufferUsages::STORAGE, elems as u64 * 4)?;
         }
         if masks == out {
             return Err(Error::Buffer {

@@ -91,3 +91,28 @@ pub enum Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `buf` has every usage of `need` and at least `bytes` bytes; otherwise an error naming it, the
+/// usages it lacks or the bytes it has and needs.
+pub(crate) fn check_buffer(
+    name: &'static str,
+    buf: &wgpu::Buffer,
+    need: wgpu::BufferUsages,
+    bytes: u64,
+) -> Result<()> {
+    let missing = need.difference(buf.usage());
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter_names().map(|(n, _)| n).collect();
+        return Err(Error::Buffer {
+            name,
+            message: format!("usage {:?} lacks {}", buf.usage(), names.join(" | ")),
+        });
+    }
+    if buf.size() < bytes {
+        return Err(Error::Buffer {
+            name,
+            message: format!("{} bytes, but the plan needs {bytes}", buf.size()),
+        });
+    }
+    Ok(())
+}

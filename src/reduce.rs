@@ -3,7 +3,7 @@
 
 use wgpu::util::DeviceExt;
 
-use crate::error::{Error, Result};
+use crate::error::{check_buffer, Error, Result};
 use crate::kernels::Kernels;
 use crate::shader::Family;
 
@@ -86,16 +86,7 @@ impl SumPlan {
         total: &wgpu::Buffer,
     ) -> Result<()> {
         for (name, buf, bytes) in [("input", input, self.len as u64 * 4), ("total", total, 4)] {
-            if !buf.usage().contains(wgpu::BufferUsages::STORAGE) || buf.size() < bytes {
-                return Err(Error::Buffer {
-                    name,
-                    message: format!(
-                        "needs STORAGE usage and {bytes} bytes, has {:?} and {}",
-                        buf.usage(),
-                        buf.size()
-                    ),
-                });
-            }
+            check_buffer(name, buf, wgpu::BufferUsages::STORAGE, bytes)?;
         }
         if input == total {
             return Err(Error::Buffer {

@@ -6,7 +6,7 @@
 //! id (fewer bits): elements end grouped by segment and sorted within it, ties in input order.
 //! [`f32_descending_key`] maps f32 to u32 keys that sort descending.
 
-use crate::error::{Error, Result};
+use crate::error::{check_buffer, Error, Result};
 use crate::kernels::{Kernels, WG};
 use crate::loss::bind::{bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::shader::Family;
@@ -138,16 +138,7 @@ impl SortPlan {
             | wgpu::BufferUsages::COPY_SRC
             | wgpu::BufferUsages::COPY_DST;
         for (name, b) in [("keys", keys), ("values", values)] {
-            if !b.usage().contains(need) || b.size() < bytes {
-                return Err(Error::Buffer {
-                    name,
-                    message: format!(
-                        "needs {need:?} and {bytes} bytes, has {:?} and {}",
-                        b.usage(),
-                        b.size()
-                    ),
-                });
-            }
+            check_buffer(name, b, need, bytes)?;
         }
         if keys == values {
             return Err(Error::Buffer {
@@ -267,18 +258,7 @@ impl std::fmt::Debug for ScanPlan {
 }
 
 fn check_storage(name: &'static str, b: &wgpu::Buffer, elems: usize) -> Result<()> {
-    let bytes = elems as u64 * 4;
-    if !b.usage().contains(wgpu::BufferUsages::STORAGE) || b.size() < bytes {
-        return Err(Error::Buffer {
-            name,
-            message: format!(
-                "needs STORAGE usage and {bytes} bytes, has {:?} and {}",
-                b.usage(),
-                b.size()
-            ),
-        });
-    }
-    Ok(())
+    check_buffer(name, b, wgpu::BufferUsages::STORAGE, elems as u64 * 4)
 }
 
 fn record_passes(

@@ -9,7 +9,7 @@ pub mod region;
 pub mod skeleton;
 pub mod topk;
 
-use crate::error::{Error, Result};
+use crate::error::{check_buffer, Error, Result};
 use crate::kernels::Kernels;
 use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 
@@ -655,12 +655,7 @@ impl Plan {
         let (_, own) = self.boundary_map("record_target_map")?;
         self.check_map(map)?;
         let t = self.targets_len() as u64 * 4;
-        if !targets.usage().contains(wgpu::BufferUsages::STORAGE) || targets.size() < t {
-            return Err(Error::Buffer {
-                name: "targets",
-                message: format!("needs STORAGE usage and {t} bytes"),
-            });
-        }
+        check_buffer("targets", targets, wgpu::BufferUsages::STORAGE, t)?;
         if targets == map {
             return Err(Error::Buffer {
                 name: "map",
@@ -715,17 +710,7 @@ impl Plan {
 
     fn check_map(&self, map: &wgpu::Buffer) -> Result<()> {
         let bytes = self.distance_map_len() as u64 * 4;
-        if !map.usage().contains(wgpu::BufferUsages::STORAGE) || map.size() < bytes {
-            return Err(Error::Buffer {
-                name: "map",
-                message: format!(
-                    "needs STORAGE usage and {bytes} bytes, has {:?} and {}",
-                    map.usage(),
-                    map.size()
-                ),
-            });
-        }
-        Ok(())
+        check_buffer("map", map, wgpu::BufferUsages::STORAGE, bytes)
     }
 
     /// f32 elements of the statistics buffer of the split phase (0 for losses without one).
@@ -756,16 +741,7 @@ impl Plan {
 
     fn check_stats(&self, stats: &wgpu::Buffer, inputs: &Inputs) -> Result<()> {
         let bytes = self.stats_len() as u64 * 4;
-        if !stats.usage().contains(wgpu::BufferUsages::STORAGE) || stats.size() < bytes {
-            return Err(Error::Buffer {
-                name: "stats",
-                message: format!(
-                    "needs STORAGE usage and {bytes} bytes, has {:?} and {}",
-                    stats.usage(),
-                    stats.size()
-                ),
-            });
-        }
+        check_buffer("stats", stats, wgpu::BufferUsages::STORAGE, bytes)?;
         if stats == inputs.logits || stats == inputs.targets {
             return Err(Error::Buffer {
                 name: "stats",
@@ -781,16 +757,7 @@ impl Plan {
             ("logits", inputs.logits, self.shape.numel() as u64 * f),
             ("targets", inputs.targets, self.targets_len() as u64 * f),
         ] {
-            if !buf.usage().contains(wgpu::BufferUsages::STORAGE) || buf.size() < bytes {
-                return Err(Error::Buffer {
-                    name,
-                    message: format!(
-                        "needs STORAGE usage and {bytes} bytes, has {:?} and {}",
-                        buf.usage(),
-                        buf.size()
-                    ),
-                });
-            }
+            check_buffer(name, buf, wgpu::BufferUsages::STORAGE, bytes)?;
         }
         Ok(())
     }
@@ -835,18 +802,7 @@ impl Plan {
             ("grad", outputs.grad, self.shape.numel() as u64 * f),
         ];
         for (name, buf, bytes) in need {
-            if !buf.usage().contains(wgpu::BufferUsages::STORAGE) {
-                return Err(Error::Buffer {
-                    name,
-                    message: format!("usage {:?} lacks STORAGE", buf.usage()),
-                });
-            }
-            if buf.size() < bytes {
-                return Err(Error::Buffer {
-                    name,
-                    message: format!("{} bytes, but the plan needs {bytes}", buf.size()),
-                });
-            }
+            check_buffer(name, buf, wgpu::BufferUsages::STORAGE, bytes)?;
             self.kernels.check_binding(name, bytes)?;
         }
         // A buffer written by the kernels may not be bound a second time in the same pass.
