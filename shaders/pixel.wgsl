@@ -41,6 +41,11 @@ const REDUCE_NONE: u32 = 2u;
 // Every image has its own loss multiplier from the prepass (MONAI's focal `sum` with
 // ignore_index: a sum over (image, class) of spatial means over the valid pixels).
 override PER_IMAGE_NORM: bool = false;
+// Some class weight or pos_weight differs from 1 (else no weight is read from memory).
+override HAS_WEIGHT: bool = true;
+// grad += ... instead of grad = ...: one pipeline each, because a per-element branch on a
+// uniform costs lavapipe about a tenth of the kernel.
+override ACCUMULATE: bool = false;
 // The prepass runs: the loss multiplier (and balanced BCE's beta) come from `scratch` instead of
 // params, because they depend on the targets (ignored pixels, class weights of the labels).
 override PREPASS: bool = false;
@@ -52,7 +57,7 @@ struct Params {
     s: u32,
     nwg: u32,               // workgroups of main (= number of loss partials)
     ignore_index: i32,
-    accumulate: u32,        // 1: grad += ..., 0: grad = ...
+    accumulate: u32,        // unused here (ACCUMULATE); kept for the shared layout
     label_smoothing: f32,
     gamma: f32,
     alpha: f32,
@@ -131,15 +136,56 @@ fn label_of(p: u32) -> i32 {
     return bitcast<i32>(targets[p]);
 }
 
-// Target of channel c at element index e, for a pixel with label `label`.
-fn target_at(e: u32, c: u32, label: i32) -> f32 {
+// The pixel in hand's logits (and dense targets), read from memory once by main's first loop
+// and then served from these private arrays when C <= CACHE. On a GPU they live in registers or
+// L1; on a CPU driver (lavapipe) every storage load is a bounds-checked gather, and reading each
+// element once instead of two or three times is most of the kernel's speed. Larger C falls back
+// to re-reading memory.
+const CACHE: u32 = 32u;
+var<private> z_cache: array<f32, CACHE>;
+var<private> t_cache: array<f32, CACHE>;
+// exp(z_c - max) of the softmax losses, so that p_c costs a multiply instead of a second exp.
+var<private> e_cache: array<f32, CACHE>;
+
+fn cached() -> bool {
+    return params.c <= CACHE;
+}
+
+// Logit of channel c of the pixel whose channel 0 is at element index `base`.
+fn logit_at(base: u32, c: u32) -> f32 {
+    if cached() {
+        return z_cache[c];
+    }
+    return logits[base + c * params.s];
+}
+
+// Target of channel c of the pixel whose channel 0 is at `base`, for a pixel with label `label`.
+fn target_at(base: u32, c: u32, label: i32) -> f32 {
     if DENSE {
-        return bitcast<f32>(targets[e]);
+        if cached() {
+            return t_cache[c];
+        }
+        return bitcast<f32>(targets[base + c * params.s]);
     }
     if binary_labels() {
         return f32(label == 1);
     }
     return f32(label == i32(c));
+}
+
+// Class weight of channel (or label) c, and BCE's pos_weight of channel c.
+fn weight_of(c: u32) -> f32 {
+    if HAS_WEIGHT {
+        return class_weights[c];
+    }
+    return 1.0;
+}
+
+fn pos_weight_of(c: u32) -> f32 {
+    if HAS_WEIGHT {
+        return class_weights[params.c + c];
+    }
+    return 1.0;
 }
 
 // Multiplier of the summed loss (and of every gradient).
@@ -178,12 +224,19 @@ fn prepass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         }
         valid_pixels = valid_pixels + 1.0;
         if !DENSE && !binary_labels() {
-            valid_weight = valid_weight + class_weights[u32(label)];
+            valid_weight = valid_weight + weight_of(u32(label));
         }
         if LOSS == LOSS_BALANCED_BCE {
             let base = n * params.c * params.s + s;
             for (var c = 0u; c < params.c; c = c + 1u) {
-                negative_mass = negative_mass + (1.0 - target_at(base + c * params.s, c, label));
+                // The prepass reads memory directly: the cache belongs to main's pixel.
+                var t = 0.0;
+                if DENSE {
+                    t = bitcast<f32>(targets[base + c * params.s]);
+                } else {
+                    t = target_at(base, c, label);
+                }
+                negative_mass = negative_mass + (1.0 - t);
             }
         }
     }
@@ -249,7 +302,7 @@ fn prepare(lane: Lane) {
 
 fn write_grad(e: u32, g: f32) {
     let v = params.grad_scale * g;
-    if params.accumulate != 0u {
+    if ACCUMULATE {
         grad[e] = grad[e] + v;
     } else {
         grad[e] = v;
@@ -275,12 +328,26 @@ fn store_none(n: u32, s: u32, c: u32, l: f32) {
 // caller's validity loop, which reads every logit anyway). Max first and then one exp per
 // channel: cheaper than the online form, whose data-dependent branch runs both sides' exps
 // when the lanes of a SIMD group disagree, and the same formula as the CPU mirror.
+// Keeps each exp(z_c - zmax) in e_cache (when cached) for `softmax_at`.
 fn lse_given_max(base: u32, first: u32, zmax: f32) -> f32 {
     var sum = 0.0;
     for (var c = first; c < params.c; c = c + 1u) {
-        sum = sum + exp(logits[base + c * params.s] - zmax);
+        let e = exp(logit_at(base, c) - zmax);
+        if cached() {
+            e_cache[c] = e;
+        }
+        sum = sum + e;
     }
     return zmax + log(sum);
+}
+
+// p_c = exp(log p_c) of the softmax whose log-sum-exp `lse_given_max` returned: from its cached
+// exp(z_c - zmax) scaled by 1 / Σ (`inv_sum` = exp(zmax - lse)) when cached, else recomputed.
+fn softmax_at(c: u32, lp: f32, inv_sum: f32) -> f32 {
+    if cached() {
+        return e_cache[c] * inv_sum;
+    }
+    return exp(lp);
 }
 
 // Cross-entropy on a softmax over C (labels with smoothing, or dense probabilities).
@@ -290,27 +357,31 @@ fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32, zmax: f32) -> f32 
     let eps = params.label_smoothing;
     // Loop 1: log-sum-exp, and for dense targets A = Σ_k w_k t'_k with t' = (1-ε) t + ε/C.
     let lse = lse_given_max(base, 0u, zmax);
+    let inv_sum = exp(zmax - lse);
     var a = 0.0;
+    var wy = 0.0;
     if DENSE {
         for (var c = 0u; c < cs; c = c + 1u) {
-            let t = (1.0 - eps) * target_at(base + c * params.s, c, label) + eps / f32(cs);
-            a = a + class_weights[c] * t;
+            let t = (1.0 - eps) * target_at(base, c, label) + eps / f32(cs);
+            a = a + weight_of(c) * t;
         }
+    } else {
+        wy = weight_of(u32(label));
     }
     // Loop 2: loss and gradient.
     var l = 0.0;
     for (var c = 0u; c < cs; c = c + 1u) {
         let e = base + c * params.s;
-        let lp = logits[e] - lse;     // log p_c
-        let p = exp(lp);
-        let w = class_weights[c];
+        let lp = logit_at(base, c) - lse;     // log p_c
+        let p = softmax_at(c, lp, inv_sum);
+        let w = weight_of(c);
         var lg = vec2<f32>(0.0);
         if DENSE {
-            let t = (1.0 - eps) * target_at(e, c, label) + eps / f32(cs);
+            let t = (1.0 - eps) * target_at(base, c, label) + eps / f32(cs);
             lg = ce_dense_term(lp, p, t, w, a);
         } else {
             let hit = f32(i32(c) == label);
-            lg = ce_label_term(lp, p, hit, class_weights[u32(label)], w, eps, f32(cs), params.weight_sum);
+            lg = ce_label_term(lp, p, hit, wy, w, eps, f32(cs), params.weight_sum);
         }
         l = l + lg.x;
         write_grad(e, mult * lg.y);
@@ -330,21 +401,21 @@ fn pixel_sigmoid(n: u32, s: u32, base: u32, label: i32, mult: f32, beta: f32) ->
             write_grad(e, 0.0);
             continue;
         }
-        let z = logits[e];
-        let t = target_at(e, c, label);
+        let z = logit_at(base, c);
+        let t = target_at(base, c, label);
         var lg = vec2<f32>(0.0);
         if LOSS == LOSS_FOCAL {
             var af = 1.0;
             if HAS_ALPHA {
                 af = focal_alpha_factor(t, params.alpha);
             }
-            lg = focal_sigmoid_term(z, t, params.gamma, af * class_weights[c]);
+            lg = focal_sigmoid_term(z, t, params.gamma, af * weight_of(c));
         } else {
             var a = beta;
             var b = 1.0 - beta;
             if LOSS == LOSS_BCE {
-                b = class_weights[c];
-                a = b * class_weights[params.c + c];
+                b = weight_of(c);
+                a = b * pos_weight_of(c);
             }
             lg = bce_term(z, t, a, b);
         }
@@ -360,7 +431,7 @@ fn focal_alpha_weight(c: u32) -> f32 {
     if HAS_ALPHA {
         a = select(params.alpha, 1.0 - params.alpha, c == 0u);
     }
-    return a * class_weights[c];
+    return a * weight_of(c);
 }
 
 // Focal loss on a softmax over the kept channels [FIRST_CHANNEL, C) (MONAI slices channel 0
@@ -369,14 +440,14 @@ fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32, zmax: f
     let first = FIRST_CHANNEL;
     // Loop 1: log-sum-exp over the kept channels.
     let lse = lse_given_max(base, first, zmax);
+    let inv_sum = exp(zmax - lse);
     // Loop 2: loss, and G = Σ_c dl_c/dlog p_c.
     var l = 0.0;
     var gsum = 0.0;
     for (var c = first; c < params.c; c = c + 1u) {
-        let e = base + c * params.s;
-        let lp = logits[e] - lse;
-        let p = exp(lp);
-        let t = target_at(e, c, label);
+        let lp = logit_at(base, c) - lse;
+        let p = softmax_at(c, lp, inv_sum);
+        let t = target_at(base, c, label);
         let lg = focal_softmax_term(t, focal_alpha_weight(c), lp, p, params.gamma);
         store_none(n, s, c, lg.x);
         l = l + lg.x;
@@ -389,9 +460,9 @@ fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32, zmax: f
             write_grad(e, 0.0);
             continue;
         }
-        let lp = logits[e] - lse;
-        let p = exp(lp);
-        let t = target_at(e, c, label);
+        let lp = logit_at(base, c) - lse;
+        let p = softmax_at(c, lp, inv_sum);
+        let t = target_at(base, c, label);
         let g = focal_softmax_term(t, focal_alpha_weight(c), lp, p, params.gamma).y - p * gsum;
         write_grad(e, mult * g);
     }
@@ -419,6 +490,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         let mult = global_mult * image_mult;
         // Validity of every logit (and dense target), and the max over the softmax's channels.
         let first_sm = select(0u, FIRST_CHANNEL, LOSS == LOSS_FOCAL);
+        // The only loop that reads the pixel's logits and dense targets from memory (C <= CACHE).
         var zmax = logits[base + first_sm * params.s];
         for (var c = 0u; c < params.c; c = c + 1u) {
             let z = logits[base + c * params.s];
@@ -426,8 +498,15 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             if c >= first_sm {
                 zmax = max(zmax, z);
             }
+            if cached() {
+                z_cache[c] = z;
+            }
             if DENSE {
-                bad_targets = bad_targets + u32(is_nonfinite(bitcast<f32>(targets[base + c * params.s])));
+                let t = bitcast<f32>(targets[base + c * params.s]);
+                bad_targets = bad_targets + u32(is_nonfinite(t));
+                if cached() {
+                    t_cache[c] = t;
+                }
             }
         }
         let label = label_of(p);

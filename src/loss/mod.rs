@@ -557,10 +557,7 @@ impl Plan {
     ) -> Result<()> {
         self.check_buffers(inputs, outputs)?;
         match &self.inner {
-            PlanInner::Pixel(p) => {
-                encoder.clear_buffer(&self.status, 0, None);
-                p.record(self, encoder, inputs, outputs)
-            }
+            PlanInner::Pixel(p) => p.record(self, encoder, inputs, outputs)?,
             PlanInner::Region(r) => {
                 r.record_statistics(self, encoder, inputs, &r.stats, None);
                 encoder.clear_buffer(&self.status, 0, None);

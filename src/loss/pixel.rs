@@ -469,11 +469,30 @@ pub(crate) struct PixelPlan {
     layout: wgpu::BindGroupLayout,
     prepass: Option<(wgpu::ComputePipeline, wgpu::ComputePipeline)>,
     main: wgpu::ComputePipeline,
+    // The accumulating variant of `main` (ACCUMULATE), compiled on first use through the kernel
+    // cache: most callers never accumulate.
+    accumulate: AccumulateVariant,
     finalize: Option<wgpu::ComputePipeline>,
     weights: wgpu::Buffer,
     scratch: wgpu::Buffer,
     nwg: u32,
     wx: u32,
+}
+
+/// What `main`'s accumulating variant needs to be built (or found in the kernel cache).
+pub(crate) struct AccumulateVariant {
+    kernels: Kernels,
+    constants: Vec<(&'static str, f64)>,
+    layout: wgpu::PipelineLayout,
+}
+
+impl AccumulateVariant {
+    fn pipeline(&self) -> Result<wgpu::ComputePipeline> {
+        let mut constants = self.constants.clone();
+        constants.push(("ACCUMULATE", 1.0));
+        self.kernels
+            .pipeline(Family::Pixel, "main", &constants, &self.layout)
+    }
 }
 
 impl PixelPlan {
@@ -503,8 +522,14 @@ impl PixelPlan {
             Reduction::None => 2.0,
         };
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let constants = [
+        let has_weight = spec
+            .weight
+            .iter()
+            .chain(&spec.pos_weight)
+            .any(|&w| w != 1.0);
+        let constants = vec![
             ("LOSS", spec.kind as u32 as f64),
+            ("HAS_WEIGHT", flag(has_weight)),
             ("DENSE", flag(spec.dense)),
             ("FOCAL_SOFTMAX", flag(spec.focal_softmax)),
             ("HAS_ALPHA", flag(spec.alpha.is_some())),
@@ -522,6 +547,11 @@ impl PixelPlan {
             None
         };
         let main = pipe("main")?;
+        let accumulate = AccumulateVariant {
+            kernels: kernels.clone(),
+            constants: constants.clone(),
+            layout: pipeline_layout.clone(),
+        };
         let finalize = match spec.reduction {
             Reduction::None => None,
             _ => Some(pipe("finalize")?),
@@ -542,6 +572,7 @@ impl PixelPlan {
             layout,
             prepass,
             main,
+            accumulate,
             finalize,
             weights,
             scratch,
@@ -556,7 +587,14 @@ impl PixelPlan {
         encoder: &mut wgpu::CommandEncoder,
         inputs: &Inputs,
         outputs: &Outputs,
-    ) {
+    ) -> Result<()> {
+        // Fetched first: an error leaves nothing recorded.
+        let main = if outputs.accumulate {
+            self.accumulate.pipeline()?
+        } else {
+            self.main.clone()
+        };
+        encoder.clear_buffer(plan.status_buffer(), 0, None);
         let shape = plan.shape();
         let spec = &self.spec;
         let device = plan.kernels.device();
@@ -599,11 +637,12 @@ impl PixelPlan {
             pass.set_pipeline(prepare);
             pass.dispatch_workgroups(1, 1, 1);
         }
-        pass.set_pipeline(&self.main);
+        pass.set_pipeline(&main);
         pass.dispatch_workgroups(self.nwg, 1, 1);
         if let Some(finalize) = &self.finalize {
             pass.set_pipeline(finalize);
             pass.dispatch_workgroups(1, 1, 1);
         }
+        Ok(())
     }
 }
