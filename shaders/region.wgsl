@@ -71,6 +71,9 @@ const PIX_UNIFIED: u32 = 5u; // unified-focal: MONAI's asymmetric focal loss (in
 const UF_EPS: f32 = 1e-7;
 // The focal term has an alpha.
 override HAS_ALPHA: bool = false;
+// Some weight of the pixel-wise term differs from 1 (else none is read from memory: a storage
+// load per element is a gather on a CPU driver).
+override HAS_PIXEL_WEIGHT: bool = true;
 
 // Classes per chunk of the statistics pass: each thread keeps CHUNK vec4 accumulators.
 const CHUNK: u32 = 32u;
@@ -80,7 +83,7 @@ struct Params {
     n: u32,
     c: u32,
     s: u32,
-    nwg: u32,          // workgroups of grad_pass
+    nwg: u32,          // workgroups of grad_pass (its grid is nwg / n × n)
     wx: u32,           // stats_pass workgroups per image (grid wx × n)
     nseg: u32,         // segments: n, or 1 with BATCH
     ignore_index: i32,
@@ -110,7 +113,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> aux: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(5) var<storage, read_write> loss_out: array<f32>;
-// [globals (1) | coefficients (nseg * C) | partials (n * wx * (C + 1)) | pixel loss (nwg)]
+// [globals (1) | coefficients (nseg * C) | partials (n * wx * PARTIAL_SLOTS * (C + 1)) |
+//  pixel loss (nwg)]
 @group(0) @binding(6) var<storage, read_write> scratch: array<vec4<f32>>;
 // [segment, C + 1]: four statistics per class; slot C holds (valid pixels, summed pixel-term
 // class weight of their labels, 0, 0), the normalisers of a compound loss's pixel-wise mean.
@@ -140,6 +144,9 @@ fn distance_map(e: u32) -> f32 {
 }
 
 fn pixel_weight(c: u32) -> f32 {
+    if !HAS_PIXEL_WEIGHT {
+        return 1.0;
+    }
     return aux[params.c + c];
 }
 
@@ -208,7 +215,8 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 valid_weight = valid_weight + pixel_weight(u32(label));
             }
             let base = n * params.c * params.s + s;
-            let lse = act_prepare(base);
+            px_load(base);
+            let lse = px_prepare(base);
             if LOSS == R_UNIFIED {
                 // Two classes whatever C: slot 0 holds (Σ g0·P0, Σ P0, Σ g1·P1, Σ P1) of the
                 // clamped probabilities, slot C's .zw the target masses (Σ g0, Σ g1).
@@ -231,8 +239,8 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                     continue;
                 }
                 let e = base + c * params.s;
-                let p = prob(logits[e], lse);
-                let g = target_at(e, c, label);
+                let p = px_prob(base, c, lse);
+                let g = px_target(base, c, label);
                 if LOSS == R_BOUNDARY {
                     acc[j].x = acc[j].x + p * distance_map(e);
                 } else if LOSS == R_HAUSDORFF {
@@ -242,17 +250,26 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 }
             }
         }
-        let row = partials_offset() + (n * params.wx + wid.x) * slots;
+        // PARTIAL_SLOTS partials per workgroup (one per subgroup where the device has them).
+        let wg_row = (n * params.wx + wid.x) * PARTIAL_SLOTS;
+        let row = partials_offset() + (wg_row + part_slot(lane)) * slots;
         for (var j = 0u; j < chunk; j = j + 1u) {
-            let total = wg_sum4(acc[j], lane);
-            if lane.lid == 0u {
+            let total = part_sum4(acc[j], lane);
+            if part_writer(lane) {
                 scratch[row + c0 + j] = total;
             }
         }
         if c0 == 0u {
-            let v = wg_sum4(vec4<f32>(valid, valid_weight, mass), lane);
-            if lane.lid == 0u {
+            let v = part_sum4(vec4<f32>(valid, valid_weight, mass), lane);
+            if part_writer(lane) {
                 scratch[row + params.c] = v;
+            }
+            if lane.lid == 0u {
+                for (var k = part_unused_from(lane); k < PARTIAL_SLOTS; k = k + 1u) {
+                    for (var c = 0u; c < slots; c = c + 1u) {
+                        scratch[partials_offset() + (wg_row + k) * slots + c] = vec4<f32>(0.0);
+                    }
+                }
             }
         }
     }
@@ -266,12 +283,13 @@ fn combine(lane: Lane) {
         let n = i / slots;
         let c = i - n * slots;
         var v = vec4<f32>(0.0);
-        for (var x = 0u; x < params.wx; x = x + 1u) {
-            v = v + scratch[partials_offset() + (n * params.wx + x) * slots + c];
+        let per_image = params.wx * PARTIAL_SLOTS;
+        for (var x = 0u; x < per_image; x = x + 1u) {
+            v = v + scratch[partials_offset() + (n * per_image + x) * slots + c];
         }
         if BATCH {
-            // Park the image's sum in its x = 0 partial; the batch sum follows.
-            scratch[partials_offset() + (n * params.wx) * slots + c] = v;
+            // Park the image's sum in its first partial; the batch sum follows.
+            scratch[partials_offset() + (n * per_image) * slots + c] = v;
         } else {
             stats[i] = v;
         }
@@ -282,7 +300,7 @@ fn combine(lane: Lane) {
         for (var c = lane.lid; c < slots; c = c + WG) {
             var v = vec4<f32>(0.0);
             for (var n = 0u; n < params.n; n = n + 1u) {
-                v = v + scratch[partials_offset() + (n * params.wx) * slots + c];
+                v = v + scratch[partials_offset() + (n * params.wx * PARTIAL_SLOTS) * slots + c];
             }
             stats[c] = v;
         }
@@ -694,11 +712,11 @@ fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32, e:
         let y = u32(label);
         return coef_scale * scratch[COEF_OFFSET + seg * params.c + y].x * dist(y, c);
     }
-    return coef_scale * dl_dp(scratch[COEF_OFFSET + seg * params.c + c], p, g, e);
+    return coef_scale * dl_dp(seg_coef(seg, c), p, g, e);
 }
 
-// The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits;
-// `aux` is Σ_k w_k t'_k for dense cross-entropy and log p_y for exp-log.
+// The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits,
+// from the pixel's last `px_softmax` (whose cached exps `px_softmax_at` reuses); `aux` is Σ_k w_k t'_k for dense cross-entropy and log p_y for exp-log.
 fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32) -> vec2<f32> {
     if PIX == PIX_COMBO {
         return bce_term(z, t, params.beta, 1.0 - params.beta);
@@ -712,7 +730,7 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32)
         if x > 0.0 {
             d = -params.pixel_gamma * wy * pow_nonneg(x, params.pixel_gamma - 1.0);
         }
-        let p = exp(z - lse_ce);
+        let p = px_softmax_at(c, z - lse_ce);
         return vec2<f32>(hit * wy * pow_nonneg(max(x, 0.0), params.pixel_gamma), d * (hit - p));
     }
     if PIX == PIX_CE {
@@ -722,7 +740,7 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32)
         }
         let eps = params.label_smoothing;
         let lp = z - lse_ce;
-        let p = exp(lp);
+        let p = px_softmax_at(c, lp);
         if DENSE {
             let ts = (1.0 - eps) * t + eps / f32(params.c);
             return ce_dense_term(lp, p, ts, pixel_weight(c), aux);
@@ -741,26 +759,41 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32)
     return vec2<f32>(0.0);
 }
 
+// The coefficients of the workgroup's segment (C <= PIXEL_CACHE), copied once per thread:
+// private reads instead of a storage load per element, which on a CPU driver is a gather.
+var<private> coef_cache: array<vec4<f32>, PIXEL_CACHE>;
+
+fn seg_coef(seg: u32, c: u32) -> vec4<f32> {
+    if px_cached() {
+        return coef_cache[c];
+    }
+    return scratch[COEF_OFFSET + seg * params.c + c];
+}
+
 @compute @workgroup_size(WG)
 fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
-    let pixels = params.n * params.s;
-    let threads = params.nwg * WG;
+    // Workgroup (x, n) walks image n's pixels: n, and the segment's coefficients, are uniform.
+    let n = wid.y;
+    if px_cached() {
+        let seg = select(n, 0u, BATCH);
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            coef_cache[c] = scratch[COEF_OFFSET + seg * params.c + c];
+        }
+    }
+    let gx = params.nwg / params.n;
+    let stride = gx * WG;
     let coef_scale = scratch[0].y;
     let pixel_mult = scratch[0].z;
     var pixel_loss = 0.0;
     var bad_labels = 0u;
     var bad_logits = 0u;
     var bad_targets = 0u;
-    for (var p = wid.x * WG + lane.lid; p < pixels; p = p + threads) {
-        let n = p / params.s;
-        let s = p - n * params.s;
+    for (var s = wid.x * WG + lane.lid; s < params.s; s = s + stride) {
+        let p = n * params.s + s;
         let base = n * params.c * params.s + s;
-        for (var c = 0u; c < params.c; c = c + 1u) {
-            bad_logits = bad_logits + u32(is_nonfinite(logits[base + c * params.s]));
-            if DENSE {
-                bad_targets = bad_targets + u32(is_nonfinite(bitcast<f32>(targets[base + c * params.s])));
-            }
-        }
+        let bad = px_load(base);
+        bad_logits = bad_logits + bad.x;
+        bad_targets = bad_targets + bad.y;
         let label = label_of(p);
         let state = pixel_state(label);
         if state != PIX_VALID {
@@ -772,7 +805,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             continue;
         }
         let seg = select(n, 0u, BATCH);
-        let lse = act_prepare(base);
+        let lse = px_prepare(base);
         if LOSS == R_UNIFIED {
             pixel_loss = pixel_loss + unified_pixel(seg, base, label, lse, coef_scale, pixel_mult);
             continue;
@@ -781,11 +814,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         var lse_ce = lse;
         let ce_softmax = (PIX == PIX_CE && !binary_labels()) || PIX == PIX_EXPLOG;
         if ce_softmax && ACT != ACT_SOFTMAX {
-            var st = lse_start(logits[base]);
-            for (var c = 1u; c < params.c; c = c + 1u) {
-                st = lse_push(st, logits[base + c * params.s]);
-            }
-            lse_ce = lse_value(st);
+            lse_ce = px_softmax(base);
         }
         // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c); dense cross-entropy needs Σ w t'.
         var dot = 0.0;
@@ -793,21 +822,21 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         if ACT == ACT_SOFTMAX || (PIX == PIX_CE && ce_softmax && DENSE) {
             for (var c = 0u; c < params.c; c = c + 1u) {
                 let e = base + c * params.s;
-                let pc = prob(logits[e], lse);
-                let t = target_at(e, c, label);
+                let pc = px_prob(base, c, lse);
+                let t = px_target(base, c, label);
                 dot = dot + pc * class_dl_dp(seg, c, pc, t, coef_scale, label, e);
                 let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
                 ce_a = ce_a + pixel_weight(c) * ts;
             }
         }
         if PIX == PIX_EXPLOG {
-            ce_a = logits[base + u32(label) * params.s] - lse_ce;   // log p_y
+            ce_a = px_logit(base, u32(label)) - lse_ce;   // log p_y
         }
         for (var c = 0u; c < params.c; c = c + 1u) {
             let e = base + c * params.s;
-            let z = logits[e];
-            let pc = prob(z, lse);
-            let t = target_at(e, c, label);
+            let z = px_logit(base, c);
+            let pc = px_prob(base, c, lse);
+            let t = px_target(base, c, label);
             let d = class_dl_dp(seg, c, pc, t, coef_scale, label, e);
             var g = d;
             if ACT == ACT_SOFTMAX {
@@ -837,7 +866,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     if PIX != PIX_NONE && REDUCTION != REDUCE_NONE {
         let total = wg_sum(pixel_loss, lane);
         if lane.lid == 0u {
-            scratch[pixel_partials_offset() + wid.x] = vec4<f32>(total, 0.0, 0.0, 0.0);
+            scratch[pixel_partials_offset() + n * gx + wid.x] = vec4<f32>(total, 0.0, 0.0, 0.0);
         }
     }
 }

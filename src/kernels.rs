@@ -180,6 +180,17 @@ impl Kernels {
     /// Workgroups for a grid-stride pass over `items` work items: enough to fill a large GPU,
     /// never more than the per-dimension limit. A function of `items` alone, so the reduction
     /// order does not depend on the device.
+    /// Partial sums one workgroup of a partials-writing pass leaves in memory (`PARTIAL_SLOTS`
+    /// in shaders/common/reduce_*.wgsl): one per subgroup, at most WG / 4 (WebGPU's smallest
+    /// subgroup), or one per workgroup without subgroups.
+    pub(crate) fn partial_slots(&self) -> usize {
+        if self.uses_subgroups() {
+            WG as usize / 4
+        } else {
+            1
+        }
+    }
+
     pub(crate) fn workgroups(&self, items: usize) -> u32 {
         let cap = MAX_WORKGROUPS.min(self.inner.limits.max_compute_workgroups_per_dimension);
         (items.div_ceil(WG as usize) as u64).clamp(1, cap as u64) as u32

@@ -144,15 +144,23 @@ fn subgroup_and_fallback_kernels_agree_with_cpu() {
     let shape = Shape::new(2, 3, &[61, 67]).unwrap();
     let mut rng = Rng::new(4);
     let z = rng.logits(shape.numel(), 3.0);
-    let loss = Loss::parse("focal", &["activation=softmax", "ignore_index=-1"]).unwrap();
     let t = targets(&mut rng, &shape, TargetKind::Labels, 3, Some(-1), false);
-    let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
-    for k in [kernels, &fallback] {
-        let out = k
-            .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
-            .unwrap();
-        assert_loss_close("focal", &out.loss, &cpu.loss, 1e-4);
-        assert_grad_close("focal", &out.grad, &cpu.grad, 1e-4);
+    // A pixel-wise loss (workgroup sums) and region losses (per-subgroup or per-workgroup
+    // statistics partials), per image and over the batch.
+    for (name, params) in [
+        ("focal", &["activation=softmax", "ignore_index=-1"][..]),
+        ("dice-ce", &["ignore_index=-1"][..]),
+        ("generalized-dice", &["batch=true", "ignore_index=-1"][..]),
+    ] {
+        let loss = Loss::parse(name, params).unwrap();
+        let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
+        for k in [kernels, &fallback] {
+            let out = k
+                .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
+                .unwrap();
+            assert_loss_close(name, &out.loss, &cpu.loss, 1e-4);
+            assert_grad_close(name, &out.grad, &cpu.grad, 1e-4);
+        }
     }
 }
 

@@ -65,3 +65,23 @@ fn wg_exclusive_scan_u32x4(v: vec4<u32>, lane: Lane) -> vec4<u32> {
     workgroupBarrier();
     return r;
 }
+
+// Partial sums written to memory (see common/reduce_subgroup.wgsl): without subgroups, one
+// partial per workgroup from the shared-memory tree.
+const PARTIAL_SLOTS: u32 = 1u;
+
+fn part_sum4(v: vec4<f32>, lane: Lane) -> vec4<f32> {
+    return wg_sum4(v, lane);
+}
+
+fn part_slot(lane: Lane) -> u32 {
+    return 0u;
+}
+
+fn part_writer(lane: Lane) -> bool {
+    return lane.lid == 0u;
+}
+
+fn part_unused_from(lane: Lane) -> u32 {
+    return 1u;
+}

@@ -58,6 +58,30 @@ fn wg_sum4(v: vec4<f32>, lane: Lane) -> vec4<f32> {
     return wg_total4;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Partial sums written to memory, for a pass whose partials a later pass combines: one partial per
+// subgroup, with no workgroup barrier (on lavapipe a pass with twenty workgroup sums spent a
+// third of its time in them). A workgroup owns PARTIAL_SLOTS slots: WebGPU's smallest subgroup
+// is 4 lanes, so at most WG / 4 subgroups; thread 0 writes zeros to the slots past
+// `num_subgroups` (`part_unused_from`), so a reader adds all PARTIAL_SLOTS in a fixed order.
+const PARTIAL_SLOTS: u32 = WG / 4u;
+
+fn part_sum4(v: vec4<f32>, lane: Lane) -> vec4<f32> {
+    return subgroupAdd(v);
+}
+
+fn part_slot(lane: Lane) -> u32 {
+    return lane.sg_id;
+}
+
+fn part_writer(lane: Lane) -> bool {
+    return lane.sg_lane == 0u;
+}
+
+fn part_unused_from(lane: Lane) -> u32 {
+    return lane.n_sg;
+}
+
 // The position of this thread in the order of the workgroup scans below: subgroup by subgroup,
 // lane by lane. Kernels that hand out work by this rank get the same results as with the
 // shared-memory variant's local index, whatever order the hardware gives its lanes.

@@ -1314,6 +1314,8 @@ const SLOTS: [Slot; 9] = [
 
 /// Minimum pixels per thread of the statistics pass (see `RegionPlan::new`).
 const STATS_PIXELS_PER_THREAD: usize = 16;
+/// Pixels each grad_pass thread walks (at least), amortising its copy of the coefficients.
+const GRAD_PIXELS_PER_THREAD: usize = 4;
 
 /// The GPU side of a planned region loss.
 pub(crate) struct RegionPlan {
@@ -1346,8 +1348,16 @@ impl RegionPlan {
                 shape.n()
             )));
         }
-        let nwg = kernels.workgroups(shape.pixels());
         let per_image = (MAX_WORKGROUPS as usize / shape.n()).max(1);
+        // grad_pass runs a grid of gx × N workgroups (one row per image), so that the image, and
+        // with it the segment's coefficients, is the same for the whole workgroup: each thread
+        // copies them to private memory once and walks GRAD_PIXELS_PER_THREAD pixels, instead of
+        // loading them per element (on lavapipe those loads were half of the pass).
+        let gx = shape
+            .s()
+            .div_ceil(WG as usize * GRAD_PIXELS_PER_THREAD)
+            .clamp(1, per_image);
+        let nwg = (gx * shape.n()) as u32;
         // Each stats-pass thread walks at least STATS_PIXELS_PER_THREAD pixels: the pass ends in
         // one workgroup reduction per class, which costs more than the pixels it summarises
         // when threads hold only one or two (on software adapters, many times more).
@@ -1387,14 +1397,20 @@ impl RegionPlan {
             ("W_TYPE", w_type),
             ("PIX", spec.pix as u32 as f64),
             ("HAS_ALPHA", flag(spec.focal_alpha.is_some())),
+            (
+                "HAS_PIXEL_WEIGHT",
+                flag(spec.pixel_weight.iter().any(|&w| w != 1.0)),
+            ),
             ("WASS_GDL", flag(spec.wass_gdl)),
             ("LOG_HD", flag(spec.log_hd)),
         ];
         let (layout, pipeline_layout) = kernels.layout(Family::Region, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Region, entry, &constants, &pipeline_layout);
         let nseg = spec.segments(shape);
-        let scratch_len =
-            4 * (1 + nseg * shape.c() + shape.n() * wx as usize * (shape.c() + 1) + nwg as usize);
+        let scratch_len = 4
+            * (1 + nseg * shape.c()
+                + shape.n() * wx as usize * kernels.partial_slots() * (shape.c() + 1)
+                + nwg as usize);
         kernels.check_binding("scratch", scratch_len as u64 * 4)?;
         let stats_len = spec.stats_len(shape);
         Ok(RegionPlan {
@@ -1574,8 +1590,9 @@ impl RegionPlan {
         pass.set_bind_group(0, &bind_group, &[]);
         pass.set_pipeline(&self.finalize);
         pass.dispatch_workgroups(1, 1, 1);
+        let n = plan.shape().n() as u32;
         pass.set_pipeline(&self.grad_pass);
-        pass.dispatch_workgroups(self.nwg, 1, 1);
+        pass.dispatch_workgroups(self.nwg / n, n, 1);
         if let Some(loss_final) = &self.loss_final {
             pass.set_pipeline(loss_final);
             pass.dispatch_workgroups(1, 1, 1);
