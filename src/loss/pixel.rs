@@ -471,7 +471,7 @@ pub(crate) struct PixelPlan {
     main: wgpu::ComputePipeline,
     // The accumulating variant of `main` (ACCUMULATE), compiled on first use through the kernel
     // cache: most callers never accumulate.
-    accumulate: AccumulateVariant,
+    accumulate: Box<AccumulateVariant>,
     finalize: Option<wgpu::ComputePipeline>,
     weights: wgpu::Buffer,
     scratch: wgpu::Buffer,
@@ -547,11 +547,11 @@ impl PixelPlan {
             None
         };
         let main = pipe("main")?;
-        let accumulate = AccumulateVariant {
+        let accumulate = Box::new(AccumulateVariant {
             kernels: kernels.clone(),
             constants: constants.clone(),
             layout: pipeline_layout.clone(),
-        };
+        });
         let finalize = match spec.reduction {
             Reduction::None => None,
             _ => Some(pipe("finalize")?),
