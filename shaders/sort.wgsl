@@ -14,7 +14,7 @@
 #include "common/grid.wgsl"
 #include "common/reduce.wgsl"
 
-const ITEMS: u32 = 4u;          // keys per thread
+const ITEMS: u32 = 16u;         // keys per thread
 const TILE: u32 = WG * ITEMS;   // keys per tile
 const BINS: u32 = 16u;          // 4-bit digits
 
@@ -80,7 +80,7 @@ fn scan(lane: Lane) {
     }
 }
 
-// Per-thread digit counts, two 16-bit counters per u32 (a tile holds at most 1024 keys), and
+// Per-thread digit counts, two 16-bit counters per u32 (a tile holds at most 4096 keys), and
 // their exclusive scan over the tile in thread order.
 
 fn packed_add(counts_a: ptr<function, vec4<u32>>, counts_b: ptr<function, vec4<u32>>, d: u32) {

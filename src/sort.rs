@@ -11,8 +11,12 @@ use crate::kernels::{Kernels, WG};
 use crate::loss::bind::{bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::shader::Family;
 
-/// Keys per tile of the sort (`TILE` in WGSL).
+/// Elements per tile of the selection and the segmented scan (`SELECT_TILE`, `SCAN_TILE` in
+/// WGSL).
 pub const TILE: usize = WG as usize * 4;
+/// Keys per tile of the radix sort (`TILE` in shaders/sort.wgsl): 16 per thread, so that the
+/// per-tile workgroup scans (barriers) are paid once per 4096 keys.
+pub const SORT_TILE: usize = WG as usize * 16;
 
 /// A u32 key that sorts f32 values ascending (total order; -0 before +0, NaN last).
 pub fn f32_ascending_key(x: f32) -> u32 {
@@ -80,7 +84,7 @@ impl Kernels {
             )));
         }
         self.check_binding("keys", len as u64 * 4)?;
-        let tiles = len.div_ceil(TILE);
+        let tiles = len.div_ceil(SORT_TILE);
         let (layout, pl) = self.layout(Family::Sort, &layout_entries(&SLOTS));
         let pipe = |entry| self.pipeline(Family::Sort, entry, &[], &pl);
         let device = self.device();
@@ -149,7 +153,7 @@ impl SortPlan {
         let kernels = &self.kernels;
         let device = kernels.device();
         let passes = key_bits.div_ceil(4);
-        let workgroups = kernels.workgroups(self.tiles * TILE).min(self.tiles as u32);
+        let workgroups = kernels.workgroups(self.tiles * SORT_TILE).min(self.tiles as u32);
         for pass_i in 0..passes {
             let (src, dst) = if pass_i % 2 == 0 {
                 ((keys, values), (&self.temp_keys, &self.temp_vals))
