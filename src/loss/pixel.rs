@@ -401,9 +401,14 @@ impl PixelSpec {
 
     /// The targets-only prepass runs when a normaliser depends on the targets.
     pub fn needs_prepass(&self) -> bool {
+        // Cross-entropy's mean divides by the summed weight of the valid labels: the pixel count
+        // (known on the host) unless some weight differs from 1 or pixels can be ignored.
+        let weighted = self.weight.iter().any(|&w| w != 1.0);
         self.kind == PixelKind::BalancedBce
             || (!self.dense
-                && ((self.reduction == Reduction::Mean && self.kind == PixelKind::CrossEntropy)
+                && ((self.reduction == Reduction::Mean
+                    && self.kind == PixelKind::CrossEntropy
+                    && weighted)
                     || (self.reduction != Reduction::None && self.ignore_index.is_some())))
     }
 
