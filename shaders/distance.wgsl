@@ -142,21 +142,65 @@ fn axis_stride(axis: u32) -> u32 {
     return st;
 }
 
+// The first element of line `line` (over every volume) along an axis of extent `len`, whose
+// elements are `stride` apart.
+fn line_start(line: u32, len: u32, stride: u32) -> u32 {
+    let lines_per_vol = params.s / len;
+    let v_idx = line / lines_per_vol;
+    let r = line - v_idx * lines_per_vol;
+    // r enumerates the other axes (outer part, inner part).
+    let outer = r / stride;
+    let inner = r - outer * stride;
+    return v_idx * params.s + outer * len * stride + inner;
+}
+
+// The first pass (axis 0) of the exact transform on freshly seeded volumes, which hold only 0
+// (a source) and INF: the squared distance to the nearest source on the line needs no envelope,
+// only the last source seen sweeping forward and the next one sweeping back. Same result as
+// `edt_axis` on such input, in a fraction of its time (no scratch, no data-dependent loop).
+@compute @workgroup_size(WG)
+fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let axis = params.axis;
+    let len = axis_extent(axis);
+    let stride = axis_stride(axis);
+    let sp = params.spacing[axis];
+    let lines = params.nvol * (params.s / len);
+    for (var line = gid.x; line < lines; line = line + nwg.x * WG) {
+        let start = line_start(line, len, stride);
+        var last = -1;
+        for (var q = 0; q < i32(len); q = q + 1) {
+            let e = start + u32(q) * stride;
+            if vol[e] < INF {
+                last = q;
+            }
+            if last >= 0 {
+                let d = f32(q - last) * sp;
+                vol[e] = d * d;
+            }
+        }
+        // Sources now hold 0 and nothing else does (spacing > 0).
+        var next = -1;
+        for (var q = i32(len) - 1; q >= 0; q = q - 1) {
+            let e = start + u32(q) * stride;
+            let f = vol[e];
+            if f == 0.0 {
+                next = q;
+            } else if next >= 0 {
+                let d = f32(next - q) * sp;
+                vol[e] = min(f, d * d);
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let axis = params.axis;
     let len = axis_extent(axis);
     let stride = axis_stride(axis);
-    let lines_per_vol = params.s / len;
     let sp = params.spacing[axis];
     for (var i = gid.x; i < params.line_count; i = i + nwg.x * WG) {
-        let line = params.line0 + i;
-        let v_idx = line / lines_per_vol;
-        let r = line - v_idx * lines_per_vol;
-        // The line's first element: r enumerates the other axes (outer part, inner part).
-        let outer = r / stride;
-        let inner = r - outer * stride;
-        let start = v_idx * params.s + outer * len * stride + inner;
+        let start = line_start(params.line0 + i, len, stride);
         // Scratch: f (len), v (len, as f32 indices), z (len + 1).
         let fo = i * (3u * len + 1u);  // scratch of this window's lines
         let vo = fo + len;

@@ -217,6 +217,7 @@ pub(crate) struct Edt {
     pub vol: wgpu::Buffer,
     pub env: wgpu::Buffer,
     method: Method,
+    edt_first_axis: wgpu::ComputePipeline,
     edt_axis: wgpu::ComputePipeline,
     jfa: [wgpu::ComputePipeline; 3],
     ndims: usize,
@@ -265,6 +266,7 @@ impl Edt {
         let (layout, pipeline_layout) = kernels.layout(Family::Distance, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Distance, entry, constants, &pipeline_layout);
         Ok(Edt {
+            edt_first_axis: pipe("edt_first_axis")?,
             edt_axis: pipe("edt_axis")?,
             jfa: [pipe("jfa_init")?, pipe("jfa_step")?, pipe("jfa_finish")?],
             method,
@@ -328,7 +330,25 @@ impl Edt {
             run(&self.jfa[2], 0, parity);
             return;
         }
-        for axis in 0..self.ndims {
+        // Axis 0 on the seeded volumes (0 or INF): two sweeps per line, no scratch, one dispatch.
+        {
+            let lines = self.nvol * (self.s / self.dims[0] as usize);
+            let params = DistanceParams {
+                axis: 0,
+                nvol: self.nvol as u32,
+                ..base
+            };
+            let bg = self.bind(kernels, &params, logits, targets, out);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("segloss edt first axis"),
+                timestamp_writes: None,
+            });
+            pass.set_bind_group(0, &bg, &[]);
+            pass.set_pipeline(&self.edt_first_axis);
+            pass.dispatch_workgroups(kernels.workgroups(lines), 1, 1);
+        }
+        // The other axes: the envelope of parabolas over the squared distances so far.
+        for axis in 1..self.ndims {
             let len = self.dims[axis] as usize;
             let lines = self.nvol * (self.s / len);
             // Lines whose scratch fits `env` at once (all of them unless the binding limit

@@ -153,7 +153,9 @@ impl SortPlan {
         let kernels = &self.kernels;
         let device = kernels.device();
         let passes = key_bits.div_ceil(4);
-        let workgroups = kernels.workgroups(self.tiles * SORT_TILE).min(self.tiles as u32);
+        let workgroups = kernels
+            .workgroups(self.tiles * SORT_TILE)
+            .min(self.tiles as u32);
         for pass_i in 0..passes {
             let (src, dst) = if pass_i % 2 == 0 {
                 ((keys, values), (&self.temp_keys, &self.temp_vals))
