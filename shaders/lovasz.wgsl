@@ -5,11 +5,10 @@
 // batch (or one image) for the hinge form; every segment has M elements, one per pixel, and the
 // T = segments·M elements are exactly the logits' elements.
 //   errors        per pixel: the activation and each element's error, as a (descending f32 key,
-//                 element index) pair; ignored pixels get the largest key, so they sort last and
-//                 never enter the cumulative sums of a valid element;
-//   (stable radix sort by key: shaders/sort.wgsl)
-//   segment_keys  keys every element by its segment (the errors stay in `work`, per element);
-//   (stable radix sort by segment: now grouped by segment, descending error, ties by index)
+//                 element index) pair at its segment's slots; ignored pixels get the largest
+//                 key, so they sort last and never enter the cumulative sums of a valid element;
+//   (segmented stable radix sort, shaders/sort.wgsl: each segment by descending error, ties by
+//    element index)
 //   segscan_tiles, segscan_totals   the segmented scan of the sorted foreground flags
 //                 (common/scan.wgsl): cumulative foreground and each segment's count;
 //   lovasz_grad   at every sorted position, the Lovász gradient of the Jaccard index (from the
@@ -152,17 +151,9 @@ fn errors(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             }
             keys[slot] = key;
             values[slot] = e;
-            // The error itself, per element: the sort by segment reorders the keys.
+            // The error itself, per element (lovasz_grad reads it by element index).
             work[e] = bitcast<f32>(key);
         }
-    }
-}
-
-// After the sort by error: key every element by its segment for the second (stable) sort.
-@compute @workgroup_size(WG)
-fn segment_keys(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var j = gid.x; j < total(); j = j + nwg.x * WG) {
-        keys[j] = segment_of(values[j]).x;
     }
 }
 

@@ -1,8 +1,8 @@
 // Stable LSD radix sort of (u32 key, u32 value) pairs, 4 bits per pass, reduce-then-scan:
 //   count    per tile of TILE keys, the histogram of the pass's digit (workgroup atomics on
 //            integers: the counts do not depend on the order of the adds);
-//   scan     one workgroup turns the histograms, laid out digit-major [BINS][tiles], into
-//            exclusive global offsets, in a fixed order;
+//   scan     one workgroup turns the histograms, laid out digit-major [segment][BINS][tiles],
+//            into exclusive global offsets, in a fixed order;
 //   scatter  every tile ranks its keys by digit in index order (a workgroup scan of per-thread
 //            digit counts) and writes them at their offsets: equal digits keep their order, so
 //            the sort is stable.
@@ -10,6 +10,11 @@
 // threads take their keys by `lane_rank`, the scans' order, so both variants sort alike.
 // No workgroup waits on another (no decoupled look-back), so it runs on any adapter, software
 // ones and those without forward-progress guarantees included. CPU mirror: src/cpu/sort.rs.
+//
+// Segmented: the keys are consecutive segments of `seg_len` (one segment of `len` for a plain
+// sort), tiles never straddle two segments, and the histograms are laid out segment-major
+// [segment][BINS][tiles of the segment]: the one exclusive scan over them then places every key
+// inside its own segment, so each segment is sorted on its own in the same passes.
 
 #include "common/grid.wgsl"
 #include "common/reduce.wgsl"
@@ -22,8 +27,8 @@ const BINS: u32 = 16u;          // 4-bit digits
 struct Params {
     len: u32,
     shift: u32,     // the digit is (key >> shift) & 15
-    tiles: u32,
-    _pad: u32,
+    tiles: u32,     // all segments' tiles
+    seg_len: u32,   // keys per segment
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -31,11 +36,30 @@ struct Params {
 @group(0) @binding(2) var<storage, read> vals_in: array<u32>;
 @group(0) @binding(3) var<storage, read_write> keys_out: array<u32>;
 @group(0) @binding(4) var<storage, read_write> vals_out: array<u32>;
-// [BINS][tiles]: counts, then exclusive offsets.
+// [segment][BINS][tiles of the segment]: counts, then exclusive offsets.
 @group(0) @binding(5) var<storage, read_write> counts: array<u32>;
 
 fn digit(key: u32) -> u32 {
     return (key >> params.shift) & (BINS - 1u);
+}
+
+fn tiles_per_segment() -> u32 {
+    return (params.seg_len + TILE - 1u) / TILE;
+}
+
+// Keys [x, y) of tile t.
+fn tile_keys(t: u32) -> vec2<u32> {
+    let tps = tiles_per_segment();
+    let g = t / tps;
+    let first = g * params.seg_len + (t - g * tps) * TILE;
+    return vec2<u32>(first, min(first + TILE, (g + 1u) * params.seg_len));
+}
+
+// Slot of tile t's count of digit d in `counts`.
+fn count_slot(t: u32, d: u32) -> u32 {
+    let tps = tiles_per_segment();
+    let g = t / tps;
+    return (g * BINS + d) * tps + (t - g * tps);
 }
 
 var<workgroup> hist: array<atomic<u32>, BINS>;
@@ -48,15 +72,16 @@ fn count(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: 
             atomicStore(&hist[lid], 0u);
         }
         workgroupBarrier();
+        let range = tile_keys(tile);
         for (var i = 0u; i < ITEMS; i = i + 1u) {
-            let k = tile * TILE + lid * ITEMS + i;
-            if k < params.len {
+            let k = range.x + lid * ITEMS + i;
+            if k < range.y {
                 atomicAdd(&hist[digit(keys_in[k])], 1u);
             }
         }
         workgroupBarrier();
         if lid < BINS {
-            counts[lid * params.tiles + tile] = atomicLoad(&hist[lid]);
+            counts[count_slot(tile, lid)] = atomicLoad(&hist[lid]);
         }
         workgroupBarrier();
     }
@@ -103,11 +128,12 @@ fn packed_get(a: vec4<u32>, b: vec4<u32>, d: u32) -> u32 {
 fn scatter(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let rank = lane_rank(lane);
     for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
+        let range = tile_keys(tile);
         var ca = vec4<u32>(0u);
         var cb = vec4<u32>(0u);
         for (var i = 0u; i < ITEMS; i = i + 1u) {
-            let k = tile * TILE + rank * ITEMS + i;
-            if k < params.len {
+            let k = range.x + rank * ITEMS + i;
+            if k < range.y {
                 packed_add(&ca, &cb, digit(keys_in[k]));
             }
         }
@@ -115,11 +141,11 @@ fn scatter(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         var ra = wg_exclusive_scan_u32x4(ca, lane);
         var rb = wg_exclusive_scan_u32x4(cb, lane);
         for (var i = 0u; i < ITEMS; i = i + 1u) {
-            let k = tile * TILE + rank * ITEMS + i;
-            if k < params.len {
+            let k = range.x + rank * ITEMS + i;
+            if k < range.y {
                 let key = keys_in[k];
                 let d = digit(key);
-                let pos = counts[d * params.tiles + tile] + packed_get(ra, rb, d);
+                let pos = counts[count_slot(tile, d)] + packed_get(ra, rb, d);
                 packed_add(&ra, &rb, d);
                 keys_out[pos] = key;
                 vals_out[pos] = vals_in[k];

@@ -1,6 +1,6 @@
 //! The GPU radix sort against the standard library's stable sort: random, sorted, reversed,
-//! all-equal and non-power-of-two inputs, fewer key bits, f32 descending keys, stability, and
-//! 2^24 keys.
+//! all-equal and non-power-of-two inputs, fewer key bits, f32 descending keys, stability,
+//! segmented sorts, and 2^24 keys.
 
 mod common;
 
@@ -40,7 +40,20 @@ fn check(name: &str, keys: Vec<u32>, bits: u32) {
 #[test]
 fn sorts_like_the_standard_library() {
     let mut rng = Rng::new(12);
-    for len in [1usize, 2, 3, 1023, 1024, 1025, 4096 + 17, 100_003] {
+    // Around the sort's 4096-key tiles and the 1024-element tiles of the other primitives.
+    for len in [
+        1usize,
+        2,
+        3,
+        1023,
+        1024,
+        1025,
+        4095,
+        4096,
+        4097,
+        8192 + 17,
+        100_003,
+    ] {
         check(
             "random",
             (0..len).map(|_| rng.next_u64() as u32).collect(),
@@ -61,6 +74,62 @@ fn sorts_like_the_standard_library() {
             12,
         );
     }
+}
+
+/// A segmented sort: every segment sorted on its own (stably), none of its keys leaving it,
+/// whether the segments are shorter or longer than a tile or not a multiple of one.
+#[test]
+fn segmented_sort_sorts_each_segment_in_place() {
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let mut rng = Rng::new(31);
+    for (segments, seg_len) in [
+        (1usize, 5usize),
+        (3, 1),
+        (5, 4095),
+        (4, 4097),
+        (19, 3000),
+        (2, 10_000),
+    ] {
+        for few in [false, true] {
+            let len = segments * seg_len;
+            let keys: Vec<u32> = (0..len)
+                .map(|_| {
+                    if few {
+                        rng.below(3) as u32
+                    } else {
+                        rng.next_u64() as u32
+                    }
+                })
+                .collect();
+            let values: Vec<u32> = (0..len as u32).collect();
+            let plan = kernels.segmented_sort_plan(segments, seg_len).unwrap();
+            let kb = segloss::readback::upload(device, "keys", bytemuck::cast_slice(&keys));
+            let vb = segloss::readback::upload(device, "values", bytemuck::cast_slice(&values));
+            let mut enc = device.create_command_encoder(&Default::default());
+            plan.record(&mut enc, &kb, &vb, 32).unwrap();
+            gpu.queue.submit([enc.finish()]);
+            let gk: Vec<u32> = segloss::readback::download(device, &gpu.queue, &kb, len).unwrap();
+            let gv: Vec<u32> = segloss::readback::download(device, &gpu.queue, &vb, len).unwrap();
+            for g in 0..segments {
+                let r = g * seg_len..(g + 1) * seg_len;
+                let (rk, rv) =
+                    segloss::cpu::sort::sort_pairs(&keys[r.clone()], &values[r.clone()], 32);
+                assert_eq!(
+                    &gk[r.clone()],
+                    &rk[..],
+                    "{segments}x{seg_len} (few keys: {few}): segment {g} keys"
+                );
+                assert_eq!(
+                    &gv[r.clone()],
+                    &rv[..],
+                    "{segments}x{seg_len} (few keys: {few}): segment {g} values"
+                );
+            }
+        }
+    }
+    assert!(kernels.segmented_sort_plan(0, 5).is_err());
+    assert!(kernels.segmented_sort_plan(usize::MAX, 2).is_err());
 }
 
 #[test]

@@ -160,9 +160,8 @@ const SLOTS: [Slot; 9] = [
     Slot::ReadWrite,
 ];
 
-const ENTRIES: [&str; 7] = [
+const ENTRIES: [&str; 6] = [
     "errors",
-    "segment_keys",
     "segscan_tiles",
     "segscan_totals",
     "lovasz_grad",
@@ -208,7 +207,7 @@ impl LovaszPlan {
         let device = kernels.device();
         let copy = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         Ok(LovaszPlan {
-            sort: kernels.sort_plan(total)?,
+            sort: kernels.segmented_sort_plan(segs, m)?,
             keys: storage(device, "segloss lovasz keys", total, copy),
             values: storage(device, "segloss lovasz values", total, copy),
             work: storage(
@@ -279,17 +278,13 @@ impl LovaszPlan {
         let per_pixel = kernels.workgroups(shape.pixels());
         let per_tile = tiles.min(crate::kernels::MAX_WORKGROUPS);
         run(encoder, 0, per_pixel);
+        // Each segment sorted on its own by descending error (ties: the element order).
         self.sort.record(encoder, &self.keys, &self.values, 32)?;
-        if self.segs > 1 {
-            run(encoder, 1, kernels.workgroups(total));
-            let bits = (usize::BITS - (self.segs - 1).leading_zeros()).max(1);
-            self.sort.record(encoder, &self.keys, &self.values, bits)?;
-        }
-        run(encoder, 2, per_tile);
-        run(encoder, 3, kernels.workgroups(self.segs));
-        run(encoder, 4, per_tile);
-        run(encoder, 5, 1);
-        run(encoder, 6, per_pixel);
+        run(encoder, 1, per_tile);
+        run(encoder, 2, kernels.workgroups(self.segs));
+        run(encoder, 3, per_tile);
+        run(encoder, 4, 1);
+        run(encoder, 5, per_pixel);
         Ok(())
     }
 }
