@@ -88,7 +88,7 @@ impl Kernels {
     /// by key followed by a stable sort by segment: no key ever leaves its segment, so the
     /// segment needs no digits of its own.
     pub fn segmented_sort_plan(&self, segments: usize, seg_len: usize) -> Result<SortPlan> {
-        let len = segments.checked_mul(seg_len).unwrap_or(usize::MAX);
+        let len = segments.saturating_mul(seg_len);
         if len == 0 || len > u32::MAX as usize / 2 {
             return Err(Error::Shape(format!(
                 "cannot sort {segments} segments of {seg_len} pairs (1 to 2^31-1 pairs in all)"
