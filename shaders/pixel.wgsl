@@ -16,6 +16,7 @@
 #include "common/reduce.wgsl"
 #include "common/activation.wgsl"
 #include "common/terms.wgsl"
+#include "common/pixel_cache.wgsl"
 
 // Which loss (LOSS_* below), fixed per pipeline so that the compiler drops the other branches.
 override LOSS: u32 = 0u;
@@ -136,36 +137,10 @@ fn label_of(p: u32) -> i32 {
     return bitcast<i32>(targets[p]);
 }
 
-// The pixel in hand's logits (and dense targets), read from memory once by main's first loop
-// and then served from these private arrays when C <= CACHE. On a GPU they live in registers or
-// L1; on a CPU driver (lavapipe) every storage load is a bounds-checked gather, and reading each
-// element once instead of two or three times is most of the kernel's speed. Larger C falls back
-// to re-reading memory.
-const CACHE: u32 = 32u;
-var<private> z_cache: array<f32, CACHE>;
-var<private> t_cache: array<f32, CACHE>;
-// exp(z_c - max) of the softmax losses, so that p_c costs a multiply instead of a second exp.
-var<private> e_cache: array<f32, CACHE>;
-
-fn cached() -> bool {
-    return params.c <= CACHE;
-}
-
-// Logit of channel c of the pixel whose channel 0 is at element index `base`.
-fn logit_at(base: u32, c: u32) -> f32 {
-    if cached() {
-        return z_cache[c];
-    }
-    return logits[base + c * params.s];
-}
-
 // Target of channel c of the pixel whose channel 0 is at `base`, for a pixel with label `label`.
 fn target_at(base: u32, c: u32, label: i32) -> f32 {
     if DENSE {
-        if cached() {
-            return t_cache[c];
-        }
-        return bitcast<f32>(targets[base + c * params.s]);
+        return px_dense_target(base, c);
     }
     if binary_labels() {
         return f32(label == 1);
@@ -324,40 +299,13 @@ fn store_none(n: u32, s: u32, c: u32, l: f32) {
     }
 }
 
-// log Σ_{c >= first} exp(z_c) of one pixel, given zmax = max_{c >= first} z_c (found by the
-// caller's validity loop, which reads every logit anyway). Max first and then one exp per
-// channel: cheaper than the online form, whose data-dependent branch runs both sides' exps
-// when the lanes of a SIMD group disagree, and the same formula as the CPU mirror.
-// Keeps each exp(z_c - zmax) in e_cache (when cached) for `softmax_at`.
-fn lse_given_max(base: u32, first: u32, zmax: f32) -> f32 {
-    var sum = 0.0;
-    for (var c = first; c < params.c; c = c + 1u) {
-        let e = exp(logit_at(base, c) - zmax);
-        if cached() {
-            e_cache[c] = e;
-        }
-        sum = sum + e;
-    }
-    return zmax + log(sum);
-}
-
-// p_c = exp(log p_c) of the softmax whose log-sum-exp `lse_given_max` returned: from its cached
-// exp(z_c - zmax) scaled by 1 / Σ (`inv_sum` = exp(zmax - lse)) when cached, else recomputed.
-fn softmax_at(c: u32, lp: f32, inv_sum: f32) -> f32 {
-    if cached() {
-        return e_cache[c] * inv_sum;
-    }
-    return exp(lp);
-}
-
 // Cross-entropy on a softmax over C (labels with smoothing, or dense probabilities).
 // Returns the pixel's loss; writes its gradient scaled by `mult`.
-fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32, zmax: f32) -> f32 {
+fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
     let cs = params.c;
     let eps = params.label_smoothing;
     // Loop 1: log-sum-exp, and for dense targets A = Σ_k w_k t'_k with t' = (1-ε) t + ε/C.
-    let lse = lse_given_max(base, 0u, zmax);
-    let inv_sum = exp(zmax - lse);
+    let lse = px_softmax(base, 0u);
     var a = 0.0;
     var wy = 0.0;
     if DENSE {
@@ -372,8 +320,8 @@ fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32, zmax: f32) -> f32 
     var l = 0.0;
     for (var c = 0u; c < cs; c = c + 1u) {
         let e = base + c * params.s;
-        let lp = logit_at(base, c) - lse;     // log p_c
-        let p = softmax_at(c, lp, inv_sum);
+        let lp = px_logit(base, c) - lse;     // log p_c
+        let p = px_softmax_at(c, lp);
         let w = weight_of(c);
         var lg = vec2<f32>(0.0);
         if DENSE {
@@ -401,7 +349,7 @@ fn pixel_sigmoid(n: u32, s: u32, base: u32, label: i32, mult: f32, beta: f32) ->
             write_grad(e, 0.0);
             continue;
         }
-        let z = logit_at(base, c);
+        let z = px_logit(base, c);
         let t = target_at(base, c, label);
         var lg = vec2<f32>(0.0);
         if LOSS == LOSS_FOCAL {
@@ -436,17 +384,16 @@ fn focal_alpha_weight(c: u32) -> f32 {
 
 // Focal loss on a softmax over the kept channels [FIRST_CHANNEL, C) (MONAI slices channel 0
 // off before its softmax when include_background = false).
-fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32, zmax: f32) -> f32 {
+fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
     let first = FIRST_CHANNEL;
     // Loop 1: log-sum-exp over the kept channels.
-    let lse = lse_given_max(base, first, zmax);
-    let inv_sum = exp(zmax - lse);
+    let lse = px_softmax(base, first);
     // Loop 2: loss, and G = Σ_c dl_c/dlog p_c.
     var l = 0.0;
     var gsum = 0.0;
     for (var c = first; c < params.c; c = c + 1u) {
-        let lp = logit_at(base, c) - lse;
-        let p = softmax_at(c, lp, inv_sum);
+        let lp = px_logit(base, c) - lse;
+        let p = px_softmax_at(c, lp);
         let t = target_at(base, c, label);
         let lg = focal_softmax_term(t, focal_alpha_weight(c), lp, p, params.gamma);
         store_none(n, s, c, lg.x);
@@ -460,8 +407,8 @@ fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32, zmax: f
             write_grad(e, 0.0);
             continue;
         }
-        let lp = logit_at(base, c) - lse;
-        let p = softmax_at(c, lp, inv_sum);
+        let lp = px_logit(base, c) - lse;
+        let p = px_softmax_at(c, lp);
         let t = target_at(base, c, label);
         let g = focal_softmax_term(t, focal_alpha_weight(c), lp, p, params.gamma).y - p * gsum;
         write_grad(e, mult * g);
@@ -490,25 +437,10 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         let mult = global_mult * image_mult;
         // Validity of every logit (and dense target), and the max over the softmax's channels.
         let first_sm = select(0u, FIRST_CHANNEL, LOSS == LOSS_FOCAL);
-        // The only loop that reads the pixel's logits and dense targets from memory (C <= CACHE).
-        var zmax = logits[base + first_sm * params.s];
-        for (var c = 0u; c < params.c; c = c + 1u) {
-            let z = logits[base + c * params.s];
-            bad_logits = bad_logits + u32(is_nonfinite(z));
-            if c >= first_sm {
-                zmax = max(zmax, z);
-            }
-            if cached() {
-                z_cache[c] = z;
-            }
-            if DENSE {
-                let t = bitcast<f32>(targets[base + c * params.s]);
-                bad_targets = bad_targets + u32(is_nonfinite(t));
-                if cached() {
-                    t_cache[c] = t;
-                }
-            }
-        }
+        // The only read of the pixel's logits and dense targets from memory (C <= PIXEL_CACHE).
+        let bad = px_load(base, first_sm);
+        bad_logits = bad_logits + bad.x;
+        bad_targets = bad_targets + bad.y;
         let label = label_of(p);
         let state = pixel_state(label);
         if state != PIX_VALID {
@@ -524,9 +456,9 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         }
         var l = 0.0;
         if LOSS == LOSS_CE {
-            l = pixel_ce(n, s, base, label, mult, zmax);
+            l = pixel_ce(n, s, base, label, mult);
         } else if LOSS == LOSS_FOCAL && FOCAL_SOFTMAX {
-            l = pixel_focal_softmax(n, s, base, label, mult, zmax);
+            l = pixel_focal_softmax(n, s, base, label, mult);
         } else {
             l = pixel_sigmoid(n, s, base, label, mult, beta);
         }

@@ -215,7 +215,7 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 valid_weight = valid_weight + pixel_weight(u32(label));
             }
             let base = n * params.c * params.s + s;
-            px_load(base);
+            px_load(base, 0u);
             let lse = px_prepare(base);
             if LOSS == R_UNIFIED {
                 // Two classes whatever C: slot 0 holds (Σ g0·P0, Σ P0, Σ g1·P1, Σ P1) of the
@@ -791,7 +791,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     for (var s = wid.x * WG + lane.lid; s < params.s; s = s + stride) {
         let p = n * params.s + s;
         let base = n * params.c * params.s + s;
-        let bad = px_load(base);
+        let bad = px_load(base, 0u);
         bad_logits = bad_logits + bad.x;
         bad_targets = bad_targets + bad.y;
         let label = label_of(p);
@@ -814,7 +814,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         var lse_ce = lse;
         let ce_softmax = (PIX == PIX_CE && !binary_labels()) || PIX == PIX_EXPLOG;
         if ce_softmax && ACT != ACT_SOFTMAX {
-            lse_ce = px_softmax(base);
+            lse_ce = px_softmax(base, 0u);
         }
         // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c); dense cross-entropy needs Σ w t'.
         var dot = 0.0;

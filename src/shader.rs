@@ -91,6 +91,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../shaders/common/terms.wgsl"),
     ),
     (
+        "common/pixel_cache.wgsl",
+        include_str!("../shaders/common/pixel_cache.wgsl"),
+    ),
+    (
         "common/scan.wgsl",
         include_str!("../shaders/common/scan.wgsl"),
     ),

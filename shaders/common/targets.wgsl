@@ -6,6 +6,8 @@
 // and ACT (one of the ACT_* below). With C = 1, labels are a binary mask {0, 1}.
 // CPU mirror: `Ctx` in src/cpu/region.rs.
 
+#include "common/pixel_cache.wgsl"
+
 const ACT_SOFTMAX: u32 = 0u;
 const ACT_SIGMOID: u32 = 1u;
 const ACT_NONE: u32 = 2u;
@@ -73,96 +75,27 @@ fn prob(z: f32, lse: f32) -> f32 {
 
 
 // ---------------------------------------------------------------------------------------------
-// The pixel in hand, read once. A kernel that walks one pixel's channels several times (the
-// region passes) calls `px_load` once and then reads through `px_logit` / `px_target` /
-// `px_prob`: with C <= PIXEL_CACHE they come from private arrays (registers or L1 on a GPU),
-// otherwise from memory again. On a CPU driver every storage load is a bounds-checked gather,
-// so reading each element once instead of three or four times is most of a pass's time.
-
-const PIXEL_CACHE: u32 = 32u;
-var<private> px_z: array<f32, PIXEL_CACHE>;
-var<private> px_t: array<f32, PIXEL_CACHE>;
-// exp(z_c - max) after `px_softmax`, and 1 / their sum.
-var<private> px_e: array<f32, PIXEL_CACHE>;
-var<private> px_inv: f32;
-
-fn px_cached() -> bool {
-    return params.c <= PIXEL_CACHE;
-}
-
-// Reads the channels of the pixel whose channel 0 is at `base`; returns the number of
-// non-finite logits and of non-finite dense targets among them.
-fn px_load(base: u32) -> vec2<u32> {
-    var bad = vec2<u32>(0u);
-    for (var c = 0u; c < params.c; c = c + 1u) {
-        let z = logits[base + c * params.s];
-        bad.x = bad.x + u32(is_nonfinite(z));
-        if px_cached() {
-            px_z[c] = z;
-        }
-        if DENSE {
-            let t = bitcast<f32>(targets[base + c * params.s]);
-            bad.y = bad.y + u32(is_nonfinite(t));
-            if px_cached() {
-                px_t[c] = t;
-            }
-        }
-    }
-    return bad;
-}
-
-fn px_logit(base: u32, c: u32) -> f32 {
-    if px_cached() {
-        return px_z[c];
-    }
-    return logits[base + c * params.s];
-}
+// The pixel in hand through common/pixel_cache.wgsl, with this file's label rules.
 
 fn px_target(base: u32, c: u32, label: i32) -> f32 {
-    if DENSE && px_cached() {
-        return px_t[c];
+    if DENSE {
+        return px_dense_target(base, c);
     }
     return target_at(base + c * params.s, c, label);
 }
 
-// log Σ_c exp(z_c), max first (one exp per channel, no data-dependent branch); keeps the exps.
-fn px_softmax(base: u32) -> f32 {
-    var m = px_logit(base, 0u);
-    for (var c = 1u; c < params.c; c = c + 1u) {
-        m = max(m, px_logit(base, c));
-    }
-    var sum = 0.0;
-    for (var c = 0u; c < params.c; c = c + 1u) {
-        let e = exp(px_logit(base, c) - m);
-        if px_cached() {
-            px_e[c] = e;
-        }
-        sum = sum + e;
-    }
-    px_inv = 1.0 / sum;
-    return m + log(sum);
-}
-
-// p_c of the last `px_softmax`, from its cached exp (else exp(lp), lp = z_c - its result).
-fn px_softmax_at(c: u32, lp: f32) -> f32 {
-    if px_cached() {
-        return px_e[c] * px_inv;
-    }
-    return exp(lp);
-}
-
-// `act_prepare` for the pixel loaded by `px_load`.
+// `act_prepare` for the pixel loaded by `px_load(base, 0u)`.
 fn px_prepare(base: u32) -> f32 {
     if ACT == ACT_SOFTMAX {
-        return px_softmax(base);
+        return px_softmax(base, 0u);
     }
     return 0.0;
 }
 
 // The activation of channel c after `px_prepare` (`lse` its result).
 fn px_prob(base: u32, c: u32, lse: f32) -> f32 {
-    if ACT == ACT_SOFTMAX && px_cached() {
-        return px_e[c] * px_inv;
+    if ACT == ACT_SOFTMAX {
+        return px_softmax_at(c, px_logit(base, c) - lse);
     }
     return prob(px_logit(base, c), lse);
 }
