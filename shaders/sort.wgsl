@@ -1,11 +1,14 @@
 // Stable LSD radix sort of (u32 key, u32 value) pairs, 4 bits per pass, reduce-then-scan:
-//   count    per tile of TILE keys, the histogram of the pass's digit (workgroup atomics on
-//            integers: the counts do not depend on the order of the adds);
+//   count    per tile of TILE keys: each thread counts the pass's digit over its ITEMS
+//            consecutive keys (packed counters, no atomics), a workgroup scan turns those into
+//            the thread's exclusive per-digit ranks (kept in `ranks` for the scatter), and the
+//            last thread in scan order writes the tile's histogram;
 //   scan     one workgroup turns the histograms, laid out digit-major [segment][BINS][tiles],
 //            into exclusive global offsets, in a fixed order;
-//   scatter  every tile ranks its keys by digit in index order (a workgroup scan of per-thread
-//            digit counts) and writes them at their offsets: equal digits keep their order, so
-//            the sort is stable.
+//   scatter  every thread writes its keys at tile offset + its rank, bumping the rank per key:
+//            equal digits keep their order (threads in scan order hold consecutive keys), so the
+//            sort is stable. No barrier and one read of each key: on a CPU driver a barrier
+//            recompiles the kernel into per-subgroup coroutines, and every load is a gather.
 // The workgroup scans use subgroup operations where the adapter has them (common/reduce.wgsl);
 // threads take their keys by `lane_rank`, the scans' order, so both variants sort alike.
 // No workgroup waits on another (no decoupled look-back), so it runs on any adapter, software
@@ -38,6 +41,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> vals_out: array<u32>;
 // [segment][BINS][tiles of the segment]: counts, then exclusive offsets.
 @group(0) @binding(5) var<storage, read_write> counts: array<u32>;
+// [tile][thread in scan order][2]: the thread's packed exclusive ranks (see `packed_add`).
+@group(0) @binding(6) var<storage, read_write> ranks: array<vec4<u32>>;
 
 fn digit(key: u32) -> u32 {
     return (key >> params.shift) & (BINS - 1u);
@@ -60,31 +65,6 @@ fn count_slot(t: u32, d: u32) -> u32 {
     let tps = tiles_per_segment();
     let g = t / tps;
     return (g * BINS + d) * tps + (t - g * tps);
-}
-
-var<workgroup> hist: array<atomic<u32>, BINS>;
-
-@compute @workgroup_size(WG)
-fn count(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-         @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
-        if lid < BINS {
-            atomicStore(&hist[lid], 0u);
-        }
-        workgroupBarrier();
-        let range = tile_keys(tile);
-        for (var i = 0u; i < ITEMS; i = i + 1u) {
-            let k = range.x + lid * ITEMS + i;
-            if k < range.y {
-                atomicAdd(&hist[digit(keys_in[k])], 1u);
-            }
-        }
-        workgroupBarrier();
-        if lid < BINS {
-            counts[count_slot(tile, lid)] = atomicLoad(&hist[lid]);
-        }
-        workgroupBarrier();
-    }
 }
 
 @compute @workgroup_size(WG)
@@ -124,8 +104,12 @@ fn packed_get(a: vec4<u32>, b: vec4<u32>, d: u32) -> u32 {
     return (v >> (16u * (d % 2u))) & 0xffffu;
 }
 
+fn ranks_slot(tile: u32, rank: u32) -> u32 {
+    return (tile * WG + rank) * 2u;
+}
+
 @compute @workgroup_size(WG)
-fn scatter(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn count(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let rank = lane_rank(lane);
     for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
         let range = tile_keys(tile);
@@ -138,8 +122,28 @@ fn scatter(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
             }
         }
         // Exclusive scan of the packed counters over the threads (no half overflows: <= TILE).
-        var ra = wg_exclusive_scan_u32x4(ca, lane);
-        var rb = wg_exclusive_scan_u32x4(cb, lane);
+        let ra = wg_exclusive_scan_u32x4(ca, lane);
+        let rb = wg_exclusive_scan_u32x4(cb, lane);
+        let slot = ranks_slot(tile, rank);
+        ranks[slot] = ra;
+        ranks[slot + 1u] = rb;
+        if rank == WG - 1u {
+            // The last thread's prefix plus its own counts: the tile's histogram.
+            for (var d = 0u; d < BINS; d = d + 1u) {
+                counts[count_slot(tile, d)] = packed_get(ra + ca, rb + cb, d);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn scatter(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let rank = lane_rank(lane);
+    for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
+        let range = tile_keys(tile);
+        let slot = ranks_slot(tile, rank);
+        var ra = ranks[slot];
+        var rb = ranks[slot + 1u];
         for (var i = 0u; i < ITEMS; i = i + 1u) {
             let k = range.x + rank * ITEMS + i;
             if k < range.y {

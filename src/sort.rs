@@ -2,8 +2,8 @@
 //! recorded into the caller's encoder: reduce-then-scan, 4 bits per pass, no spin-waiting on
 //! other workgroups, so it runs on every adapter (Vulkan, Metal, DX12, software drivers).
 //!
-//! Segmented sorts are two stable sorts: by the key within segments first, then by the segment
-//! id (fewer bits): elements end grouped by segment and sorted within it, ties in input order.
+//! A segmented sort ([`Kernels::segmented_sort_plan`]) sorts consecutive equal-length segments
+//! each on its own, in the same passes: no key ever leaves its segment.
 //! [`f32_descending_key`] maps f32 to u32 keys that sort descending.
 
 use crate::error::{check_buffer, Error, Result};
@@ -45,15 +45,20 @@ pub struct SortParams {
     pub seg_len: u32,
 }
 
-// params, keys_in, vals_in, keys_out, vals_out, counts
-const SLOTS: [Slot; 6] = [
+// params, keys_in, vals_in, keys_out, vals_out, counts, ranks
+const SLOTS: [Slot; 7] = [
     Slot::Uniform,
     Slot::Read,
     Slot::Read,
     Slot::ReadWrite,
     Slot::ReadWrite,
     Slot::ReadWrite,
+    Slot::ReadWrite,
 ];
+
+/// u32 words of per-thread ranks a tile keeps between the count and scatter kernels (two
+/// packed `vec4<u32>` per thread).
+const RANK_WORDS_PER_TILE: usize = WG as usize * 8;
 
 /// A planned sort of `len` pairs: owns the ping-pong and histogram buffers.
 pub struct SortPlan {
@@ -69,6 +74,7 @@ pub struct SortPlan {
     temp_keys: wgpu::Buffer,
     temp_vals: wgpu::Buffer,
     counts: wgpu::Buffer,
+    ranks: wgpu::Buffer,
 }
 
 impl std::fmt::Debug for SortPlan {
@@ -97,6 +103,7 @@ impl Kernels {
         self.check_binding("keys", len as u64 * 4)?;
         // Tiles never straddle two segments.
         let tiles = segments * seg_len.div_ceil(SORT_TILE);
+        self.check_binding("sort ranks", (tiles * RANK_WORDS_PER_TILE) as u64 * 4)?;
         let (layout, pl) = self.layout(Family::Sort, &layout_entries(&SLOTS));
         let pipe = |entry| self.pipeline(Family::Sort, entry, &[], &pl);
         let device = self.device();
@@ -111,6 +118,12 @@ impl Kernels {
                 device,
                 "segloss sort counts",
                 16 * tiles,
+                wgpu::BufferUsages::empty(),
+            ),
+            ranks: storage(
+                device,
+                "segloss sort ranks",
+                tiles * RANK_WORDS_PER_TILE,
                 wgpu::BufferUsages::empty(),
             ),
             kernels: self.clone(),
@@ -193,6 +206,7 @@ impl SortPlan {
                     sized(dst.0, self.len),
                     sized(dst.1, self.len),
                     self.counts.as_entire_binding(),
+                    self.ranks.as_entire_binding(),
                 ],
             );
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
