@@ -5,8 +5,9 @@
 // batch (or one image) for the hinge form; every segment has M elements, one per pixel, and the
 // T = segments·M elements are exactly the logits' elements.
 //   errors        per pixel: the activation and each element's error, as a (descending f32 key,
-//                 element index) pair at its segment's slots; ignored pixels get the largest
-//                 key, so they sort last and never enter the cumulative sums of a valid element;
+//                 tagged element index) pair at its segment's slots (see `tag`); ignored pixels
+//                 get the largest key, so they sort last and never enter the cumulative sums of
+//                 a valid element;
 //   (segmented stable radix sort, shaders/sort.wgsl: each segment by descending error, ties by
 //    element index)
 //   segscan_tiles, segscan_totals   the segmented scan of the sorted foreground flags
@@ -14,6 +15,10 @@
 //   lovasz_grad   at every sorted position, the Lovász gradient of the Jaccard index (from the
 //                 cumulative sums) times the error (per-tile partial losses), and the gradient
 //                 scattered back to its element;
+// The passes after the sort read the sorted pairs in order: the error is its key and the
+// foreground and validity flags ride in the value, so nothing is gathered by element index
+// except the one scatter of the gradient (a gather per element costs as much as the sort's
+// passes on a CPU driver).
 //   finalize      one workgroup: segment losses in a fixed order, their averaging weights;
 //   backprop      per pixel: dL/d(error) → dL/dz through the activation.
 
@@ -55,8 +60,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> keys: array<u32>;
 @group(0) @binding(4) var<storage, read_write> values: array<u32>;
-// [error keys per element (T, as bits) | cumulative foreground (T) | dL/d error per element (T) |
-//  tile foreground (tiles) | tile loss (tiles) | segment foreground (segs) | segment weight (segs)]
+// [cumulative foreground (T) | dL/d error per element (T) | tile foreground (tiles) |
+//  tile loss (tiles) | segment foreground (segs) | segment weight (segs)]
 @group(0) @binding(5) var<storage, read_write> work: array<f32>;
 @group(0) @binding(6) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(7) var<storage, read_write> loss_out: array<f32>;
@@ -69,22 +74,45 @@ fn tiles() -> u32 {
     return params.segs * params.tps;
 }
 fn cum_at(j: u32) -> u32 {
-    return total() + j;
+    return j;
 }
 fn egrad_at(e: u32) -> u32 {
-    return 2u * total() + e;
+    return total() + e;
 }
 fn tile_fg_at(t: u32) -> u32 {
-    return 3u * total() + t;
+    return 2u * total() + t;
 }
 fn tile_loss_at(t: u32) -> u32 {
-    return 3u * total() + tiles() + t;
+    return 2u * total() + tiles() + t;
 }
 fn gts_at(g: u32) -> u32 {
-    return 3u * total() + 2u * tiles() + g;
+    return 2u * total() + 2u * tiles() + g;
 }
 fn segw_at(g: u32) -> u32 {
-    return 3u * total() + 2u * tiles() + params.segs + g;
+    return 2u * total() + 2u * tiles() + params.segs + g;
+}
+
+// The sorted value: the element index (< 2^30: the host checks) with the element's foreground
+// in bit 31 and its pixel's validity in bit 30.
+const TAG_FG: u32 = 0x80000000u;
+const TAG_VALID: u32 = 0x40000000u;
+
+fn tag(e: u32, fg: f32, valid: bool) -> u32 {
+    return e | select(0u, TAG_FG, fg > 0.5) | select(0u, TAG_VALID, valid);
+}
+
+fn untag(v: u32) -> u32 {
+    return v & (TAG_VALID - 1u);
+}
+
+// (foreground, valid) of a tagged value. A dense mask may be soft (the CPU reference, like smp,
+// sums it as it is), so its foreground is read back rather than carried as a bit.
+fn tag_flags(v: u32) -> vec2<f32> {
+    var fg = f32((v & TAG_FG) != 0u);
+    if DENSE {
+        fg = bitcast<f32>(targets[untag(v)]);
+    }
+    return vec2<f32>(fg, f32((v & TAG_VALID) != 0u));
 }
 
 // The u32 key that sorts f32 descending (and back): `f32_descending_key` in src/sort.rs.
@@ -98,29 +126,19 @@ fn from_descending_key(k: u32) -> f32 {
     return bitcast<f32>(select(~a, a & 0x7fffffffu, (a & 0x80000000u) != 0u));
 }
 
-// (segment, position) of element e = (n·C + c)·S + s.
-fn segment_of(e: u32) -> vec2<u32> {
-    let s = e % params.s;
-    let nc = e / params.s;
-    let n = nc / params.c;
-    let c = nc - n * params.c;
+// The segment of class c of image n, and the position of its pixel s in it.
+fn segment_of(n: u32, c: u32) -> u32 {
     if PER_IMAGE {
-        return vec2<u32>(select(nc, n, HINGE), s);
+        return select(n * params.c + c, n, HINGE);
     }
-    return vec2<u32>(select(c, 0u, HINGE), n * params.s + s);
+    return select(c, 0u, HINGE);
 }
 
-// Foreground of element e, and whether its pixel counts (not ignored, label in range).
-fn fg_of(e: u32) -> vec2<f32> {
-    let s = e % params.s;
-    let nc = e / params.s;
-    let n = nc / params.c;
-    let c = nc - n * params.c;
-    let label = label_of(n * params.s + s);
-    if pixel_state(label) != PIX_VALID {
-        return vec2<f32>(0.0, 0.0);
+fn position_of(n: u32, s: u32) -> u32 {
+    if PER_IMAGE {
+        return s;
     }
-    return vec2<f32>(target_at(e, c, label), 1.0);
+    return n * params.s + s;
 }
 
 fn error_of(z: f32, p: f32, g: f32) -> f32 {
@@ -139,20 +157,20 @@ fn errors(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         let base = n * params.c * params.s + s;
         let label = label_of(p);
         let valid = pixel_state(label) == PIX_VALID;
-        let lse = act_prepare(base);
+        px_load(base, 0u);
+        let lse = px_prepare(base);
+        let pos = position_of(n, s);
         for (var c = 0u; c < params.c; c = c + 1u) {
             let e = base + c * params.s;
-            let z = logits[e];
-            let sl = segment_of(e);
-            let slot = sl.x * params.m + sl.y;
+            let slot = segment_of(n, c) * params.m + pos;
             var key = 0xffffffffu;
+            var fg = 0.0;
             if valid {
-                key = descending_key(error_of(z, prob(z, lse), target_at(e, c, label)));
+                fg = px_target(base, c, label);
+                key = descending_key(error_of(px_logit(base, c), px_prob(base, c, lse), fg));
             }
             keys[slot] = key;
-            values[slot] = e;
-            // The error itself, per element (lovasz_grad reads it by element index).
-            work[e] = bitcast<f32>(key);
+            values[slot] = tag(e, fg, valid);
         }
     }
 }
@@ -165,7 +183,7 @@ fn segscan_len() -> u32 {
     return params.m;
 }
 fn segscan_in(j: u32) -> f32 {
-    return fg_of(values[j]).x;
+    return tag_flags(values[j]).x;
 }
 fn segscan_store(j: u32, v: f32) {
     work[cum_at(j)] = v;
@@ -200,15 +218,16 @@ fn lovasz_grad(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
                 continue;
             }
             let j = g * params.m + local;
-            let e = values[j];
-            let fv = fg_of(e);
+            let v = values[j];
+            let e = untag(v);
+            let fv = tag_flags(v);
             let cs = work[cum_at(j)] + segscan_offset(g, local);
             var gr = jaccard(gts, cs, f32(local));
             if local > 0u {
                 gr = gr - jaccard(gts, cs - fv.x, f32(local) - 1.0);
             }
             // Ignored elements carry the largest key (not an error): no loss, no gradient.
-            var err = select(0.0, from_descending_key(bitcast<u32>(work[e])), fv.y > 0.0);
+            var err = select(0.0, from_descending_key(keys[j]), fv.y > 0.0);
             if HINGE {
                 err = max(err, 0.0); // relu; its gradient is 0 where the error is not positive
                 gr = select(0.0, gr, err > 0.0);
@@ -267,6 +286,9 @@ fn write_grad(e: u32, g: f32) {
     }
 }
 
+// dL/dp_c of the pixel's channels, kept between the softmax's two loops (C <= PIXEL_CACHE).
+var<private> dl_dp_cache: array<f32, PIXEL_CACHE>;
+
 @compute @workgroup_size(WG)
 fn backprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let pixels = params.n * params.s;
@@ -276,9 +298,7 @@ fn backprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         let n = p / params.s;
         let s = p - n * params.s;
         let base = n * params.c * params.s + s;
-        for (var c = 0u; c < params.c; c = c + 1u) {
-            bad_logits = bad_logits + u32(is_nonfinite(logits[base + c * params.s]));
-        }
+        bad_logits = bad_logits + px_load(base, 0u).x;
         let label = label_of(p);
         let state = pixel_state(label);
         if state != PIX_VALID {
@@ -288,27 +308,34 @@ fn backprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             }
             continue;
         }
-        let lse = act_prepare(base);
+        let lse = px_prepare(base);
         // dL/dp_c = w_seg · dL/de · de/dp with e = |g - p| (de/dp = sign(p - g));
         // hinge: dL/dz = w_seg · dL/de · (-(2g - 1)).
         var dot = 0.0;
         if ACT == ACT_SOFTMAX && !HINGE {
             for (var c = 0u; c < params.c; c = c + 1u) {
-                let e = base + c * params.s;
-                let pc = prob(logits[e], lse);
-                dot = dot + pc * element_dl_dp(e, pc, target_at(e, c, label));
+                let pc = px_prob(base, c, lse);
+                let d = element_dl_dp(n, c, base + c * params.s, pc, px_target(base, c, label));
+                if px_cached() {
+                    dl_dp_cache[c] = d;
+                }
+                dot = dot + pc * d;
             }
         }
         for (var c = 0u; c < params.c; c = c + 1u) {
             let e = base + c * params.s;
-            let t = target_at(e, c, label);
-            let w = work[segw_at(segment_of(e).x)] * work[egrad_at(e)];
+            let t = px_target(base, c, label);
             if HINGE {
-                write_grad(e, -w * (2.0 * t - 1.0));
+                write_grad(e, -element_weight(n, c, e) * (2.0 * t - 1.0));
                 continue;
             }
-            let pc = prob(logits[e], lse);
-            let d = element_dl_dp(e, pc, t);
+            let pc = px_prob(base, c, lse);
+            var d = 0.0;
+            if ACT == ACT_SOFTMAX && px_cached() {
+                d = dl_dp_cache[c];
+            } else {
+                d = element_dl_dp(n, c, e, pc, t);
+            }
             var gz = d;
             if ACT == ACT_SOFTMAX {
                 gz = pc * (d - dot);
@@ -326,6 +353,11 @@ fn backprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     }
 }
 
-fn element_dl_dp(e: u32, p: f32, g: f32) -> f32 {
-    return work[segw_at(segment_of(e).x)] * work[egrad_at(e)] * sign(p - g);
+// w_seg · dL/de of element e (class c of image n).
+fn element_weight(n: u32, c: u32, e: u32) -> f32 {
+    return work[segw_at(segment_of(n, c))] * work[egrad_at(e)];
+}
+
+fn element_dl_dp(n: u32, c: u32, e: u32, p: f32, g: f32) -> f32 {
+    return element_weight(n, c, e) * sign(p - g);
 }

@@ -69,6 +69,27 @@ fn gpu_matches_cpu() {
 }
 
 #[test]
+fn hinge_dense_mask_gpu_matches_cpu() {
+    // Soft and binary masks: the foreground is read from the mask, not from the sorted tag.
+    let (gpu, kernels) = gpu();
+    let mut rng = Rng::new(37);
+    for per_image in ["per_image=false", "per_image=true"] {
+        let loss = Loss::parse("lovasz-hinge", &[per_image]).unwrap();
+        for binary in [false, true] {
+            for shape in shapes("lovasz-hinge") {
+                let z = rng.logits(shape.numel(), 3.0);
+                let t = targets(&mut rng, &shape, TargetKind::Dense, 2, None, binary);
+                let what = format!(
+                    "lovasz-hinge {per_image} dense binary={binary} {:?}",
+                    shape.dims()
+                );
+                assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
+            }
+        }
+    }
+}
+
+#[test]
 fn cpu_gradients_match_finite_differences() {
     let mut rng = Rng::new(2);
     for (name, params) in CASES {

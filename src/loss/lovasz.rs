@@ -187,6 +187,12 @@ impl LovaszPlan {
     pub fn new(kernels: &Kernels, spec: LovaszSpec, shape: &Shape) -> Result<Self> {
         let (segs, m) = spec.segments(shape);
         let total = segs * m;
+        // The sorted values carry the element index in their low 30 bits (shaders/lovasz.wgsl).
+        if total >= 1 << 30 {
+            return Err(Error::Shape(format!(
+                "lovasz: {total} elements; at most 2^30 - 1 are supported"
+            )));
+        }
         let tps = m.div_ceil(TILE);
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let constants = [
@@ -202,7 +208,7 @@ impl LovaszPlan {
             .iter()
             .map(|e| kernels.pipeline(Family::Lovasz, e, &constants, &pl))
             .collect::<Result<Vec<_>>>()?;
-        let work_len = 3 * total + 2 * segs * tps + 2 * segs;
+        let work_len = 2 * total + 2 * segs * tps + 2 * segs;
         kernels.check_binding("lovasz work", work_len as u64 * 4)?;
         let device = kernels.device();
         let copy = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
