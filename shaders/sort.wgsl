@@ -22,7 +22,7 @@
 #include "common/grid.wgsl"
 #include "common/reduce.wgsl"
 
-const ITEMS: u32 = 16u;         // keys per thread
+const ITEMS: u32 = 32u;         // keys per thread (SORT_TILE in src/sort.rs)
 const TILE: u32 = WG * ITEMS;   // keys per tile
 const BINS: u32 = 16u;          // 4-bit digits
 
@@ -85,8 +85,9 @@ fn scan(lane: Lane) {
     }
 }
 
-// Per-thread digit counts, two 16-bit counters per u32 (a tile holds at most 4096 keys), and
-// their exclusive scan over the tile in thread order.
+// Per-thread digit counts, two 16-bit counters per u32 (a tile holds TILE = 8192 < 2^16 keys,
+// so no counter overflows into its neighbour), and their exclusive scan over the tile in
+// thread order.
 
 fn packed_add(counts_a: ptr<function, vec4<u32>>, counts_b: ptr<function, vec4<u32>>, d: u32) {
     let word = (d / 2u) % 4u;

@@ -40,7 +40,9 @@ fn check(name: &str, keys: Vec<u32>, bits: u32) {
 #[test]
 fn sorts_like_the_standard_library() {
     let mut rng = Rng::new(12);
-    // Around the sort's 4096-key tiles and the 1024-element tiles of the other primitives.
+    // Around the sort's tiles (SORT_TILE keys) and the 1024-element tiles of the other
+    // primitives.
+    const T: usize = segloss::sort::SORT_TILE;
     for len in [
         1usize,
         2,
@@ -48,10 +50,10 @@ fn sorts_like_the_standard_library() {
         1023,
         1024,
         1025,
-        4095,
-        4096,
-        4097,
-        8192 + 17,
+        T - 1,
+        T,
+        T + 1,
+        2 * T + 17,
         100_003,
     ] {
         check(
@@ -83,13 +85,14 @@ fn segmented_sort_sorts_each_segment_in_place() {
     let (gpu, kernels) = gpu();
     let device = &gpu.device;
     let mut rng = Rng::new(31);
+    const T: usize = segloss::sort::SORT_TILE;
     for (segments, seg_len) in [
         (1usize, 5usize),
         (3, 1),
-        (5, 4095),
-        (4, 4097),
+        (5, T - 1),
+        (4, T + 1),
         (19, 3000),
-        (2, 10_000),
+        (2, 2 * T + 1808),
     ] {
         for few in [false, true] {
             let len = segments * seg_len;
