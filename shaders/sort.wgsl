@@ -77,7 +77,7 @@ fn scan(lane: Lane) {
     for (var i = start; i < end; i = i + 1u) {
         sum = sum + counts[i];
     }
-    var running = wg_exclusive_scan_u32x4(vec4<u32>(sum, 0u, 0u, 0u), lane).x;
+    var running = wg_exclusive_scan_u32x8(U32x8(vec4<u32>(sum, 0u, 0u, 0u), vec4<u32>(0u)), lane).a.x;
     for (var i = start; i < end; i = i + 1u) {
         let c = counts[i];
         counts[i] = running;
@@ -123,8 +123,9 @@ fn count(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
             }
         }
         // Exclusive scan of the packed counters over the threads (no half overflows: <= TILE).
-        let ra = wg_exclusive_scan_u32x4(ca, lane);
-        let rb = wg_exclusive_scan_u32x4(cb, lane);
+        let r = wg_exclusive_scan_u32x8(U32x8(ca, cb), lane);
+        let ra = r.a;
+        let rb = r.b;
         let slot = ranks_slot(tile, rank);
         ranks[slot] = ra;
         ranks[slot + 1u] = rb;

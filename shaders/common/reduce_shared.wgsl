@@ -46,24 +46,31 @@ fn lane_rank(lane: Lane) -> u32 {
     return lane.lid;
 }
 
-var<workgroup> wg_scan4: array<vec4<u32>, WG>;
+// Eight u32 per thread, as two vec4 (the sort's packed digit counters).
+struct U32x8 {
+    a: vec4<u32>,
+    b: vec4<u32>,
+}
 
-// Exclusive scan of four u32 per thread in `lane_rank` order (Hillis–Steele, fixed shape).
-fn wg_exclusive_scan_u32x4(v: vec4<u32>, lane: Lane) -> vec4<u32> {
-    wg_scan4[lane.lid] = v;
+var<workgroup> wg_scan8: array<U32x8, WG>;
+
+// Exclusive scan of eight u32 per thread in `lane_rank` order (Hillis–Steele, fixed shape).
+fn wg_exclusive_scan_u32x8(v: U32x8, lane: Lane) -> U32x8 {
+    wg_scan8[lane.lid] = v;
     workgroupBarrier();
     for (var off = 1u; off < WG; off = off * 2u) {
-        var x = wg_scan4[lane.lid];
+        var x = wg_scan8[lane.lid];
         if lane.lid >= off {
-            x = x + wg_scan4[lane.lid - off];
+            let y = wg_scan8[lane.lid - off];
+            x = U32x8(x.a + y.a, x.b + y.b);
         }
         workgroupBarrier();
-        wg_scan4[lane.lid] = x;
+        wg_scan8[lane.lid] = x;
         workgroupBarrier();
     }
-    let r = wg_scan4[lane.lid] - v;
+    let r = wg_scan8[lane.lid];
     workgroupBarrier();
-    return r;
+    return U32x8(r.a - v.a, r.b - v.b);
 }
 
 // Partial sums written to memory (see common/reduce_subgroup.wgsl): without subgroups, one

@@ -89,29 +89,36 @@ fn lane_rank(lane: Lane) -> u32 {
     return lane.sg_id * lane.sg_size + lane.sg_lane;
 }
 
-var<workgroup> wg_scan4: array<vec4<u32>, WG>;
+// Eight u32 per thread, as two vec4 (the sort's packed digit counters).
+struct U32x8 {
+    a: vec4<u32>,
+    b: vec4<u32>,
+}
 
-// Exclusive scan of four u32 per thread in `lane_rank` order: a subgroup scan, then the
-// subgroups' totals added in subgroup order (integers: exact, whatever the grouping).
-fn wg_exclusive_scan_u32x4(v: vec4<u32>, lane: Lane) -> vec4<u32> {
-    let incl = subgroupInclusiveAdd(v);
+var<workgroup> wg_scan8: array<U32x8, WG>;
+
+// Exclusive scan of eight u32 per thread in `lane_rank` order: a subgroup scan, then the
+// subgroups' totals added in subgroup order (integers: exact, whatever the grouping). Eight at
+// once so that a caller with eight pays the three barriers once.
+fn wg_exclusive_scan_u32x8(v: U32x8, lane: Lane) -> U32x8 {
+    let incl = U32x8(subgroupInclusiveAdd(v.a), subgroupInclusiveAdd(v.b));
     if lane.sg_lane == lane.sg_size - 1u {
-        wg_scan4[lane.sg_id] = incl;
+        wg_scan8[lane.sg_id] = incl;
     }
     workgroupBarrier();
     // Thread 0 turns the subgroup totals into exclusive prefixes (a loop bounded by the subgroup
     // id in every thread is slow on lavapipe, as in `wg_sum`).
     if lane.lid == 0u {
-        var running = vec4<u32>(0u);
+        var running = U32x8(vec4<u32>(0u), vec4<u32>(0u));
         for (var i = 0u; i < lane.n_sg; i = i + 1u) {
-            let t = wg_scan4[i];
-            wg_scan4[i] = running;
-            running = running + t;
+            let t = wg_scan8[i];
+            wg_scan8[i] = running;
+            running = U32x8(running.a + t.a, running.b + t.b);
         }
     }
     workgroupBarrier();
-    let prefix = wg_scan4[lane.sg_id];
+    let prefix = wg_scan8[lane.sg_id];
     // Everyone has read its prefix before a later call overwrites the slots.
     workgroupBarrier();
-    return prefix + incl - v;
+    return U32x8(prefix.a + incl.a - v.a, prefix.b + incl.b - v.b);
 }
