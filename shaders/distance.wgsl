@@ -2,11 +2,14 @@
 // batch of masks at once; and the distance maps of the boundary and Hausdorff losses.
 // CPU mirror: src/cpu/distance.rs.
 //
-// Every transform works on "volumes": one f32 per pixel, the squared distance to the nearest
-// source pixel (0 at a source, INF where no source has been seen). A mask m yields two volumes:
-// 2m with the background as sources (its value at a foreground pixel is the squared EDT of the
-// mask, scipy's distance_transform_edt) and 2m + 1 with the foreground as sources (the squared
-// distance of a background pixel to the mask). Entry points:
+// Every transform works on one "volume" per mask: one f32 per pixel, the squared distance to the
+// nearest pixel of the other class seen so far (INF where none has been), negative inside the
+// mask. At a foreground pixel that is the squared EDT of the mask (scipy's
+// distance_transform_edt), at a background pixel the squared distance to the mask. It stands for
+// two transforms (sources: the background, for the foreground pixels; the foreground, for the
+// background pixels) whose other values are all 0 (a pixel is a source of the transform it does
+// not need), so both travel in one float: each pass reads and writes every pixel once, not
+// twice. Entry points:
 //   seed_masks   volumes from caller masks (u32, non-zero = foreground); seed_labels one mask
 //                per (image, class) from labels; seed_probabilities from p > 0.5;
 //   seed_loss    volumes from a loss's targets (> 0.5) and, for Hausdorff, its prediction
@@ -43,7 +46,7 @@ struct Params {
     dims: vec4<u32>,   // spatial extents, padded with 1 (dims.w unused)
     spacing: vec4<f32>,
     axis: u32,         // edt_axis: the axis
-    nvol: u32,         // volumes
+    nvol: u32,         // volumes (one per mask)
     ignore_index: i32,
     alpha: f32,        // Hausdorff exponent
     step: u32,         // jfa_step: the step length in pixels
@@ -61,10 +64,14 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> env: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-// Sources of the two volumes of a mask pixel: 2m takes the background, 2m + 1 the foreground.
+// A pixel's value: squared distance d with the sign of its class (negative inside the mask).
+// d > 0 always (a pixel is never its own nearest pixel of the other class), so the sign is kept.
+fn signed_value(d: f32, fg: bool) -> f32 {
+    return select(d, -d, fg);
+}
+
 fn seed(m: u32, s: u32, fg: bool) {
-    vol[(2u * m) * params.s + s] = select(0.0, INF, fg);
-    vol[(2u * m + 1u) * params.s + s] = select(INF, 0.0, fg);
+    vol[m * params.s + s] = signed_value(INF, fg);
 }
 
 @compute @workgroup_size(WG)
@@ -154,10 +161,10 @@ fn line_start(line: u32, len: u32, stride: u32) -> u32 {
     return v_idx * params.s + outer * len * stride + inner;
 }
 
-// The first pass (axis 0) of the exact transform on freshly seeded volumes, which hold only 0
-// (a source) and INF: the squared distance to the nearest source on the line needs no envelope,
-// only the last source seen sweeping forward and the next one sweeping back. Same result as
-// `edt_axis` on such input, in a fraction of its time (no scratch, no data-dependent loop).
+// The first pass (axis 0) of the exact transform on freshly seeded volumes (±INF): the squared
+// distance to the nearest pixel of the other class on the line needs no envelope, only the last
+// such pixel seen sweeping forward and the next one sweeping back. Same result as the envelope
+// on such input, in a fraction of its time (no scratch, no data-dependent loop).
 @compute @workgroup_size(WG)
 fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let axis = params.axis;
@@ -167,30 +174,45 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let lines = params.nvol * (params.s / len);
     for (var line = gid.x; line < lines; line = line + nwg.x * WG) {
         let start = line_start(line, len, stride);
-        var last = -1;
+        // The last foreground (x) and background (y) positions seen, -1 for none.
+        var last = vec2<i32>(-1);
         for (var q = 0; q < i32(len); q = q + 1) {
             let e = start + u32(q) * stride;
-            if vol[e] < INF {
-                last = q;
+            let fg = vol[e] < 0.0;
+            let other = select(last.x, last.y, fg);
+            if fg {
+                last.x = q;
+            } else {
+                last.y = q;
             }
-            if last >= 0 {
-                let d = f32(q - last) * sp;
-                vol[e] = d * d;
+            if other >= 0 {
+                let d = f32(q - other) * sp;
+                vol[e] = signed_value(d * d, fg);
             }
         }
-        // Sources now hold 0 and nothing else does (spacing > 0).
-        var next = -1;
+        var next = vec2<i32>(-1);
         for (var q = i32(len) - 1; q >= 0; q = q - 1) {
             let e = start + u32(q) * stride;
             let f = vol[e];
-            if f == 0.0 {
-                next = q;
-            } else if next >= 0 {
-                let d = f32(next - q) * sp;
-                vol[e] = min(f, d * d);
+            let fg = f < 0.0;
+            let other = select(next.x, next.y, fg);
+            if fg {
+                next.x = q;
+            } else {
+                next.y = q;
+            }
+            if other >= 0 {
+                let d = f32(other - q) * sp;
+                vol[e] = signed_value(min(abs(f), d * d), fg);
             }
         }
     }
+}
+
+// The parabola height at a pixel of value f for the transform of the `fg_out` pixels: their own
+// distance so far; 0 at the pixels of the other class (the sources).
+fn height(f: f32, fg_out: bool) -> f32 {
+    return select(0.0, abs(f), (f < 0.0) == fg_out);
 }
 
 @compute @workgroup_size(WG)
@@ -201,49 +223,58 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let sp = params.spacing[axis];
     for (var i = gid.x; i < params.line_count; i = i + nwg.x * WG) {
         let start = line_start(params.line0 + i, len, stride);
-        // Scratch: f (len), v (len, as f32 indices), z (len + 1).
+        // Scratch: f (len, the line as read), v (len, as f32 indices), z (len + 1).
         let fo = i * (3u * len + 1u);  // scratch of this window's lines
         let vo = fo + len;
         let zo = vo + len;
-        var k = -1;
         for (var q = 0u; q < len; q = q + 1u) {
-            let f = vol[start + q * stride];
-            env[fo + q] = f;
-            if f >= INF {
-                continue; // no parabola: no source along the lines seen so far
-            }
-            let xq = f32(q) * sp;
-            var s = -INF;
-            loop {
-                if k < 0 {
-                    break;
-                }
-                let vk = u32(env[vo + u32(k)]);
-                let xv = f32(vk) * sp;
-                s = ((f + xq * xq) - (env[fo + vk] + xv * xv)) / (2.0 * (xq - xv));
-                if s <= env[zo + u32(k)] {
-                    k = k - 1;
-                } else {
-                    break;
-                }
-            }
-            k = k + 1;
-            env[vo + u32(k)] = f32(q);
-            env[zo + u32(k)] = select(s, -INF, k == 0);
-            env[zo + u32(k) + 1u] = INF;
+            env[fo + q] = vol[start + q * stride];
         }
-        if k < 0 {
-            continue; // the whole line is INF: leave it
-        }
-        var j = 0u;
-        for (var q = 0u; q < len; q = q + 1u) {
-            let x = f32(q) * sp;
-            while env[zo + j + 1u] < x {
-                j = j + 1u;
+        // One envelope for the foreground pixels' transform, one for the background's; each
+        // pixel is written by the one of its class.
+        for (var r = 0u; r < 2u; r = r + 1u) {
+            let fg_out = r == 0u;
+            var k = -1;
+            for (var q = 0u; q < len; q = q + 1u) {
+                let f = height(env[fo + q], fg_out);
+                if f >= INF {
+                    continue; // no parabola: nothing of the other class seen so far
+                }
+                let xq = f32(q) * sp;
+                var s = -INF;
+                loop {
+                    if k < 0 {
+                        break;
+                    }
+                    let vk = u32(env[vo + u32(k)]);
+                    let xv = f32(vk) * sp;
+                    s = ((f + xq * xq) - (height(env[fo + vk], fg_out) + xv * xv)) / (2.0 * (xq - xv));
+                    if s <= env[zo + u32(k)] {
+                        k = k - 1;
+                    } else {
+                        break;
+                    }
+                }
+                k = k + 1;
+                env[vo + u32(k)] = f32(q);
+                env[zo + u32(k)] = select(s, -INF, k == 0);
+                env[zo + u32(k) + 1u] = INF;
             }
-            let vj = u32(env[vo + j]);
-            let dx = x - f32(vj) * sp;
-            vol[start + q * stride] = dx * dx + env[fo + vj];
+            if k < 0 {
+                continue; // every height is INF: the line keeps its values
+            }
+            var j = 0u;
+            for (var q = 0u; q < len; q = q + 1u) {
+                let x = f32(q) * sp;
+                while env[zo + j + 1u] < x {
+                    j = j + 1u;
+                }
+                if (env[fo + q] < 0.0) == fg_out {
+                    let vj = u32(env[vo + j]);
+                    let dx = x - f32(vj) * sp;
+                    vol[start + q * stride] = signed_value(dx * dx + height(env[fo + vj], fg_out), fg_out);
+                }
+            }
         }
     }
 }
@@ -252,7 +283,9 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 // Jump flooding: every pixel keeps the index of the nearest source it has heard of (NONE when
 // none) and, at step k, looks at the 3^d pixels k apart for a nearer one. O(log n) fully parallel
 // steps instead of a serial pass per line, at the price of rare wrong pixels (measured in the
-// docs). `env` holds two copies of the indices, [0, nvol·s) and [nvol·s, 2·nvol·s), as u32 bits.
+// docs). It runs on two virtual volumes per mask, 2m with the background as sources (giving the
+// foreground pixels their distance) and 2m + 1 with the foreground; `env` holds two copies of
+// their indices, [0, 2·nvol·s) and [2·nvol·s, 4·nvol·s), as u32 bits.
 
 const NONE: u32 = 0xffffffffu;
 
@@ -269,21 +302,29 @@ fn squared_gap(a: u32, b: u32) -> f32 {
 }
 
 fn jfa_slot(parity: u32, v: u32, s: u32) -> u32 {
-    return parity * params.nvol * params.s + v * params.s + s;
+    return parity * jfa_volumes() * params.s + v * params.s + s;
+}
+
+fn jfa_volumes() -> u32 {
+    return 2u * params.nvol;
 }
 
 @compute @workgroup_size(WG)
 fn jfa_init(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = params.nvol * params.s;
+    let total = jfa_volumes() * params.s;
     for (var i = gid.x; i < total; i = i + nwg.x * WG) {
-        let s = i % params.s;
-        env[jfa_slot(params.parity, i / params.s, s)] = bitcast<f32>(select(NONE, s, vol[i] == 0.0));
+        let v = i / params.s;
+        let s = i - v * params.s;
+        // Volume 2m takes the background as sources, 2m + 1 the foreground.
+        let fg = vol[(v / 2u) * params.s + s] < 0.0;
+        let source = fg == ((v % 2u) == 1u);
+        env[jfa_slot(params.parity, v, s)] = bitcast<f32>(select(NONE, s, source));
     }
 }
 
 @compute @workgroup_size(WG)
 fn jfa_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = params.nvol * params.s;
+    let total = jfa_volumes() * params.s;
     let k = i32(params.step);
     let dims = vec3<i32>(params.dims.xyz);
     for (var i = gid.x; i < total; i = i + nwg.x * WG) {
@@ -316,14 +357,17 @@ fn jfa_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     }
 }
 
-// The squared distance to the nearest source found, back into the volumes.
+// The squared distance to the nearest source found, back into the volumes: each pixel from the
+// virtual volume of its class.
 @compute @workgroup_size(WG)
 fn jfa_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let total = params.nvol * params.s;
     for (var i = gid.x; i < total; i = i + nwg.x * WG) {
-        let s = i % params.s;
-        let best = bitcast<u32>(env[jfa_slot(params.parity, i / params.s, s)]);
-        vol[i] = select(squared_gap(s, best), INF, best == NONE);
+        let m = i / params.s;
+        let s = i - m * params.s;
+        let fg = vol[i] < 0.0;
+        let best = bitcast<u32>(env[jfa_slot(params.parity, 2u * m + select(1u, 0u, fg), s)]);
+        vol[i] = signed_value(select(squared_gap(s, best), INF, best == NONE), fg);
     }
 }
 
@@ -333,16 +377,14 @@ fn jfa_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 // Distance of pixel s of mask m to the nearest pixel of the other class, and whether the pixel is
 // in the mask; the distance is 0 when the mask is empty or full (nothing of the other class).
 fn opposite_distance(m: u32, s: u32) -> vec2<f32> {
-    let to_bg = vol[(2u * m) * params.s + s];
-    let to_fg = vol[(2u * m + 1u) * params.s + s];
-    let inside = to_fg == 0.0;
-    let d = select(to_fg, to_bg, inside);
-    return vec2<f32>(select(sqrt(d), 0.0, d >= INF), f32(inside));
+    let f = vol[m * params.s + s];
+    let d = abs(f);
+    return vec2<f32>(select(sqrt(d), 0.0, d >= INF), f32(f < 0.0));
 }
 
 @compute @workgroup_size(WG)
 fn finish_edt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = params.nvol / 2u * params.s;
+    let total = params.nvol * params.s;
     for (var i = gid.x; i < total; i = i + nwg.x * WG) {
         let m = i / params.s;
         let s = i - m * params.s;

@@ -210,8 +210,8 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
     Ok((dims, sp))
 }
 
-/// The exact transform's buffers and pipelines for `nvol` volumes: shared by [`DistancePlan`] and
-/// the distance-based losses.
+/// The exact transform's buffers and pipelines for `nvol` volumes (one per mask): shared by
+/// [`DistancePlan`] and the distance-based losses.
 pub(crate) struct Edt {
     pub layout: wgpu::BindGroupLayout,
     pub vol: wgpu::Buffer,
@@ -257,8 +257,9 @@ impl Edt {
             let fit = usize::try_from(kernels.max_binding_bytes() / 4).unwrap_or(usize::MAX);
             all.min(fit).max(one_line)
         } else {
-            // JFA: two copies of the nearest-source indices, every volume at once.
-            let len = 2 * vol_len;
+            // JFA: two copies of the nearest-source indices of two virtual volumes per mask
+            // (shaders/distance.wgsl), every volume at once.
+            let len = 4 * vol_len;
             kernels.check_binding("distance scratch", len as u64 * 4)?;
             len
         };
@@ -304,7 +305,8 @@ impl Edt {
     ) {
         if self.method != Method::Exact {
             let longest = self.dims.iter().copied().max().unwrap_or(1) as usize;
-            let items = self.nvol * self.s;
+            // Two virtual volumes per mask (one per class's transform).
+            let items = 2 * self.nvol * self.s;
             let mut parity = 0u32;
             let mut run = |pipeline: &wgpu::ComputePipeline, step: u32, parity: u32| {
                 let params = DistanceParams {
@@ -458,7 +460,7 @@ impl Kernels {
             .ok_or_else(|| Error::Shape(format!("{masks} masks of {spatial:?} are too many")))?;
         self.check_binding("masks", total as u64 * 4)?;
         let constants = [("SIGNED", if options.signed { 1.0 } else { 0.0 })];
-        let edt = Edt::new(self, &constants, 2 * masks, spatial, options.method)?;
+        let edt = Edt::new(self, &constants, masks, spatial, options.method)?;
         let (_, pipeline_layout) = self.layout(Family::Distance, &layout_entries(&SLOTS));
         Ok(DistancePlan {
             seed: self.pipeline(Family::Distance, seed_entry, &constants, &pipeline_layout)?,
@@ -523,7 +525,7 @@ impl DistancePlan {
             dims: self.dims,
             spacing: self.spacing,
             axis: 0,
-            nvol: 2 * self.masks as u32,
+            nvol: self.masks as u32,
             ignore_index: 0,
             alpha: 1.0,
             step: 0,
@@ -616,7 +618,7 @@ impl LossMap {
             ("ACT", spec.act as f64),
             ("MAP_KIND", spec.kind as u32 as f64),
         ];
-        let edt = Edt::new(kernels, &constants, 2 * masks, &spatial, Method::Exact)?;
+        let edt = Edt::new(kernels, &constants, masks, &spatial, Method::Exact)?;
         let (_, pipeline_layout) = kernels.layout(Family::Distance, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Distance, entry, &constants, &pipeline_layout);
         kernels.check_binding("distance map", shape.numel() as u64 * 4)?;
@@ -631,7 +633,7 @@ impl LossMap {
                 dims,
                 spacing,
                 axis: 0,
-                nvol: 2 * masks as u32,
+                nvol: masks as u32,
                 ignore_index: spec.ignore_index.unwrap_or(0),
                 alpha: spec.alpha,
                 step: 0,
