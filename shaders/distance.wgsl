@@ -161,6 +161,19 @@ fn line_start(line: u32, len: u32, stride: u32) -> u32 {
     return v_idx * params.s + outer * len * stride + inner;
 }
 
+// One step of a sweep along a line: `seen` holds the nearest foreground (x) and background (y)
+// positions passed so far (-1 for none); returns the one of the other class than the pixel at
+// q, then records q.
+fn sweep_step(seen: ptr<function, vec2<i32>>, q: i32, fg: bool) -> i32 {
+    let other = select((*seen).x, (*seen).y, fg);
+    if fg {
+        (*seen).x = q;
+    } else {
+        (*seen).y = q;
+    }
+    return other;
+}
+
 // The first pass (axis 0) of the exact transform on freshly seeded volumes (±INF): the squared
 // distance to the nearest pixel of the other class on the line needs no envelope, only the last
 // such pixel seen sweeping forward and the next one sweeping back. Same result as the envelope
@@ -174,17 +187,11 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let lines = params.nvol * (params.s / len);
     for (var line = gid.x; line < lines; line = line + nwg.x * WG) {
         let start = line_start(line, len, stride);
-        // The last foreground (x) and background (y) positions seen, -1 for none.
         var last = vec2<i32>(-1);
         for (var q = 0; q < i32(len); q = q + 1) {
             let e = start + u32(q) * stride;
             let fg = vol[e] < 0.0;
-            let other = select(last.x, last.y, fg);
-            if fg {
-                last.x = q;
-            } else {
-                last.y = q;
-            }
+            let other = sweep_step(&last, q, fg);
             if other >= 0 {
                 let d = f32(q - other) * sp;
                 vol[e] = signed_value(d * d, fg);
@@ -195,12 +202,7 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             let e = start + u32(q) * stride;
             let f = vol[e];
             let fg = f < 0.0;
-            let other = select(next.x, next.y, fg);
-            if fg {
-                next.x = q;
-            } else {
-                next.y = q;
-            }
+            let other = sweep_step(&next, q, fg);
             if other >= 0 {
                 let d = f32(other - q) * sp;
                 vol[e] = signed_value(min(abs(f), d * d), fg);
