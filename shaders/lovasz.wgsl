@@ -10,11 +10,12 @@
 //                 a valid element;
 //   (segmented stable radix sort, shaders/sort.wgsl: each segment by descending error, ties by
 //    element index)
-//   segscan_tiles, segscan_totals   the segmented scan of the sorted foreground flags
-//                 (common/scan.wgsl): cumulative foreground and each segment's count;
-//   lovasz_grad   at every sorted position, the Lovász gradient of the Jaccard index (from the
-//                 cumulative sums) times the error (per-tile partial losses), and the gradient
-//                 scattered back to its element;
+//   segscan_reduce, segscan_totals   the first passes of the segmented scan of the sorted
+//                 foreground flags (common/segscan.wgsl): each tile's offset and each segment's
+//                 foreground count;
+//   lovasz_grad   tile by tile, the rest of that scan (the cumulative foreground at every sorted
+//                 position, never stored), the Lovász gradient of the Jaccard index times the
+//                 error (per-tile partial losses), and the gradient scattered back to its element;
 // The passes after the sort read the sorted pairs in order: the error is its key and the
 // foreground and validity flags ride in the value, so nothing is gathered by element index
 // except the one scatter of the gradient (a gather per element costs as much as the sort's
@@ -26,7 +27,6 @@
 #include "common/reduce.wgsl"
 #include "common/activation.wgsl"
 #include "common/targets.wgsl"
-#include "common/scan.wgsl"
 #include "common/segscan.wgsl"
 
 override DENSE: bool = false;
@@ -60,8 +60,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> keys: array<u32>;
 @group(0) @binding(4) var<storage, read_write> values: array<u32>;
-// [cumulative foreground (T) | dL/d error per element (T) | tile foreground (tiles) |
-//  tile loss (tiles) | segment foreground (segs) | segment weight (segs)]
+// [dL/d error per element (T) | tile foreground (tiles) | tile loss (tiles) |
+//  segment foreground (segs) | segment weight (segs)]
 @group(0) @binding(5) var<storage, read_write> work: array<f32>;
 @group(0) @binding(6) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(7) var<storage, read_write> loss_out: array<f32>;
@@ -73,23 +73,20 @@ fn total() -> u32 {
 fn tiles() -> u32 {
     return params.segs * params.tps;
 }
-fn cum_at(j: u32) -> u32 {
-    return j;
-}
 fn egrad_at(e: u32) -> u32 {
-    return total() + e;
+    return e;
 }
 fn tile_fg_at(t: u32) -> u32 {
-    return 2u * total() + t;
+    return total() + t;
 }
 fn tile_loss_at(t: u32) -> u32 {
-    return 2u * total() + tiles() + t;
+    return total() + tiles() + t;
 }
 fn gts_at(g: u32) -> u32 {
-    return 2u * total() + 2u * tiles() + g;
+    return total() + 2u * tiles() + g;
 }
 fn segw_at(g: u32) -> u32 {
-    return 2u * total() + 2u * tiles() + params.segs + g;
+    return total() + 2u * tiles() + params.segs + g;
 }
 
 // The sorted value: the element index (< 2^30: the host checks) with the element's foreground
@@ -175,7 +172,7 @@ fn errors(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
 }
 
-// The segmented scan of the foreground flags in sorted order (common/scan.wgsl).
+// The segmented scan of the foreground flags in sorted order (common/segscan.wgsl).
 fn segscan_segments() -> u32 {
     return params.segs;
 }
@@ -184,9 +181,6 @@ fn segscan_len() -> u32 {
 }
 fn segscan_in(j: u32) -> f32 {
     return tag_flags(values[j]).x;
-}
-fn segscan_store(j: u32, v: f32) {
-    work[cum_at(j)] = v;
 }
 fn segscan_tile_get(t: u32) -> f32 {
     return work[tile_fg_at(t)];
@@ -198,43 +192,62 @@ fn segscan_total_set(g: u32, v: f32) {
     work[gts_at(g)] = v;
 }
 
-// Jaccard loss 1 - I/U after the first i + 1 sorted elements, cs of them foreground.
-fn jaccard(gts: f32, cs: f32, i: f32) -> f32 {
+// The Lovász gradient at sorted position i: J_i - J_(i-1), J_i = 1 - I_i/U_i the Jaccard loss
+// after the first i + 1 elements, cs of them foreground, the last one with foreground f, and
+// J_(-1) = 0. In closed form (I_(i-1) = I_i + f, U_(i-1) = U_i - 1 + f):
+//   (f·U_i + I_i·(1 - f)) / (U_i·(U_i - 1 + f)), and 1/U_0 at i = 0,
+// so no two nearly equal f32 are subtracted: J_i - J_(i-1) is about 1/U, and in f32 the
+// difference itself lost most of its digits for segments of millions of elements.
+// `jaccard_step` in src/cpu/lovasz.rs.
+fn jaccard_step(gts: f32, cs: f32, i: u32, f: f32) -> f32 {
     let inter = gts - cs;
-    let uni = gts + (i + 1.0) - cs;
-    return 1.0 - inter / uni;
+    let uni = gts + f32(i + 1u) - cs;
+    if i == 0u {
+        return 1.0 / uni;
+    }
+    return (f * uni + inter * (1.0 - f)) / (uni * (uni - 1.0 + f));
 }
 
 @compute @workgroup_size(WG)
 fn lovasz_grad(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     for (var t = wid.x; t < tiles(); t = t + nwg.x) {
-        let g = t / params.tps;
-        let start = (t - g * params.tps) * SCAN_TILE;
+        let tile = segscan_tile(t);
+        let g = tile.x;
+        let first = tile.y + lane_rank(lane) * SCAN_ITEMS;
+        let end = min(first + SCAN_ITEMS, params.m);
+        let base = g * params.m;
+        // This thread's sorted values, read once, and their foreground for the tile's scan
+        // (fixed-count loops, so that the arrays can live in registers).
+        var v: array<u32, SCAN_ITEMS>;
+        var fg: array<f32, SCAN_ITEMS>;
+        var own = 0.0;
+        for (var i = 0u; i < SCAN_ITEMS; i = i + 1u) {
+            if first + i < end {
+                v[i] = values[base + first + i];
+                fg[i] = tag_flags(v[i]).x;
+                own = own + fg[i];
+            }
+        }
         let gts = work[gts_at(g)];
+        var cs = segscan_prefix(t, own, lane);   // foreground before this thread's first
         var acc = 0.0;
-        for (var i = 0u; i < 4u; i = i + 1u) {
-            let local = start + lane.lid * 4u + i;
-            if local >= params.m {
-                continue;
+        for (var i = 0u; i < SCAN_ITEMS; i = i + 1u) {
+            let local = first + i;
+            if local >= end {
+                break;
             }
-            let j = g * params.m + local;
-            let v = values[j];
-            let e = untag(v);
-            let fv = tag_flags(v);
-            let cs = work[cum_at(j)] + segscan_offset(g, local);
-            var gr = jaccard(gts, cs, f32(local));
-            if local > 0u {
-                gr = gr - jaccard(gts, cs - fv.x, f32(local) - 1.0);
-            }
+            let valid = (v[i] & TAG_VALID) != 0u;
+            cs = cs + fg[i];
+            var gr = jaccard_step(gts, cs, local, fg[i]);
             // Ignored elements carry the largest key (not an error): no loss, no gradient.
-            var err = select(0.0, from_descending_key(keys[j]), fv.y > 0.0);
+            var err = select(0.0, from_descending_key(keys[base + local]), valid);
             if HINGE {
                 err = max(err, 0.0); // relu; its gradient is 0 where the error is not positive
                 gr = select(0.0, gr, err > 0.0);
             }
-            gr = gr * fv.y;
+            gr = select(0.0, gr, valid);
             acc = acc + err * gr;
-            work[egrad_at(e)] = gr;
+            work[egrad_at(untag(v[i]))] = gr;
         }
         let total_loss = wg_sum(acc, lane);
         if lane.lid == 0u {
@@ -288,6 +301,19 @@ fn write_grad(e: u32, g: f32) {
 
 // dL/dp_c of the pixel's channels, kept between the softmax's two loops (C <= PIXEL_CACHE).
 var<private> dl_dp_cache: array<f32, PIXEL_CACHE>;
+// The averaging weights of image `segw_image`'s segments by channel (C <= PIXEL_CACHE): read
+// once per image a thread visits instead of once per element (a gather on a CPU driver).
+var<private> segw_cache: array<f32, PIXEL_CACHE>;
+var<private> segw_image: u32 = 0xffffffffu;
+
+fn load_segment_weights(n: u32) {
+    if px_cached() && n != segw_image {
+        segw_image = n;
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            segw_cache[c] = work[segw_at(segment_of(n, c))];
+        }
+    }
+}
 
 @compute @workgroup_size(WG)
 fn backprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -309,6 +335,7 @@ fn backprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             continue;
         }
         let lse = px_prepare(base);
+        load_segment_weights(n);
         // dL/dp_c = w_seg · dL/de · de/dp with e = |g - p| (de/dp = sign(p - g));
         // hinge: dL/dz = w_seg · dL/de · (-(2g - 1)).
         var dot = 0.0;
@@ -355,7 +382,13 @@ fn backprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 
 // w_seg · dL/de of element e (class c of image n).
 fn element_weight(n: u32, c: u32, e: u32) -> f32 {
-    return work[segw_at(segment_of(n, c))] * work[egrad_at(e)];
+    var w = 0.0;
+    if px_cached() {
+        w = segw_cache[c];
+    } else {
+        w = work[segw_at(segment_of(n, c))];
+    }
+    return w * work[egrad_at(e)];
 }
 
 fn element_dl_dp(n: u32, c: u32, e: u32, p: f32, g: f32) -> f32 {

@@ -2,7 +2,7 @@
 // flattened [segments, len] f32 array (common/segscan.wgsl). CPU mirror: src/cpu/sort.rs.
 
 #include "common/grid.wgsl"
-#include "common/scan.wgsl"
+#include "common/reduce.wgsl"
 #include "common/segscan.wgsl"
 
 // Must match `ScanParams` in src/sort.rs.
@@ -28,9 +28,6 @@ fn segscan_len() -> u32 {
 fn segscan_in(j: u32) -> f32 {
     return input[j];
 }
-fn segscan_store(j: u32, v: f32) {
-    output[j] = v;
-}
 fn segscan_tile_get(t: u32) -> f32 {
     return work[t];
 }
@@ -41,12 +38,29 @@ fn segscan_total_set(g: u32, v: f32) {
     work[params.segments * segscan_tiles_per_segment() + g] = v;
 }
 
-// Adds each tile's offset to its tile-local sums.
+// Each thread's elements: the sum before them, then one addition per element.
 @compute @workgroup_size(WG)
-fn segscan_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let total = params.segments * params.len;
-    for (var j = gid.x; j < total; j = j + nwg.x * WG) {
-        let g = j / params.len;
-        output[j] = output[j] + segscan_offset(g, j - g * params.len);
+fn segscan_apply(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles = params.segments * segscan_tiles_per_segment();
+    for (var t = wid.x; t < tiles; t = t + nwg.x) {
+        let tile = segscan_tile(t);
+        let first = tile.y + lane_rank(lane) * SCAN_ITEMS;
+        let end = min(first + SCAN_ITEMS, params.len);
+        let base = tile.x * params.len;
+        var x: array<f32, SCAN_ITEMS>;
+        var own = 0.0;
+        for (var i = 0u; i < SCAN_ITEMS; i = i + 1u) {
+            if first + i < end {
+                x[i] = input[base + first + i];
+                own = own + x[i];
+            }
+        }
+        var run = segscan_prefix(t, own, lane);
+        for (var i = 0u; i < SCAN_ITEMS; i = i + 1u) {
+            if first + i < end {
+                run = run + x[i];
+                output[base + first + i] = run;
+            }
+        }
     }
 }

@@ -11,9 +11,11 @@ use crate::kernels::{Kernels, WG};
 use crate::loss::bind::{bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::shader::Family;
 
-/// Elements per tile of the selection and the segmented scan (`SELECT_TILE`, `SCAN_TILE` in
-/// WGSL).
-pub const TILE: usize = WG as usize * 4;
+/// Elements per tile of the selection (`SELECT_TILE` in WGSL).
+pub const SELECT_TILE: usize = WG as usize * 4;
+/// Elements per tile of the segmented scan (`SCAN_TILE` in shaders/common/segscan.wgsl): 16 per
+/// thread, so that a tile's workgroup scan is paid once per 4096 elements.
+pub const SCAN_TILE: usize = WG as usize * 16;
 /// Keys per tile of the radix sort (`TILE` in shaders/sort.wgsl): 32 per thread, so that the
 /// per-tile workgroup scans (barriers) are paid once per 8192 keys (on lavapipe, 16 keys per
 /// thread: lovasz-softmax 2.6 s, 32: 2.2 s, 64: 2.0 s; more keys per thread also means fewer
@@ -322,7 +324,7 @@ impl Kernels {
         }
         self.check_binding("keys", len as u64 * 4)?;
         let nwg = self.workgroups(len);
-        let tiles = len.div_ceil(TILE) as u32;
+        let tiles = len.div_ceil(SELECT_TILE) as u32;
         let (layout, pl) = self.layout(Family::Select, &layout_entries(&PRIM_SLOTS));
         let pipes = [
             "select_histogram",
@@ -363,9 +365,9 @@ impl Kernels {
             )));
         }
         self.check_binding("input", total.unwrap_or(0) as u64 * 4)?;
-        let tiles = segments * len.div_ceil(TILE);
+        let tiles = segments * len.div_ceil(SCAN_TILE);
         let (layout, pl) = self.layout(Family::Scan, &layout_entries(&PRIM_SLOTS));
-        let pipes = ["segscan_tiles", "segscan_totals", "segscan_finish"]
+        let pipes = ["segscan_reduce", "segscan_totals", "segscan_apply"]
             .iter()
             .map(|e| self.pipeline(Family::Scan, e, &[], &pl))
             .collect::<Result<Vec<_>>>()?;
@@ -471,19 +473,16 @@ impl ScanPlan {
                 self.work.as_entire_binding(),
             ],
         );
-        let tiles = (self.segments * self.len.div_ceil(TILE)) as u32;
-        let k = &self.kernels;
+        let tiles = (self.segments * self.len.div_ceil(SCAN_TILE)) as u32;
+        let per_tile = tiles.min(crate::kernels::MAX_WORKGROUPS);
+        let per_segment = self.kernels.workgroups(self.segments);
         record_passes(
             encoder,
             "segloss scan",
             &[
-                (
-                    &bg,
-                    &self.pipes[0],
-                    tiles.min(crate::kernels::MAX_WORKGROUPS),
-                ),
-                (&bg, &self.pipes[1], k.workgroups(self.segments)),
-                (&bg, &self.pipes[2], k.workgroups(total)),
+                (&bg, &self.pipes[0], per_tile),
+                (&bg, &self.pipes[1], per_segment),
+                (&bg, &self.pipes[2], per_tile),
             ],
         );
         Ok(())

@@ -226,27 +226,45 @@ fn selects_among_2_pow_24_keys() {
     assert_eq!(got, segloss::cpu::sort::select_top_k(&keys, k));
 }
 
+/// The scan with subgroup scans and with the shared-memory fallback, at lengths around its tile.
 #[test]
 fn segmented_scan_matches_the_cpu() {
     let (gpu, kernels) = gpu();
+    let fallback = segloss::Kernels::with_options(
+        &gpu.device,
+        segloss::KernelOptions {
+            subgroups: Some(false),
+        },
+    )
+    .unwrap();
     let device = &gpu.device;
     let mut rng = Rng::new(6);
-    for (segments, len) in [(1usize, 1usize), (3, 1023), (4, 1025), (2, 5000), (7, 333)] {
-        // Small integers: every partial sum is exact, so the comparison is bit for bit.
-        let input: Vec<f32> = (0..segments * len).map(|_| rng.below(3) as f32).collect();
-        let plan = kernels.scan_plan(segments, len).unwrap();
-        let ib = segloss::readback::upload(device, "in", bytemuck::cast_slice(&input));
-        let ob = segloss::readback::zeros(device, "out", segments * len);
-        let mut enc = device.create_command_encoder(&Default::default());
-        plan.record(&mut enc, &ib, &ob).unwrap();
-        gpu.queue.submit([enc.finish()]);
-        let got: Vec<f32> =
-            segloss::readback::download(device, &gpu.queue, &ob, segments * len).unwrap();
-        assert_eq!(
-            got,
-            segloss::cpu::sort::segmented_scan(&input, len),
-            "segments {segments} len {len}"
-        );
+    let tile = segloss::sort::SCAN_TILE;
+    for k in [kernels, &fallback] {
+        for (segments, len) in [
+            (1usize, 1usize),
+            (3, tile - 1),
+            (4, tile + 1),
+            (2, 2 * tile + 700),
+            (7, 333),
+        ] {
+            // Small integers: every partial sum is exact, so the comparison is bit for bit.
+            let input: Vec<f32> = (0..segments * len).map(|_| rng.below(3) as f32).collect();
+            let plan = k.scan_plan(segments, len).unwrap();
+            let ib = segloss::readback::upload(device, "in", bytemuck::cast_slice(&input));
+            let ob = segloss::readback::zeros(device, "out", segments * len);
+            let mut enc = device.create_command_encoder(&Default::default());
+            plan.record(&mut enc, &ib, &ob).unwrap();
+            gpu.queue.submit([enc.finish()]);
+            let got: Vec<f32> =
+                segloss::readback::download(device, &gpu.queue, &ob, segments * len).unwrap();
+            assert_eq!(
+                got,
+                segloss::cpu::sort::segmented_scan(&input, len),
+                "segments {segments} len {len} subgroups {}",
+                k.uses_subgroups()
+            );
+        }
     }
 }
 

@@ -73,6 +73,30 @@ fn wg_exclusive_scan_u32x8(v: U32x8, lane: Lane) -> U32x8 {
     return U32x8(r.a - v.a, r.b - v.b);
 }
 
+
+// Exclusive scan of one f32 per thread in `lane_rank` order (Hillis–Steele, fixed shape): the
+// inclusive scan of the thread before, so no subtraction rounds it.
+var<workgroup> wg_scan_f32: array<f32, WG>;
+
+fn wg_exclusive_scan_f32(v: f32, lane: Lane) -> f32 {
+    wg_scan_f32[lane.lid] = v;
+    workgroupBarrier();
+    for (var off = 1u; off < WG; off = off * 2u) {
+        var x = wg_scan_f32[lane.lid];
+        if lane.lid >= off {
+            x = x + wg_scan_f32[lane.lid - off];
+        }
+        workgroupBarrier();
+        wg_scan_f32[lane.lid] = x;
+        workgroupBarrier();
+    }
+    var r = 0.0;
+    if lane.lid > 0u {
+        r = wg_scan_f32[lane.lid - 1u];
+    }
+    workgroupBarrier();
+    return r;
+}
 // Partial sums written to memory (see common/reduce_subgroup.wgsl): without subgroups, one
 // partial per workgroup from the shared-memory tree.
 const PARTIAL_SLOTS: u32 = 1u;

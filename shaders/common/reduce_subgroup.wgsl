@@ -122,3 +122,28 @@ fn wg_exclusive_scan_u32x8(v: U32x8, lane: Lane) -> U32x8 {
     workgroupBarrier();
     return U32x8(prefix.a + incl.a - v.a, prefix.b + incl.b - v.b);
 }
+
+// Exclusive scan of one f32 per thread in `lane_rank` order: a subgroup scan, then the
+// subgroups' totals added in subgroup order by thread 0. The grouping is fixed for a device, so
+// the sums are reproducible; integer-valued inputs are exact below 2^24.
+var<workgroup> wg_scan_f32: array<f32, WG>;
+
+fn wg_exclusive_scan_f32(v: f32, lane: Lane) -> f32 {
+    let excl = subgroupExclusiveAdd(v);
+    if lane.sg_lane == lane.sg_size - 1u {
+        wg_scan_f32[lane.sg_id] = excl + v;
+    }
+    workgroupBarrier();
+    if lane.lid == 0u {
+        var running = 0.0;
+        for (var i = 0u; i < lane.n_sg; i = i + 1u) {
+            let t = wg_scan_f32[i];
+            wg_scan_f32[i] = running;
+            running = running + t;
+        }
+    }
+    workgroupBarrier();
+    let prefix = wg_scan_f32[lane.sg_id];
+    workgroupBarrier();
+    return prefix + excl;
+}

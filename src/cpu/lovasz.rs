@@ -94,12 +94,9 @@ pub(crate) fn forward_backward(
         m.sort_by(|&a, &b| err[b].partial_cmp(&err[a]).unwrap()); // stable: ties keep order
         gts[g] = m.iter().map(|&e| fg[e]).sum();
         let mut cs = 0.0;
-        let mut prev = 0.0;
         for (i, &e) in m.iter().enumerate() {
             cs += fg[e];
-            let jac = 1.0 - (gts[g] - cs) / (gts[g] + (i + 1) as f64 - cs);
-            let mut gr = jac - prev;
-            prev = jac;
+            let mut gr = jaccard_step(gts[g], cs, i, fg[e]);
             let mut x = err[e];
             if spec.hinge {
                 x = x.max(0.0);
@@ -171,5 +168,50 @@ fn signum0(x: f64) -> f64 {
         -1.0
     } else {
         0.0
+    }
+}
+
+/// The Lovász gradient at sorted position `i`: `J_i - J_(i-1)`, with `J_i = 1 - I_i / U_i` the
+/// Jaccard loss after the first `i + 1` errors (`cs` of them foreground, the last with foreground
+/// `f`), `gts` the segment's foreground and `J_(-1) = 0`. Computed in closed form, as the shader
+/// (`jaccard_step` in shaders/lovasz.wgsl) must to stay accurate in f32:
+/// `I_(i-1) = I_i + f` and `U_(i-1) = U_i - 1 + f` give
+/// `(f·U_i + I_i·(1 - f)) / (U_i·(U_i - 1 + f))`, and `1 / U_0` at `i = 0`.
+fn jaccard_step(gts: f64, cs: f64, i: usize, f: f64) -> f64 {
+    let inter = gts - cs;
+    let uni = gts + (i + 1) as f64 - cs;
+    if i == 0 {
+        return 1.0 / uni;
+    }
+    (f * uni + inter * (1.0 - f)) / (uni * (uni - 1.0 + f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jaccard_step;
+
+    /// The closed form equals the difference of consecutive Jaccard losses it replaces.
+    #[test]
+    fn jaccard_step_is_the_difference_of_jaccard_losses() {
+        let jac = |gts: f64, cs: f64, i: usize| 1.0 - (gts - cs) / (gts + (i + 1) as f64 - cs);
+        let fg = [1.0, 0.0, 0.3, 1.0, 0.0, 0.0, 0.9, 1.0, 0.0, 0.5];
+        for gts in [fg.iter().sum::<f64>(), 0.0] {
+            let fg: Vec<f64> = fg
+                .iter()
+                .map(|&f| if gts > 0.0 { f } else { 0.0 })
+                .collect();
+            let (mut cs, mut prev) = (0.0, 0.0);
+            for (i, &f) in fg.iter().enumerate() {
+                cs += f;
+                let j = jac(gts, cs, i);
+                let step = jaccard_step(gts, cs, i, f);
+                assert!(
+                    (step - (j - prev)).abs() < 1e-12,
+                    "i {i}: {step} vs {}",
+                    j - prev
+                );
+                prev = j;
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::loss::bind::{bind_group, layout_entries, sized, storage, uniform, Slo
 use crate::loss::params::ParamReader;
 use crate::loss::Plan;
 use crate::shader::Family;
-use crate::sort::{SortPlan, TILE};
+use crate::sort::{SortPlan, SCAN_TILE};
 use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 
 /// `lovasz-softmax` (`smp.losses.LovaszLoss("multiclass")`, Berman's `lovasz_softmax`): per class
@@ -162,7 +162,7 @@ const SLOTS: [Slot; 9] = [
 
 const ENTRIES: [&str; 6] = [
     "errors",
-    "segscan_tiles",
+    "segscan_reduce",
     "segscan_totals",
     "lovasz_grad",
     "finalize",
@@ -193,7 +193,7 @@ impl LovaszPlan {
                 "lovasz: {total} elements; at most 2^30 - 1 are supported"
             )));
         }
-        let tps = m.div_ceil(TILE);
+        let tps = m.div_ceil(SCAN_TILE);
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let constants = [
             ("DENSE", flag(spec.dense)),
@@ -208,7 +208,7 @@ impl LovaszPlan {
             .iter()
             .map(|e| kernels.pipeline(Family::Lovasz, e, &constants, &pl))
             .collect::<Result<Vec<_>>>()?;
-        let work_len = 2 * total + 2 * segs * tps + 2 * segs;
+        let work_len = total + 2 * segs * tps + 2 * segs;
         kernels.check_binding("lovasz work", work_len as u64 * 4)?;
         let device = kernels.device();
         let copy = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;

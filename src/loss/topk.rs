@@ -8,7 +8,7 @@ use crate::loss::bind::{self, bind_group, layout_entries, sized, storage, unifor
 use crate::loss::params::ParamReader;
 use crate::loss::Plan;
 use crate::shader::Family;
-use crate::sort::TILE;
+use crate::sort::SELECT_TILE;
 use crate::tensor::{Inputs, Outputs, Shape, TargetKind};
 
 /// `topk`: per-pixel cross-entropy (`weight`, `ignore_index`), then the mean of the
@@ -169,7 +169,7 @@ impl TopkPlan {
             .map(|e| kernels.pipeline(Family::Topk, e, &constants, &pl))
             .collect::<Result<Vec<_>>>()?;
         let nwg = kernels.workgroups(shape.pixels());
-        let tiles = shape.pixels().div_ceil(TILE) as u32;
+        let tiles = shape.pixels().div_ceil(SELECT_TILE) as u32;
         let work_len = 4 + nwg as usize * 257 + 2 * tiles as usize;
         kernels.check_binding("topk work", work_len as u64 * 4)?;
         let device = kernels.device();
