@@ -1,4 +1,4 @@
-// Stable LSD radix sort of (u32 key, u32 value) pairs, 4 bits per pass, reduce-then-scan:
+// Stable LSD radix sort of (u32 key, u32 value) pairs, 5 bits per pass, reduce-then-scan:
 //   count    per tile of TILE keys: each thread counts the pass's digit over its ITEMS
 //            consecutive keys (packed counters, no atomics), a workgroup scan turns those into
 //            the thread's exclusive per-digit ranks (kept in `ranks` for the scatter), and the
@@ -24,14 +24,19 @@
 
 const ITEMS: u32 = 32u;         // keys per thread (SORT_TILE in src/sort.rs)
 const TILE: u32 = WG * ITEMS;   // keys per tile
-const BINS: u32 = 16u;          // 4-bit digits
+const RADIX: u32 = 5u;          // bits per pass (RADIX_BITS in src/sort.rs)
+const BINS: u32 = 1u << RADIX;  // 32 digits: 32 packed 16-bit counters fill a U32x16
 
 // Must match `SortParams` in src/sort.rs.
 struct Params {
     len: u32,
-    shift: u32,     // the digit is (key >> shift) & 15
+    shift: u32,     // the digit is (key >> shift) & mask
     tiles: u32,     // all segments' tiles
     seg_len: u32,   // keys per segment
+    mask: u32,      // BINS - 1, or fewer bits in a last pass past the sort's key bits
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -41,11 +46,11 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> vals_out: array<u32>;
 // [segment][BINS][tiles of the segment]: counts, then exclusive offsets.
 @group(0) @binding(5) var<storage, read_write> counts: array<u32>;
-// [tile][thread in scan order][2]: the thread's packed exclusive ranks (see `packed_add`).
+// [tile][thread in scan order][4]: the thread's packed exclusive ranks (see `packed_add`).
 @group(0) @binding(6) var<storage, read_write> ranks: array<vec4<u32>>;
 
 fn digit(key: u32) -> u32 {
-    return (key >> params.shift) & (BINS - 1u);
+    return (key >> params.shift) & params.mask;
 }
 
 fn tiles_per_segment() -> u32 {
@@ -77,7 +82,8 @@ fn scan(lane: Lane) {
     for (var i = start; i < end; i = i + 1u) {
         sum = sum + counts[i];
     }
-    var running = wg_exclusive_scan_u32x8(U32x8(vec4<u32>(sum, 0u, 0u, 0u), vec4<u32>(0u)), lane).a.x;
+    let zero = vec4<u32>(0u);
+    var running = wg_exclusive_scan_u32x16(U32x16(vec4<u32>(sum, 0u, 0u, 0u), zero, zero, zero), lane).a.x;
     for (var i = start; i < end; i = i + 1u) {
         let c = counts[i];
         counts[i] = running;
@@ -86,53 +92,56 @@ fn scan(lane: Lane) {
 }
 
 // Per-thread digit counts, two 16-bit counters per u32 (a tile holds TILE = 8192 < 2^16 keys,
-// so no counter overflows into its neighbour), and their exclusive scan over the tile in
-// thread order.
+// so no counter overflows into its neighbour): digit d in half d % 2 of word (d / 2) % 4 of
+// vec4 d / 8. Their exclusive scan over the tile in thread order gives every thread its ranks.
+// The vec4 is picked by selects, not by an index: every lane adds to all four, zero to three.
 
-fn packed_add(counts_a: ptr<function, vec4<u32>>, counts_b: ptr<function, vec4<u32>>, d: u32) {
-    let word = (d / 2u) % 4u;
-    let inc = 1u << (16u * (d % 2u));
-    if d < 8u {
-        (*counts_a)[word] = (*counts_a)[word] + inc;
-    } else {
-        (*counts_b)[word] = (*counts_b)[word] + inc;
+fn packed_add(c: ptr<function, U32x16>, d: u32) {
+    let inc = 1u << (16u * (d & 1u));
+    let w = (d >> 1u) & 3u;
+    switch d >> 3u {
+        case 0u: { (*c).a[w] = (*c).a[w] + inc; }
+        case 1u: { (*c).b[w] = (*c).b[w] + inc; }
+        case 2u: { (*c).c[w] = (*c).c[w] + inc; }
+        default: { (*c).d[w] = (*c).d[w] + inc; }
     }
 }
 
-fn packed_get(a: vec4<u32>, b: vec4<u32>, d: u32) -> u32 {
-    let word = (d / 2u) % 4u;
-    let v = select(a[word], b[word], d >= 8u);
-    return (v >> (16u * (d % 2u))) & 0xffffu;
+fn packed_get(c: U32x16, d: u32) -> u32 {
+    let q = d >> 3u;
+    let v = select(select(c.a, c.b, q == 1u), select(c.c, c.d, q == 3u), q >= 2u);
+    return (v[(d >> 1u) & 3u] >> (16u * (d & 1u))) & 0xffffu;
 }
 
 fn ranks_slot(tile: u32, rank: u32) -> u32 {
-    return (tile * WG + rank) * 2u;
+    return (tile * WG + rank) * 4u;
 }
 
 @compute @workgroup_size(WG)
 fn count(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let rank = lane_rank(lane);
+    let zero = vec4<u32>(0u);
     for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
         let range = tile_keys(tile);
-        var ca = vec4<u32>(0u);
-        var cb = vec4<u32>(0u);
+        var own = U32x16(zero, zero, zero, zero);
         for (var i = 0u; i < ITEMS; i = i + 1u) {
             let k = range.x + rank * ITEMS + i;
             if k < range.y {
-                packed_add(&ca, &cb, digit(keys_in[k]));
+                packed_add(&own, digit(keys_in[k]));
             }
         }
         // Exclusive scan of the packed counters over the threads (no half overflows: <= TILE).
-        let r = wg_exclusive_scan_u32x8(U32x8(ca, cb), lane);
-        let ra = r.a;
-        let rb = r.b;
+        let r = wg_exclusive_scan_u32x16(own, lane);
         let slot = ranks_slot(tile, rank);
-        ranks[slot] = ra;
-        ranks[slot + 1u] = rb;
+        ranks[slot] = r.a;
+        ranks[slot + 1u] = r.b;
+        ranks[slot + 2u] = r.c;
+        ranks[slot + 3u] = r.d;
         if rank == WG - 1u {
             // The last thread's prefix plus its own counts: the tile's histogram.
+            let h = U32x16(r.a + own.a, r.b + own.b, r.c + own.c, r.d + own.d);
             for (var d = 0u; d < BINS; d = d + 1u) {
-                counts[count_slot(tile, d)] = packed_get(ra + ca, rb + cb, d);
+                counts[count_slot(tile, d)] = packed_get(h, d);
             }
         }
     }
@@ -144,15 +153,14 @@ fn scatter(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
         let range = tile_keys(tile);
         let slot = ranks_slot(tile, rank);
-        var ra = ranks[slot];
-        var rb = ranks[slot + 1u];
+        var r = U32x16(ranks[slot], ranks[slot + 1u], ranks[slot + 2u], ranks[slot + 3u]);
         for (var i = 0u; i < ITEMS; i = i + 1u) {
             let k = range.x + rank * ITEMS + i;
             if k < range.y {
                 let key = keys_in[k];
                 let d = digit(key);
-                let pos = counts[count_slot(tile, d)] + packed_get(ra, rb, d);
-                packed_add(&ra, &rb, d);
+                let pos = counts[count_slot(tile, d)] + packed_get(r, d);
+                packed_add(&r, d);
                 keys_out[pos] = key;
                 vals_out[pos] = vals_in[k];
             }

@@ -1,5 +1,5 @@
 //! A stable LSD radix sort of `(u32 key, u32 value)` pairs on the GPU (`shaders/sort.wgsl`),
-//! recorded into the caller's encoder: reduce-then-scan, 4 bits per pass, no spin-waiting on
+//! recorded into the caller's encoder: reduce-then-scan, 5 bits per pass, no spin-waiting on
 //! other workgroups, so it runs on every adapter (Vulkan, Metal, DX12, software drivers).
 //!
 //! A segmented sort ([`Kernels::segmented_sort_plan`]) sorts consecutive equal-length segments
@@ -47,6 +47,8 @@ pub struct SortParams {
     pub shift: u32,
     pub tiles: u32,
     pub seg_len: u32,
+    pub mask: u32,
+    pub _pad: [u32; 3],
 }
 
 // params, keys_in, vals_in, keys_out, vals_out, counts, ranks
@@ -60,9 +62,14 @@ const SLOTS: [Slot; 7] = [
     Slot::ReadWrite,
 ];
 
-/// u32 words of per-thread ranks a tile keeps between the count and scatter kernels (two
+/// Bits of the key each pass sorts by (`RADIX` in shaders/sort.wgsl): 32 digits, whose packed
+/// 16-bit per-thread counters fill sixteen u32. Six passes sort a 30-bit key, seven a 32-bit
+/// one (with 4 bits, eight each).
+pub const RADIX_BITS: u32 = 5;
+
+/// u32 words of per-thread ranks a tile keeps between the count and scatter kernels (four
 /// packed `vec4<u32>` per thread).
-const RANK_WORDS_PER_TILE: usize = WG as usize * 8;
+const RANK_WORDS_PER_TILE: usize = WG as usize * 16;
 
 /// A planned sort of `len` pairs: owns the ping-pong and histogram buffers.
 pub struct SortPlan {
@@ -121,7 +128,7 @@ impl Kernels {
             counts: storage(
                 device,
                 "segloss sort counts",
-                16 * tiles,
+                (1 << RADIX_BITS) * tiles,
                 wgpu::BufferUsages::empty(),
             ),
             ranks: storage(
@@ -182,7 +189,7 @@ impl SortPlan {
         }
         let kernels = &self.kernels;
         let device = kernels.device();
-        let passes = key_bits.div_ceil(4);
+        let passes = key_bits.div_ceil(RADIX_BITS);
         let workgroups = kernels
             .workgroups(self.tiles * SORT_TILE)
             .min(self.tiles as u32);
@@ -194,9 +201,12 @@ impl SortPlan {
             };
             let params = SortParams {
                 len: self.len as u32,
-                shift: 4 * pass_i,
+                shift: RADIX_BITS * pass_i,
                 tiles: self.tiles as u32,
                 seg_len: self.seg_len as u32,
+                // The last pass may have fewer bits left than a whole digit.
+                mask: (1u32 << RADIX_BITS.min(key_bits - RADIX_BITS * pass_i)) - 1,
+                _pad: [0; 3],
             };
             let u = uniform(device, "segloss sort params", &params);
             let bg = bind_group(

@@ -207,3 +207,44 @@ fn large_segments_keep_their_gradient_digits() {
         }
     }
 }
+
+/// Pixels so confident that their errors are exactly 0 (p = 1 in f32 at their label) among
+/// ignored pixels: the sort orders softmax errors by 30 key bits, where an ignored pixel's key
+/// ties with an error of 0, and the result must not depend on how that tie falls.
+#[test]
+fn exact_zero_errors_beside_ignored_pixels() {
+    let (gpu, kernels) = gpu();
+    let mut rng = Rng::new(43);
+    for params in [
+        &["ignore_index=9"][..],
+        &["ignore_index=9", "per_image=true"],
+    ] {
+        let loss = Loss::parse("lovasz-softmax", params).unwrap();
+        let shape = Shape::new(2, 3, &[40, 30]).unwrap();
+        let (mut z, t) = inputs(&mut rng, &loss, &shape, params);
+        let OwnedTargets::Labels(labels) = &t else {
+            unreachable!()
+        };
+        let s = shape.s();
+        let mut zeros = 0;
+        for (p, &y) in labels.iter().enumerate() {
+            if (0..3).contains(&y) && p % 2 == 0 {
+                // exp(-200) underflows to 0: p_y = 1 and p_c = 0 exactly, so every error is 0.
+                let (n, sp) = (p / s, p % s);
+                for c in 0..3 {
+                    z[(n * 3 + c) * s + sp] = if c as i32 == y { 100.0 } else { -100.0 };
+                }
+                zeros += 1;
+            }
+        }
+        assert!(zeros > 100 && labels.iter().filter(|&&y| y == 9).count() > 100);
+        assert_gpu_matches_cpu(
+            (gpu, kernels),
+            &format!("{params:?}"),
+            &loss,
+            &shape,
+            &z,
+            t.view(),
+        );
+    }
+}

@@ -46,23 +46,25 @@ fn lane_rank(lane: Lane) -> u32 {
     return lane.lid;
 }
 
-// Eight u32 per thread, as two vec4 (the sort's packed digit counters).
-struct U32x8 {
+// Sixteen u32 per thread, as four vec4 (the sort's packed digit counters).
+struct U32x16 {
     a: vec4<u32>,
     b: vec4<u32>,
+    c: vec4<u32>,
+    d: vec4<u32>,
 }
 
-var<workgroup> wg_scan8: array<U32x8, WG>;
+var<workgroup> wg_scan8: array<array<vec4<u32>, 2>, WG>;
 
-// Exclusive scan of eight u32 per thread in `lane_rank` order (Hillis–Steele, fixed shape).
-fn wg_exclusive_scan_u32x8(v: U32x8, lane: Lane) -> U32x8 {
-    wg_scan8[lane.lid] = v;
+// Exclusive scan of eight u32 per thread (Hillis–Steele, fixed shape).
+fn wg_exclusive_scan_u32x8(a: vec4<u32>, b: vec4<u32>, lane: Lane) -> array<vec4<u32>, 2> {
+    wg_scan8[lane.lid] = array<vec4<u32>, 2>(a, b);
     workgroupBarrier();
     for (var off = 1u; off < WG; off = off * 2u) {
         var x = wg_scan8[lane.lid];
         if lane.lid >= off {
             let y = wg_scan8[lane.lid - off];
-            x = U32x8(x.a + y.a, x.b + y.b);
+            x = array<vec4<u32>, 2>(x[0] + y[0], x[1] + y[1]);
         }
         workgroupBarrier();
         wg_scan8[lane.lid] = x;
@@ -70,9 +72,17 @@ fn wg_exclusive_scan_u32x8(v: U32x8, lane: Lane) -> U32x8 {
     }
     let r = wg_scan8[lane.lid];
     workgroupBarrier();
-    return U32x8(r.a - v.a, r.b - v.b);
+    return array<vec4<u32>, 2>(r[0] - a, r[1] - b);
 }
 
+// Exclusive scan of sixteen u32 per thread in `lane_rank` order: two scans of eight, so that
+// the shared array stays at 8 KiB (a 16 KiB one would take all of WebGPU's default
+// workgroup memory).
+fn wg_exclusive_scan_u32x16(v: U32x16, lane: Lane) -> U32x16 {
+    let lo = wg_exclusive_scan_u32x8(v.a, v.b, lane);
+    let hi = wg_exclusive_scan_u32x8(v.c, v.d, lane);
+    return U32x16(lo[0], lo[1], hi[0], hi[1]);
+}
 
 // Exclusive scan of one f32 per thread in `lane_rank` order (Hillis–Steele, fixed shape): the
 // inclusive scan of the thread before, so no subtraction rounds it.

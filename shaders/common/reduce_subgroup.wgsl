@@ -89,38 +89,42 @@ fn lane_rank(lane: Lane) -> u32 {
     return lane.sg_id * lane.sg_size + lane.sg_lane;
 }
 
-// Eight u32 per thread, as two vec4 (the sort's packed digit counters).
-struct U32x8 {
+// Sixteen u32 per thread, as four vec4 (the sort's packed digit counters).
+struct U32x16 {
     a: vec4<u32>,
     b: vec4<u32>,
+    c: vec4<u32>,
+    d: vec4<u32>,
 }
 
-var<workgroup> wg_scan8: array<U32x8, WG>;
+// One slot per subgroup: at most WG / 4 (WebGPU's smallest subgroup has 4 lanes).
+var<workgroup> wg_scan16: array<U32x16, WG / 4u>;
 
-// Exclusive scan of eight u32 per thread in `lane_rank` order: a subgroup scan, then the
-// subgroups' totals added in subgroup order (integers: exact, whatever the grouping). Eight at
-// once so that a caller with eight pays the three barriers once.
-fn wg_exclusive_scan_u32x8(v: U32x8, lane: Lane) -> U32x8 {
-    let incl = U32x8(subgroupInclusiveAdd(v.a), subgroupInclusiveAdd(v.b));
+// Exclusive scan of sixteen u32 per thread in `lane_rank` order: a subgroup scan, then the
+// subgroups' totals added in subgroup order (integers: exact, whatever the grouping). Sixteen at
+// once so that the sort's count kernel pays the three barriers once per tile.
+fn wg_exclusive_scan_u32x16(v: U32x16, lane: Lane) -> U32x16 {
+    let incl = U32x16(subgroupInclusiveAdd(v.a), subgroupInclusiveAdd(v.b),
+                      subgroupInclusiveAdd(v.c), subgroupInclusiveAdd(v.d));
     if lane.sg_lane == lane.sg_size - 1u {
-        wg_scan8[lane.sg_id] = incl;
+        wg_scan16[lane.sg_id] = incl;
     }
     workgroupBarrier();
     // Thread 0 turns the subgroup totals into exclusive prefixes (a loop bounded by the subgroup
     // id in every thread is slow on lavapipe, as in `wg_sum`).
     if lane.lid == 0u {
-        var running = U32x8(vec4<u32>(0u), vec4<u32>(0u));
+        var run = U32x16(vec4<u32>(0u), vec4<u32>(0u), vec4<u32>(0u), vec4<u32>(0u));
         for (var i = 0u; i < lane.n_sg; i = i + 1u) {
-            let t = wg_scan8[i];
-            wg_scan8[i] = running;
-            running = U32x8(running.a + t.a, running.b + t.b);
+            let t = wg_scan16[i];
+            wg_scan16[i] = run;
+            run = U32x16(run.a + t.a, run.b + t.b, run.c + t.c, run.d + t.d);
         }
     }
     workgroupBarrier();
-    let prefix = wg_scan8[lane.sg_id];
+    let p = wg_scan16[lane.sg_id];
     // Everyone has read its prefix before a later call overwrites the slots.
     workgroupBarrier();
-    return U32x8(prefix.a + incl.a - v.a, prefix.b + incl.b - v.b);
+    return U32x16(p.a + incl.a - v.a, p.b + incl.b - v.b, p.c + incl.c - v.c, p.d + incl.d - v.d);
 }
 
 // Exclusive scan of one f32 per thread in `lane_rank` order: a subgroup scan, then the

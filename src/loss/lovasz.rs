@@ -231,6 +231,20 @@ impl LovaszPlan {
         })
     }
 
+    /// The key bits the sort needs. Softmax errors |g - p| lie in [0, 2): their descending keys
+    /// (`descending_key` in shaders/lovasz.wgsl) all have bit 31 clear and bit 30 set, so the
+    /// low 30 bits order them (six 5-bit passes instead of seven). An ignored pixel's key
+    /// (all ones) then ties only with errors of exactly 0, which add no loss and get no gradient
+    /// (their p equals g, and d|g - p|/dp is taken as 0 there), so where the tie puts them does
+    /// not matter. Hinge errors take any sign: all 32 bits.
+    fn key_bits(&self) -> u32 {
+        if self.spec.hinge {
+            32
+        } else {
+            30
+        }
+    }
+
     pub fn record(
         &self,
         plan: &Plan,
@@ -285,7 +299,8 @@ impl LovaszPlan {
         let per_tile = tiles.min(crate::kernels::MAX_WORKGROUPS);
         run(encoder, 0, per_pixel);
         // Each segment sorted on its own by descending error (ties: the element order).
-        self.sort.record(encoder, &self.keys, &self.values, 32)?;
+        self.sort
+            .record(encoder, &self.keys, &self.values, self.key_bits())?;
         run(encoder, 1, per_tile);
         run(encoder, 2, kernels.workgroups(self.segs));
         run(encoder, 3, per_tile);
