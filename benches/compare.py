@@ -5,7 +5,8 @@ Run from the repository root, in an environment with
 `torch monai==1.6.1 segmentation-models-pytorch==0.6.0 scipy numpy` and a built tool
 (`cargo build --release --example segloss`):
 
-    python benches/compare.py [--size 8,19,128,256] [--repeat 10] [--segloss target/release/examples/segloss]
+    python benches/compare.py [--size 8,19,128,256] [--repeat 10] [--losses A,B,...]
+                              [--segloss target/release/examples/segloss]
 
 On the same inputs, each reference runs forward + backward (on CUDA when torch sees a GPU, else
 on the CPU) `--repeat` times after a warm-up, and segloss runs through `segloss eval --repeat`
@@ -88,8 +89,10 @@ def main() -> int:
     ap.add_argument("--size", default="8,19,128,256", help="N,C,*S of the logits")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--segloss", default="target/release/examples/segloss")
+    ap.add_argument("--losses", default="", help="only these segloss names, comma-separated")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    only = {x for x in a.losses.split(",") if x}
     dims = [int(d) for d in a.size.split(",")]
     rng = np.random.default_rng(0)
     z = rng.normal(0.0, 2.0, size=dims).astype(np.float32)
@@ -108,6 +111,8 @@ def main() -> int:
             print(f"shape {dims}; reference: {env_note}; segloss: {a.segloss}; median of {a.repeat}")
             print(f"{'reference':<52} {'ref ms':>10} {'segloss':<16} {'ms':>10} {'ratio':>8}")
         for name, params, label, run in references(z, y, device):
+            if only and name not in only:
+                continue
             ref = median_ms(run, a.repeat, sync)
             if name is None:
                 # segloss's transform alone is timed by `cargo bench --bench distance`; the

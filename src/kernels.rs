@@ -177,9 +177,6 @@ impl Kernels {
         Ok(pipeline)
     }
 
-    /// Workgroups for a grid-stride pass over `items` work items: enough to fill a large GPU,
-    /// never more than the per-dimension limit. A function of `items` alone, so the reduction
-    /// order does not depend on the device.
     /// Partial sums one workgroup of a partials-writing pass leaves in memory (`PARTIAL_SLOTS`
     /// in shaders/common/reduce_*.wgsl): one per subgroup, at most WG / 4 (WebGPU's smallest
     /// subgroup), or one per workgroup without subgroups.
@@ -191,18 +188,21 @@ impl Kernels {
         }
     }
 
+    /// Workgroups for a grid-stride pass over `items` work items: enough to fill a large GPU,
+    /// never more than the per-dimension limit. A function of `items` alone, so the reduction
+    /// order does not depend on the device.
     pub(crate) fn workgroups(&self, items: usize) -> u32 {
         let cap = MAX_WORKGROUPS.min(self.inner.limits.max_compute_workgroups_per_dimension);
         (items.div_ceil(WG as usize) as u64).clamp(1, cap as u64) as u32
     }
 
-    /// Checks that one binding of `bytes` fits the device's storage binding limit.
     /// The most bytes one storage binding (and the buffer behind it) may hold on this device.
     pub(crate) fn max_binding_bytes(&self) -> u64 {
         let l = &self.inner.limits;
         l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
+    /// Checks that one binding of `bytes` fits the device's storage binding limit.
     pub(crate) fn check_binding(&self, name: &'static str, bytes: u64) -> Result<()> {
         let limit = self.inner.limits.max_storage_buffer_binding_size;
         if bytes > limit {
