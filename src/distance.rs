@@ -332,7 +332,7 @@ impl Edt {
             run(&self.jfa[2], 0, parity);
             return;
         }
-        // Axis 0 on the seeded volumes (0 or INF): two sweeps per line, no scratch, one dispatch.
+        // Axis 0 on the seeded volumes (±INF): two sweeps per line, no scratch, one dispatch.
         {
             let lines = self.nvol * (self.s / self.dims[0] as usize);
             let params = DistanceParams {
