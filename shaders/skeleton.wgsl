@@ -16,9 +16,10 @@
 //   stats        per image: Σ skel_pred·g, Σ skel_pred, Σ skel_true·p, Σ skel_true (partials);
 //   finalize     one workgroup: the clDice loss per image, its coefficients;
 //   bw_start     G_skel = dL/dskel_iter; G_img (for img_{iter+1}) = 0;
-//   bw_skel      per element at step j: G_delta → G_img_j (own term), G_O, and G_skel ← step j-1;
-//   bw_dilate    G_E = G_img_{j+1} + the dilate gradient gathered from G_O;
-//   bw_erode     G_img_j += the erode gradient gathered from G_E;
+//   bw_skel      per element at step j: G_delta → G_O (whose negative is G_img_j's own term), and
+//                G_skel ← step j-1; keeps where O_j took its maximum and E_j its minima;
+//   bw_dilate    G_E = G_img_{j+1} + the dilate gradient gathered from G_O by those maxima;
+//   bw_erode     G_img_j = -G_O + the erode gradient gathered from G_E by those minima;
 //   backprop     dL/dz: the skeleton path, clDice's direct tsens term and the activation.
 
 #include "common/grid.wgsl"
@@ -63,10 +64,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 // [img_0, E_0, ..., E_iter] (iter + 2 volumes of V·S)
 @group(0) @binding(3) var<storage, read_write> stack: array<f32>;
-// [skel_0 .. skel_iter, the target's final skeleton] (iter + 2 volumes of V·S)
+// [skel_0 .. skel_iter, the target's final skeleton] (iter + 2 volumes of V·S); in the backward,
+// step j's bw_skel overwrites skel_j (dead by then) with the pixel index of each O_j maximum.
 @group(0) @binding(4) var<storage, read_write> skel: array<f32>;
 @group(0) @binding(5) var<storage, read_write> status: array<atomic<u32>>;
-// [G_skel | G_img_next | G_img_cur | G_O | G_E] (5 · V·S) | stats partials (4 · n · nwg) |
+// [G_skel | G_img_next | erode codes | G_O | G_E] (5 · V·S) | stats partials (4 · n · nwg) |
 // per image (tprec coefficient A, B, tsens coefficient, loss) (4 · n)
 @group(0) @binding(6) var<storage, read_write> work: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grad: array<f32>;
@@ -84,7 +86,7 @@ fn at(volume: u32, i: u32) -> u32 {
 }
 fn g_skel(i: u32) -> u32 { return i; }
 fn g_next(i: u32) -> u32 { return vs() + i; }
-fn g_cur(i: u32) -> u32 { return 2u * vs() + i; }
+fn e_code(i: u32) -> u32 { return 2u * vs() + i; }
 fn g_o(i: u32) -> u32 { return 3u * vs() + i; }
 fn g_e(i: u32) -> u32 { return 4u * vs() + i; }
 fn partial_at(k: u32, n: u32, x: u32) -> u32 {
@@ -371,8 +373,11 @@ fn bw_skel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let j = params.step;
     for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
         let base = (i / params.s) * params.s;
-        let o = dilate_at(j + 1u, base, i - base).x;
-        let diff = stack[at(j, i)] - o;
+        let dilated = dilate_at(j + 1u, base, i - base);
+        // skel_j's last reader was step j + 1's bw_skel (its `prev`): the volume now keeps where
+        // O_j took its maximum, for bw_dilate.
+        skel[at(j, i)] = dilated.y;
+        let diff = stack[at(j, i)] - dilated.x;
         let delta = max(diff, 0.0);
         let gs = work[g_skel(i)];
         var gd = gs;
@@ -382,15 +387,16 @@ fn bw_skel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             gd = gs * live * (1.0 - prev);
             work[g_skel(i)] = gs * (1.0 - live * delta);
         }
-        // relu'(x) = [x > 0], as torch.
+        // relu'(x) = [x > 0], as torch. img_j receives `through`, O_j its negative.
         let through = gd * f32(diff > 0.0);
-        work[g_cur(i)] = through;
         work[g_o(i)] = -through;
+        work[e_code(i)] = bitcast<f32>(erode_code(erode_at(j, base, i - base), i - base));
     }
 }
 
 // G_E at every element of E_j: G_img_{j+1} plus what the dilate outputs whose first maximum is
-// this element send back.
+// this element send back. The maxima come from bw_skel (in skel_j), not from 3^d pools
+// recomputed at each of the 3^d neighbours.
 @compute @workgroup_size(WG)
 fn bw_dilate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = params.step;
@@ -408,7 +414,7 @@ fn bw_dilate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
                         continue;
                     }
                     let o = index_of(q);
-                    if bitcast<u32>(dilate_at(j + 1u, base, o).y) == s {
+                    if bitcast<u32>(skel[at(j, base + o)]) == s {
                         acc = acc + work[g_o(base + o)];
                     }
                 }
@@ -418,22 +424,54 @@ fn bw_dilate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
 }
 
-// G_img_j += the erode gradient: the erode outputs whose window holds this element are the
-// element itself and its two neighbours along each axis; each sends its G_E times the weight of
-// every axis whose first minimum is this element (a neighbour along axis a only through a).
+// An element's erode E_j as bits: per axis a, bits 4a..4a+1 hold the first minimum's offset along
+// a plus one (0, 1, 2) and bits 4a+2..4a+3 its tie weight (0, 1/4, 1/2 or 1, the only values the
+// halving in `erode_at` produces), so bw_erode reads one word per neighbour instead of
+// recomputing the neighbour's 3·d-tap erode.
+const ERODE_WEIGHTS = array<f32, 4>(0.0, 0.25, 0.5, 1.0);
+
+fn erode_code(er: Erode, s: u32) -> u32 {
+    var code = 0u;
+    for (var a = 0u; a < params.ndims; a = a + 1u) {
+        // The argmin is s or its neighbour before or after it along a.
+        let off = select(select(2u, 0u, er.arg[a] < s), 1u, er.arg[a] == s);
+        var w = 0u;
+        for (var k = 1u; k < 4u; k = k + 1u) {
+            if er.weight[a] == ERODE_WEIGHTS[k] {
+                w = k;
+            }
+        }
+        code = code | ((off | (w << 2u)) << (4u * a));
+    }
+    return code;
+}
+
+// The weight an element with erode code `code` sends along axis a to its neighbour at offset k
+// (-1, 0, +1) along a: its tie weight if that neighbour is its axis-a minimum, else 0.
+fn erode_share(code: u32, a: u32, k: i32) -> f32 {
+    let bits = code >> (4u * a);
+    let hit = i32(bits & 3u) - 1 == k;
+    return select(0.0, ERODE_WEIGHTS[(bits >> 2u) & 3u], hit);
+}
+
+// G_img_j = its own term from bw_skel plus the erode gradient: the erode outputs whose window
+// holds this element are the element itself and its two neighbours along each axis; each sends
+// its G_E times the weight of every axis whose first minimum is this element (a neighbour along
+// axis a only through a).
 @compute @workgroup_size(WG)
 fn bw_erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let j = params.step;
     for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
         let base = (i / params.s) * params.s;
         let s = i - base;
         let c = coords(s);
-        var acc = work[g_cur(i)];
-        let own = erode_at(j, base, s);
+        var acc = -work[g_o(i)];
+        let own = bitcast<u32>(work[e_code(i)]);
+        var own_share = 0.0;
         for (var b = 0u; b < params.ndims; b = b + 1u) {
-            if own.arg[b] == s {
-                acc = acc + own.weight[b] * work[g_e(i)];
-            }
+            own_share = own_share + erode_share(own, b, 0);
+        }
+        if own_share != 0.0 {
+            acc = acc + own_share * work[g_e(i)];
         }
         for (var a = 0u; a < params.ndims; a = a + 1u) {
             for (var k = -1; k <= 1; k = k + 2) {
@@ -441,10 +479,11 @@ fn bw_erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
                 if !inside(q) {
                     continue;
                 }
-                let x = index_of(q);
-                let er = erode_at(j, base, x);
-                if er.arg[a] == s {
-                    acc = acc + er.weight[a] * work[g_e(base + x)];
+                let x = base + index_of(q);
+                // The neighbour at +k sees this element at offset -k.
+                let share = erode_share(bitcast<u32>(work[e_code(x)]), a, -k);
+                if share != 0.0 {
+                    acc = acc + share * work[g_e(x)];
                 }
             }
         }
