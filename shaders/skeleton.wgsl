@@ -30,6 +30,8 @@
 override DENSE: bool = false;
 override HAS_IGNORE: bool = false;
 override ACT: u32 = 0u;
+// Spatial dimensions (1 to 3), a constant so that the per-axis loops unroll.
+override NDIMS: u32 = 2u;
 override FIRST_CHANNEL: u32 = 0u;
 // seed: the target instead of the prediction.
 override SEED_TARGET: bool = false;
@@ -45,7 +47,7 @@ struct Params {
     s: u32,
     kept: u32,              // C'
     dims: vec4<u32>,        // spatial extents, padded with 1
-    ndims: u32,
+    _pad0: u32,             // (the dimension count is the override NDIMS)
     step: u32,              // the iteration j of erode / skel_step / bw_*
     iter: u32,
     nwg: u32,               // stats workgroups (per image: wx; grid wx × n)
@@ -132,7 +134,7 @@ fn erode_at(vol: u32, base: u32, s: u32) -> Erode {
     let c = coords(s);
     var r: Erode;
     var vals = vec3<f32>(0.0);
-    for (var a = 0u; a < params.ndims; a = a + 1u) {
+    for (var a = 0u; a < NDIMS; a = a + 1u) {
         var best = 3.4e38;
         var arg = s;
         for (var k = -1; k <= 1; k = k + 1) {
@@ -152,7 +154,7 @@ fn erode_at(vol: u32, base: u32, s: u32) -> Erode {
     // min(p0, p1) [then min(·, p2)], ties split in halves as torch.minimum's gradient.
     var m = vals.x;
     var w = vec3<f32>(1.0, 0.0, 0.0);
-    for (var a = 1u; a < params.ndims; a = a + 1u) {
+    for (var a = 1u; a < NDIMS; a = a + 1u) {
         if vals[a] < m {
             w = unit_f(a);
             m = vals[a];
@@ -169,13 +171,22 @@ fn unit_f(a: u32) -> vec3<f32> {
     return vec3<f32>(f32(a == 0u), f32(a == 1u), f32(a == 2u));
 }
 
+// The dilate window's half-width per axis: 1 along the NDIMS spatial axes, 0 past them. Built
+// by assignment: naga rejects the one-expression vec3 of selects once NDIMS is substituted.
+fn window_radius() -> vec3<i32> {
+    var r = vec3<i32>(1, 0, 0);
+    r.y = select(0, 1, NDIMS > 1u);
+    r.z = select(0, 1, NDIMS > 2u);
+    return r;
+}
+
 // The dilate (3^d max-pool) at pixel s: value and the first maximum's pixel in torch's window
 // order (the offsets of each axis from -1 to +1, axis 0 outermost).
 fn dilate_at(vol: u32, base: u32, s: u32) -> vec2<f32> {
     let c = coords(s);
     var best = -3.4e38;
     var arg = s;
-    let r = vec3<i32>(1, select(0, 1, params.ndims > 1u), select(0, 1, params.ndims > 2u));
+    let r = window_radius();
     for (var dx = -r.x; dx <= r.x; dx = dx + 1) {
         for (var dy = -r.y; dy <= r.y; dy = dy + 1) {
             for (var dz = -r.z; dz <= r.z; dz = dz + 1) {
@@ -400,7 +411,7 @@ fn bw_skel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(WG)
 fn bw_dilate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = params.step;
-    let r = vec3<i32>(1, select(0, 1, params.ndims > 1u), select(0, 1, params.ndims > 2u));
+    let r = window_radius();
     for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
         let base = (i / params.s) * params.s;
         let s = i - base;
@@ -432,7 +443,7 @@ const ERODE_WEIGHTS = array<f32, 4>(0.0, 0.25, 0.5, 1.0);
 
 fn erode_code(er: Erode, s: u32) -> u32 {
     var code = 0u;
-    for (var a = 0u; a < params.ndims; a = a + 1u) {
+    for (var a = 0u; a < NDIMS; a = a + 1u) {
         // The argmin is s or its neighbour before or after it along a.
         let off = select(select(2u, 0u, er.arg[a] < s), 1u, er.arg[a] == s);
         var w = 0u;
@@ -467,13 +478,13 @@ fn bw_erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         var acc = -work[g_o(i)];
         let own = bitcast<u32>(work[e_code(i)]);
         var own_share = 0.0;
-        for (var b = 0u; b < params.ndims; b = b + 1u) {
+        for (var b = 0u; b < NDIMS; b = b + 1u) {
             own_share = own_share + erode_share(own, b, 0);
         }
         if own_share != 0.0 {
             acc = acc + own_share * work[g_e(i)];
         }
-        for (var a = 0u; a < params.ndims; a = a + 1u) {
+        for (var a = 0u; a < NDIMS; a = a + 1u) {
             for (var k = -1; k <= 1; k = k + 2) {
                 let q = c + k * unit(a);
                 if !inside(q) {

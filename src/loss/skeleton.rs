@@ -189,7 +189,7 @@ pub struct SkeletonParams {
     pub s: u32,
     pub kept: u32,
     pub dims: [u32; 4],
-    pub ndims: u32,
+    pub _pad0: u32,
     pub step: u32,
     pub iter: u32,
     pub nwg: u32,
@@ -265,6 +265,7 @@ impl SkeletonPlan {
                 ("SEED_TARGET", flag(seed_target)),
                 ("REDUCE_NONE", flag(spec.loss.reduction == Reduction::None)),
                 ("ADD_LOSS", flag(spec.loss.alpha.is_some())),
+                ("NDIMS", shape.spatial().len() as f64),
             ]
         };
         let (layout, pl) = kernels.layout(Family::Skeleton, &layout_entries(&SLOTS));
@@ -345,7 +346,7 @@ impl SkeletonPlan {
             s: shape.s() as u32,
             kept: kept as u32,
             dims,
-            ndims: spatial.len() as u32,
+            _pad0: 0,
             step: 0,
             iter: l.iter,
             nwg: self.wx,
