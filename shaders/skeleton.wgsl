@@ -119,7 +119,94 @@ fn unit(a: u32) -> vec3<i32> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pools (on volume `vol` of the stack)
+// Pools, on a sliding window
+//
+// The pooling kernels (erode, skel_step, bw_skel) give each thread a run of up to RUN pixels
+// along axis 0 and keep the pixel's 3^d neighbourhood of one stack volume in private memory:
+// each step shifts the window by one plane and loads the new plane (3^(d-1) values) instead of
+// the whole neighbourhood. Neighbouring threads hold neighbouring pixels of a plane, so their
+// loads are contiguous. Outside the volume the window holds `fill`: +INF for an erode (never a
+// first minimum), -INF for a dilate (never a first maximum), as the pools skip those pixels.
+
+const RUN: u32 = 16u;           // pixels per thread along axis 0 (RUN in src/loss/skeleton.rs)
+const WIN: u32 = 27u;           // window slots, (dx + 1)·9 + (dy + 1)·3 + dz + 1
+const WIN_INF: f32 = 3.4e38;
+var<private> win_a: array<f32, WIN>;
+var<private> win_b: array<f32, WIN>;
+
+// The window's half-width per axis: 1 along the NDIMS spatial axes, 0 past them. Built by
+// assignment: naga rejects the one-expression vec3 of selects once NDIMS is substituted.
+fn window_radius() -> vec3<i32> {
+    var r = vec3<i32>(1, 0, 0);
+    r.y = select(0, 1, NDIMS > 1u);
+    r.z = select(0, 1, NDIMS > 2u);
+    return r;
+}
+
+fn slot(d: vec3<i32>) -> u32 {
+    return u32((d.x + 1) * 9 + (d.y + 1) * 3 + d.z + 1);
+}
+
+// Element offset of a step d from a pixel.
+fn offset_of(d: vec3<i32>) -> i32 {
+    return (d.x * i32(params.dims.y) + d.y) * i32(params.dims.z) + d.z;
+}
+
+// A run: the volume's first element, the run's first pixel and its length.
+struct Run {
+    base: u32,
+    c: vec3<i32>,
+    len: u32,
+}
+
+// Runs per volume: the pixels of a plane (axis 0 fixed) times the chunks of RUN along axis 0.
+fn runs_per_volume() -> u32 {
+    return (params.s / params.dims.x) * ((params.dims.x + RUN - 1u) / RUN);
+}
+
+fn run_of(t: u32) -> Run {
+    let plane = params.s / params.dims.x;
+    let v = t / runs_per_volume();
+    let k = t - v * runs_per_volume();
+    let chunk = k / plane;
+    let rest = k - chunk * plane;  // the pixel within the plane: neighbouring threads, neighbouring pixels
+    var r: Run;
+    r.base = v * params.s;
+    r.c = vec3<i32>(i32(chunk * RUN), i32(rest / params.dims.z), i32(rest % params.dims.z));
+    r.len = min(RUN, params.dims.x - chunk * RUN);
+    return r;
+}
+
+// Loads plane dx of the window around pixel c of stack volume `vol` (element base `base`).
+fn load_plane(w: ptr<private, array<f32, WIN>>, vol: u32, base: u32, c: vec3<i32>, dx: i32, fill: f32) {
+    let r = window_radius();
+    for (var dy = -r.y; dy <= r.y; dy = dy + 1) {
+        for (var dz = -r.z; dz <= r.z; dz = dz + 1) {
+            let d = vec3<i32>(dx, dy, dz);
+            let q = c + d;
+            var v = fill;
+            if inside(q) {
+                v = stack[at(vol, base + index_of(q))];
+            }
+            (*w)[slot(d)] = v;
+        }
+    }
+}
+
+// Before a run's first pixel c: its planes -1 and 0, in the slots the first `window_step` shifts
+// them out of.
+fn window_start(w: ptr<private, array<f32, WIN>>, vol: u32, base: u32, c: vec3<i32>, fill: f32) {
+    load_plane(w, vol, base, c - vec3<i32>(1, 0, 0), 0, fill);
+    load_plane(w, vol, base, c - vec3<i32>(1, 0, 0), 1, fill);
+}
+
+// The window around pixel c, from the one around the pixel before it along axis 0.
+fn window_step(w: ptr<private, array<f32, WIN>>, vol: u32, base: u32, c: vec3<i32>, fill: f32) {
+    for (var i = 0u; i < 18u; i = i + 1u) {
+        (*w)[i] = (*w)[i + 9u];
+    }
+    load_plane(w, vol, base, c, 1, fill);
+}
 
 // The erode at pixel s: per axis, the first minimum of the 3-tap window (order -1, 0, +1) as
 // (value, pixel); then min over axes with torch's tie weights. Returns the value; writes the
@@ -130,22 +217,19 @@ struct Erode {
     weight: vec3<f32>,
 }
 
-fn erode_at(vol: u32, base: u32, s: u32) -> Erode {
-    let c = coords(s);
+// The erode of the window `w` (filled with +INF) around pixel s.
+fn window_erode(w: ptr<private, array<f32, WIN>>, s: u32) -> Erode {
     var r: Erode;
     var vals = vec3<f32>(0.0);
     for (var a = 0u; a < NDIMS; a = a + 1u) {
-        var best = 3.4e38;
+        var best = WIN_INF;
         var arg = s;
         for (var k = -1; k <= 1; k = k + 1) {
-            let q = c + k * unit(a);
-            if !inside(q) {
-                continue;
-            }
-            let v = stack[at(vol, base + index_of(q))];
+            let d = k * unit(a);
+            let v = (*w)[slot(d)];
             if v < best {
                 best = v;
-                arg = index_of(q);
+                arg = u32(i32(s) + offset_of(d));
             }
         }
         vals[a] = best;
@@ -153,17 +237,17 @@ fn erode_at(vol: u32, base: u32, s: u32) -> Erode {
     }
     // min(p0, p1) [then min(·, p2)], ties split in halves as torch.minimum's gradient.
     var m = vals.x;
-    var w = vec3<f32>(1.0, 0.0, 0.0);
+    var wt = vec3<f32>(1.0, 0.0, 0.0);
     for (var a = 1u; a < NDIMS; a = a + 1u) {
         if vals[a] < m {
-            w = unit_f(a);
+            wt = unit_f(a);
             m = vals[a];
         } else if vals[a] == m {
-            w = 0.5 * w + 0.5 * unit_f(a);
+            wt = 0.5 * wt + 0.5 * unit_f(a);
         }
     }
     r.value = m;
-    r.weight = w;
+    r.weight = wt;
     return r;
 }
 
@@ -171,33 +255,21 @@ fn unit_f(a: u32) -> vec3<f32> {
     return vec3<f32>(f32(a == 0u), f32(a == 1u), f32(a == 2u));
 }
 
-// The dilate window's half-width per axis: 1 along the NDIMS spatial axes, 0 past them. Built
-// by assignment: naga rejects the one-expression vec3 of selects once NDIMS is substituted.
-fn window_radius() -> vec3<i32> {
-    var r = vec3<i32>(1, 0, 0);
-    r.y = select(0, 1, NDIMS > 1u);
-    r.z = select(0, 1, NDIMS > 2u);
-    return r;
-}
-
-// The dilate (3^d max-pool) at pixel s: value and the first maximum's pixel in torch's window
-// order (the offsets of each axis from -1 to +1, axis 0 outermost).
-fn dilate_at(vol: u32, base: u32, s: u32) -> vec2<f32> {
-    let c = coords(s);
-    var best = -3.4e38;
+// The dilate (3^d max-pool) of the window `w` (filled with -INF) around pixel s: value and the
+// first maximum's pixel in torch's window order (each axis's offsets from -1 to +1, axis 0
+// outermost).
+fn window_dilate(w: ptr<private, array<f32, WIN>>, s: u32) -> vec2<f32> {
+    var best = -WIN_INF;
     var arg = s;
     let r = window_radius();
     for (var dx = -r.x; dx <= r.x; dx = dx + 1) {
         for (var dy = -r.y; dy <= r.y; dy = dy + 1) {
             for (var dz = -r.z; dz <= r.z; dz = dz + 1) {
-                let q = c + vec3<i32>(dx, dy, dz);
-                if !inside(q) {
-                    continue;
-                }
-                let v = stack[at(vol, base + index_of(q))];
+                let d = vec3<i32>(dx, dy, dz);
+                let v = (*w)[slot(d)];
                 if v > best {
                     best = v;
-                    arg = index_of(q);
+                    arg = u32(i32(s) + offset_of(d));
                 }
             }
         }
@@ -252,24 +324,39 @@ fn seed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 @compute @workgroup_size(WG)
 fn erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
-        let base = (i / params.s) * params.s;
-        stack[at(params.step + 1u, i)] = erode_at(params.step, base, i - base).value;
+    let j = params.step;
+    let runs = params.n * params.kept * runs_per_volume();
+    for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
+        let run = run_of(t);
+        window_start(&win_a, j, run.base, run.c, WIN_INF);
+        for (var k = 0u; k < run.len; k = k + 1u) {
+            let c = run.c + vec3<i32>(i32(k), 0, 0);
+            window_step(&win_a, j, run.base, c, WIN_INF);
+            let s = index_of(c);
+            stack[at(j + 1u, run.base + s)] = window_erode(&win_a, s).value;
+        }
     }
 }
 
 @compute @workgroup_size(WG)
 fn skel_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = params.step;
-    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
-        let base = (i / params.s) * params.s;
-        let o = dilate_at(j + 1u, base, i - base).x;
-        let delta = max(stack[at(j, i)] - o, 0.0);
-        if j == 0u {
-            skel[at(0u, i)] = delta;
-        } else {
-            let prev = skel[at(j - 1u, i)];
-            skel[at(j, i)] = prev + max(delta - prev * delta, 0.0);
+    let runs = params.n * params.kept * runs_per_volume();
+    for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
+        let run = run_of(t);
+        window_start(&win_b, j + 1u, run.base, run.c, -WIN_INF);
+        for (var k = 0u; k < run.len; k = k + 1u) {
+            let c = run.c + vec3<i32>(i32(k), 0, 0);
+            window_step(&win_b, j + 1u, run.base, c, -WIN_INF);
+            let i = run.base + index_of(c);
+            let o = window_dilate(&win_b, index_of(c)).x;
+            let delta = max(stack[at(j, i)] - o, 0.0);
+            if j == 0u {
+                skel[at(0u, i)] = delta;
+            } else {
+                let prev = skel[at(j - 1u, i)];
+                skel[at(j, i)] = prev + max(delta - prev * delta, 0.0);
+            }
         }
     }
 }
@@ -382,26 +469,37 @@ fn bw_start(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(WG)
 fn bw_skel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = params.step;
-    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
-        let base = (i / params.s) * params.s;
-        let dilated = dilate_at(j + 1u, base, i - base);
-        // skel_j's last reader was step j + 1's bw_skel (its `prev`): the volume now keeps where
-        // O_j took its maximum, for bw_dilate.
-        skel[at(j, i)] = dilated.y;
-        let diff = stack[at(j, i)] - dilated.x;
-        let delta = max(diff, 0.0);
-        let gs = work[g_skel(i)];
-        var gd = gs;
-        if j > 0u {
-            let prev = skel[at(j - 1u, i)];
-            let live = f32(delta * (1.0 - prev) > 0.0);
-            gd = gs * live * (1.0 - prev);
-            work[g_skel(i)] = gs * (1.0 - live * delta);
+    let runs = params.n * params.kept * runs_per_volume();
+    for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
+        let run = run_of(t);
+        // img_j's window for its erode E_j, and E_j's for its dilate O_j.
+        window_start(&win_a, j, run.base, run.c, WIN_INF);
+        window_start(&win_b, j + 1u, run.base, run.c, -WIN_INF);
+        for (var k = 0u; k < run.len; k = k + 1u) {
+            let c = run.c + vec3<i32>(i32(k), 0, 0);
+            window_step(&win_a, j, run.base, c, WIN_INF);
+            window_step(&win_b, j + 1u, run.base, c, -WIN_INF);
+            let s = index_of(c);
+            let i = run.base + s;
+            let dilated = window_dilate(&win_b, s);
+            // skel_j's last reader was step j + 1's bw_skel (its `prev`): the volume now keeps
+            // where O_j took its maximum, for bw_dilate.
+            skel[at(j, i)] = dilated.y;
+            let diff = stack[at(j, i)] - dilated.x;
+            let delta = max(diff, 0.0);
+            let gs = work[g_skel(i)];
+            var gd = gs;
+            if j > 0u {
+                let prev = skel[at(j - 1u, i)];
+                let live = f32(delta * (1.0 - prev) > 0.0);
+                gd = gs * live * (1.0 - prev);
+                work[g_skel(i)] = gs * (1.0 - live * delta);
+            }
+            // relu'(x) = [x > 0], as torch. img_j receives `through`, O_j its negative.
+            let through = gd * f32(diff > 0.0);
+            work[g_o(i)] = -through;
+            work[e_code(i)] = bitcast<f32>(erode_code(window_erode(&win_a, s), s));
         }
-        // relu'(x) = [x > 0], as torch. img_j receives `through`, O_j its negative.
-        let through = gd * f32(diff > 0.0);
-        work[g_o(i)] = -through;
-        work[e_code(i)] = bitcast<f32>(erode_code(erode_at(j, base, i - base), i - base));
     }
 }
 
@@ -437,7 +535,7 @@ fn bw_dilate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 
 // An element's erode E_j as bits: per axis a, bits 4a..4a+1 hold the first minimum's offset along
 // a plus one (0, 1, 2) and bits 4a+2..4a+3 its tie weight (0, 1/4, 1/2 or 1, the only values the
-// halving in `erode_at` produces), so bw_erode reads one word per neighbour instead of
+// halving in `window_erode` produces), so bw_erode reads one word per neighbour instead of
 // recomputing the neighbour's 3·d-tap erode.
 const ERODE_WEIGHTS = array<f32, 4>(0.0, 0.25, 0.5, 1.0);
 

@@ -78,6 +78,8 @@ const CLDICE: &[(&str, &[&str])] = &[
         "cldice",
         &["iter_=5", "smooth_nr=0.5", "smooth_dr=2", "reduction=sum"],
     ),
+    // Raw logits, negative ones included: outside the volume must never win a pool.
+    ("cldice", &["activation=none", "iter_=2"]),
     ("dice-cldice", &[]),
     (
         "dice-cldice",

@@ -216,6 +216,9 @@ const SLOTS: [Slot; 9] = [
     Slot::ReadWrite,
 ];
 
+/// Pixels one thread of the pooling kernels walks along axis 0 (`RUN` in the shader).
+const RUN: usize = 16;
+
 const ENTRIES: [&str; 11] = [
     "seed",
     "erode",
@@ -392,6 +395,9 @@ impl SkeletonPlan {
         let steps: Vec<wgpu::BindGroup> = (0..=l.iter).map(bind).collect();
         let pixels = kernels.workgroups(shape.pixels());
         let elems = kernels.workgroups(vs);
+        // erode, skel_step and bw_skel: one thread per run of RUN pixels along axis 0.
+        let plane = shape.s() / spatial[0];
+        let runs = kernels.workgroups(shape.n() * kept * plane * spatial[0].div_ceil(RUN));
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("segloss cldice"),
             timestamp_writes: None,
@@ -406,8 +412,8 @@ impl SkeletonPlan {
         for (seed, keep) in [(&self.seed_target, true), (&p[0], false)] {
             run(seed, &steps[0], pixels, 1);
             for bg in &steps {
-                run(&p[1], bg, elems, 1);
-                run(&p[2], bg, elems, 1);
+                run(&p[1], bg, runs, 1);
+                run(&p[2], bg, runs, 1);
             }
             if keep {
                 run(&p[3], &steps[0], elems, 1);
@@ -417,7 +423,7 @@ impl SkeletonPlan {
         run(&p[5], &steps[0], 1, 1);
         run(&p[6], &steps[0], elems, 1);
         for bg in steps.iter().rev() {
-            run(&p[7], bg, elems, 1);
+            run(&p[7], bg, runs, 1);
             run(&p[8], bg, elems, 1);
             run(&p[9], bg, elems, 1);
         }
