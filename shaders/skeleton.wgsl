@@ -98,14 +98,6 @@ fn coef_at(n: u32, k: u32) -> u32 {
     return 5u * vs() + 4u * params.n * params.nwg + 4u * n + k;
 }
 
-// Element i of the V·S volumes: (volume = n·C' + c', pixel s).
-fn coords(s: u32) -> vec3<i32> {
-    let z = s % params.dims.z;
-    let y = (s / params.dims.z) % params.dims.y;
-    let x = s / (params.dims.z * params.dims.y);
-    return vec3<i32>(i32(x), i32(y), i32(z));
-}
-
 fn inside(q: vec3<i32>) -> bool {
     return all(q >= vec3<i32>(0)) && all(q < vec3<i32>(params.dims.xyz));
 }
@@ -177,8 +169,24 @@ fn run_of(t: u32) -> Run {
     return r;
 }
 
-// Loads plane dx of the window around pixel c of stack volume `vol` (element base `base`).
-fn load_plane(w: ptr<private, array<f32, WIN>>, vol: u32, base: u32, c: vec3<i32>, dx: i32, fill: f32) {
+// Where a window reads: a stack volume, a skel volume or a region of `work`.
+const SRC_STACK: u32 = 0u;
+const SRC_SKEL: u32 = 1u;
+const SRC_WORK: u32 = 2u;
+
+fn source_at(src: u32, e: u32) -> f32 {
+    if src == SRC_SKEL {
+        return skel[e];
+    }
+    if src == SRC_WORK {
+        return work[e];
+    }
+    return stack[e];
+}
+
+// Loads plane dx of the window around pixel c of the volume whose pixel 0 is element `first`
+// of `src`.
+fn load_plane(w: ptr<private, array<f32, WIN>>, src: u32, first: u32, c: vec3<i32>, dx: i32, fill: f32) {
     let r = window_radius();
     for (var dy = -r.y; dy <= r.y; dy = dy + 1) {
         for (var dz = -r.z; dz <= r.z; dz = dz + 1) {
@@ -186,7 +194,7 @@ fn load_plane(w: ptr<private, array<f32, WIN>>, vol: u32, base: u32, c: vec3<i32
             let q = c + d;
             var v = fill;
             if inside(q) {
-                v = stack[at(vol, base + index_of(q))];
+                v = source_at(src, first + index_of(q));
             }
             (*w)[slot(d)] = v;
         }
@@ -195,17 +203,17 @@ fn load_plane(w: ptr<private, array<f32, WIN>>, vol: u32, base: u32, c: vec3<i32
 
 // Before a run's first pixel c: its planes -1 and 0, in the slots the first `window_step` shifts
 // them out of.
-fn window_start(w: ptr<private, array<f32, WIN>>, vol: u32, base: u32, c: vec3<i32>, fill: f32) {
-    load_plane(w, vol, base, c - vec3<i32>(1, 0, 0), 0, fill);
-    load_plane(w, vol, base, c - vec3<i32>(1, 0, 0), 1, fill);
+fn window_start(w: ptr<private, array<f32, WIN>>, src: u32, first: u32, c: vec3<i32>, fill: f32) {
+    load_plane(w, src, first, c - vec3<i32>(1, 0, 0), 0, fill);
+    load_plane(w, src, first, c - vec3<i32>(1, 0, 0), 1, fill);
 }
 
 // The window around pixel c, from the one around the pixel before it along axis 0.
-fn window_step(w: ptr<private, array<f32, WIN>>, vol: u32, base: u32, c: vec3<i32>, fill: f32) {
+fn window_step(w: ptr<private, array<f32, WIN>>, src: u32, first: u32, c: vec3<i32>, fill: f32) {
     for (var i = 0u; i < 18u; i = i + 1u) {
         (*w)[i] = (*w)[i + 9u];
     }
-    load_plane(w, vol, base, c, 1, fill);
+    load_plane(w, src, first, c, 1, fill);
 }
 
 // The erode at pixel s: per axis, the first minimum of the 3-tap window (order -1, 0, +1) as
@@ -328,10 +336,10 @@ fn erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let runs = params.n * params.kept * runs_per_volume();
     for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
         let run = run_of(t);
-        window_start(&win_a, j, run.base, run.c, WIN_INF);
+        window_start(&win_a, SRC_STACK, at(j, run.base), run.c, WIN_INF);
         for (var k = 0u; k < run.len; k = k + 1u) {
             let c = run.c + vec3<i32>(i32(k), 0, 0);
-            window_step(&win_a, j, run.base, c, WIN_INF);
+            window_step(&win_a, SRC_STACK, at(j, run.base), c, WIN_INF);
             let s = index_of(c);
             stack[at(j + 1u, run.base + s)] = window_erode(&win_a, s).value;
         }
@@ -344,10 +352,10 @@ fn skel_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let runs = params.n * params.kept * runs_per_volume();
     for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
         let run = run_of(t);
-        window_start(&win_b, j + 1u, run.base, run.c, -WIN_INF);
+        window_start(&win_b, SRC_STACK, at(j + 1u, run.base), run.c, -WIN_INF);
         for (var k = 0u; k < run.len; k = k + 1u) {
             let c = run.c + vec3<i32>(i32(k), 0, 0);
-            window_step(&win_b, j + 1u, run.base, c, -WIN_INF);
+            window_step(&win_b, SRC_STACK, at(j + 1u, run.base), c, -WIN_INF);
             let i = run.base + index_of(c);
             let o = window_dilate(&win_b, index_of(c)).x;
             let delta = max(stack[at(j, i)] - o, 0.0);
@@ -473,12 +481,12 @@ fn bw_skel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
         let run = run_of(t);
         // img_j's window for its erode E_j, and E_j's for its dilate O_j.
-        window_start(&win_a, j, run.base, run.c, WIN_INF);
-        window_start(&win_b, j + 1u, run.base, run.c, -WIN_INF);
+        window_start(&win_a, SRC_STACK, at(j, run.base), run.c, WIN_INF);
+        window_start(&win_b, SRC_STACK, at(j + 1u, run.base), run.c, -WIN_INF);
         for (var k = 0u; k < run.len; k = k + 1u) {
             let c = run.c + vec3<i32>(i32(k), 0, 0);
-            window_step(&win_a, j, run.base, c, WIN_INF);
-            window_step(&win_b, j + 1u, run.base, c, -WIN_INF);
+            window_step(&win_a, SRC_STACK, at(j, run.base), c, WIN_INF);
+            window_step(&win_b, SRC_STACK, at(j + 1u, run.base), c, -WIN_INF);
             let s = index_of(c);
             let i = run.base + s;
             let dilated = window_dilate(&win_b, s);
@@ -510,26 +518,30 @@ fn bw_skel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 fn bw_dilate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = params.step;
     let r = window_radius();
-    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
-        let base = (i / params.s) * params.s;
-        let s = i - base;
-        let c = coords(s);
-        var acc = work[g_next(i)];
-        for (var dx = -r.x; dx <= r.x; dx = dx + 1) {
-            for (var dy = -r.y; dy <= r.y; dy = dy + 1) {
-                for (var dz = -r.z; dz <= r.z; dz = dz + 1) {
-                    let q = c + vec3<i32>(dx, dy, dz);
-                    if !inside(q) {
-                        continue;
-                    }
-                    let o = index_of(q);
-                    if bitcast<u32>(skel[at(j, base + o)]) == s {
-                        acc = acc + work[g_o(base + o)];
+    let runs = params.n * params.kept * runs_per_volume();
+    // Outside the volume: a "maximum" no pixel index equals (3.4e38's bits), and G_O = 0.
+    for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
+        let run = run_of(t);
+        window_start(&win_a, SRC_SKEL, at(j, run.base), run.c, WIN_INF);
+        window_start(&win_b, SRC_WORK, g_o(run.base), run.c, 0.0);
+        for (var k = 0u; k < run.len; k = k + 1u) {
+            let c = run.c + vec3<i32>(i32(k), 0, 0);
+            window_step(&win_a, SRC_SKEL, at(j, run.base), c, WIN_INF);
+            window_step(&win_b, SRC_WORK, g_o(run.base), c, 0.0);
+            let s = index_of(c);
+            var acc = work[g_next(run.base + s)];
+            for (var dx = -r.x; dx <= r.x; dx = dx + 1) {
+                for (var dy = -r.y; dy <= r.y; dy = dy + 1) {
+                    for (var dz = -r.z; dz <= r.z; dz = dz + 1) {
+                        let d = slot(vec3<i32>(dx, dy, dz));
+                        if bitcast<u32>(win_a[d]) == s {
+                            acc = acc + win_b[d];
+                        }
                     }
                 }
             }
+            work[g_e(run.base + s)] = acc;
         }
-        work[g_e(i)] = acc;
     }
 }
 
@@ -566,38 +578,32 @@ fn erode_share(code: u32, a: u32, k: i32) -> f32 {
 // G_img_j = its own term from bw_skel plus the erode gradient: the erode outputs whose window
 // holds this element are the element itself and its two neighbours along each axis; each sends
 // its G_E times the weight of every axis whose first minimum is this element (a neighbour along
-// axis a only through a).
+// axis a only through a). Outside the volume: code 0 (weight 0) and G_E = 0.
 @compute @workgroup_size(WG)
 fn bw_erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    for (var i = gid.x; i < vs(); i = i + nwg.x * WG) {
-        let base = (i / params.s) * params.s;
-        let s = i - base;
-        let c = coords(s);
-        var acc = -work[g_o(i)];
-        let own = bitcast<u32>(work[e_code(i)]);
-        var own_share = 0.0;
-        for (var b = 0u; b < NDIMS; b = b + 1u) {
-            own_share = own_share + erode_share(own, b, 0);
-        }
-        if own_share != 0.0 {
-            acc = acc + own_share * work[g_e(i)];
-        }
-        for (var a = 0u; a < NDIMS; a = a + 1u) {
-            for (var k = -1; k <= 1; k = k + 2) {
-                let q = c + k * unit(a);
-                if !inside(q) {
-                    continue;
-                }
-                let x = base + index_of(q);
-                // The neighbour at +k sees this element at offset -k.
-                let share = erode_share(bitcast<u32>(work[e_code(x)]), a, -k);
-                if share != 0.0 {
-                    acc = acc + share * work[g_e(x)];
+    let runs = params.n * params.kept * runs_per_volume();
+    for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
+        let run = run_of(t);
+        window_start(&win_a, SRC_WORK, e_code(run.base), run.c, 0.0);
+        window_start(&win_b, SRC_WORK, g_e(run.base), run.c, 0.0);
+        for (var k = 0u; k < run.len; k = k + 1u) {
+            let c = run.c + vec3<i32>(i32(k), 0, 0);
+            window_step(&win_a, SRC_WORK, e_code(run.base), c, 0.0);
+            window_step(&win_b, SRC_WORK, g_e(run.base), c, 0.0);
+            let i = run.base + index_of(c);
+            var acc = -work[g_o(i)];
+            let own = slot(vec3<i32>(0));
+            for (var a = 0u; a < NDIMS; a = a + 1u) {
+                acc = acc + erode_share(bitcast<u32>(win_a[own]), a, 0) * win_b[own];
+                for (var side = -1; side <= 1; side = side + 2) {
+                    // The neighbour at +side sees this element at offset -side.
+                    let d = slot(side * unit(a));
+                    acc = acc + erode_share(bitcast<u32>(win_a[d]), a, -side) * win_b[d];
                 }
             }
+            // G_img_j, which is the carry (G_E_{j-1}) of the next, lower step.
+            work[g_next(i)] = acc;
         }
-        // G_img_j, which is the carry (G_E_{j-1}) of the next, lower step.
-        work[g_next(i)] = acc;
     }
 }
 

@@ -395,7 +395,7 @@ impl SkeletonPlan {
         let steps: Vec<wgpu::BindGroup> = (0..=l.iter).map(bind).collect();
         let pixels = kernels.workgroups(shape.pixels());
         let elems = kernels.workgroups(vs);
-        // erode, skel_step and bw_skel: one thread per run of RUN pixels along axis 0.
+        // The pooling kernels: one thread per run of RUN pixels along axis 0.
         let plane = shape.s() / spatial[0];
         let runs = kernels.workgroups(shape.n() * kept * plane * spatial[0].div_ceil(RUN));
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -424,8 +424,8 @@ impl SkeletonPlan {
         run(&p[6], &steps[0], elems, 1);
         for bg in steps.iter().rev() {
             run(&p[7], bg, runs, 1);
-            run(&p[8], bg, elems, 1);
-            run(&p[9], bg, elems, 1);
+            run(&p[8], bg, runs, 1);
+            run(&p[9], bg, runs, 1);
         }
         run(&p[10], &steps[0], pixels, 1);
         Ok(())
