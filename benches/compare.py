@@ -63,6 +63,8 @@ def references(z: np.ndarray, y: np.ndarray, device: str):
     hd = ml.HausdorffDTLoss(to_onehot_y=True, softmax=True)
     bd = ml.BoundaryLoss(to_onehot_y=True, softmax=True)
     lovasz = smp.losses.LovaszLoss("multiclass")
+    cldice = ml.SoftclDiceLoss()  # takes probabilities and a one-hot target
+    onehot = torch.nn.functional.one_hot(yt, z.shape[1]).movedim(-1, 1).float()
     masks = (y == 1)
     yield "dice-ce", [], "monai DiceCELoss", fb(lambda: dice_ce(zt, y1))
     yield "dice", [], "monai DiceLoss", fb(lambda: dice(zt, y1))
@@ -70,6 +72,7 @@ def references(z: np.ndarray, y: np.ndarray, device: str):
     yield "hausdorff-dt", [], "monai HausdorffDTLoss", fb(lambda: hd(zt, y1))
     yield "boundary", [], "monai BoundaryLoss", fb(lambda: bd(zt, y1))
     yield "lovasz-softmax", [], "smp LovaszLoss", fb(lambda: lovasz(zt, yt))
+    yield "cldice", [], "monai SoftclDiceLoss (on softmax)", fb(lambda: cldice(torch.softmax(zt, 1), onehot))
     yield "cross-entropy", [], "torch cross_entropy", fb(lambda: torch.nn.functional.cross_entropy(zt, yt))
     yield None, None, "scipy distance_transform_edt (one mask per image)", (
         lambda: [ndi.distance_transform_edt(m) for m in masks])
