@@ -113,12 +113,14 @@ fn unit(a: u32) -> vec3<i32> {
 // ---------------------------------------------------------------------------------------------
 // Pools, on a sliding window
 //
-// The pooling kernels (erode, skel_step, bw_skel) give each thread a run of up to RUN pixels
-// along axis 0 and keep the pixel's 3^d neighbourhood of one stack volume in private memory:
-// each step shifts the window by one plane and loads the new plane (3^(d-1) values) instead of
-// the whole neighbourhood. Neighbouring threads hold neighbouring pixels of a plane, so their
-// loads are contiguous. Outside the volume the window holds `fill`: +INF for an erode (never a
-// first minimum), -INF for a dilate (never a first maximum), as the pools skip those pixels.
+// Every kernel that reads a pixel's 3^d neighbourhood (erode, skel_step and the three bw_*)
+// gives each thread a run of up to RUN pixels along axis 0 and keeps the neighbourhood of one
+// volume (of the stack, the skeletons or `work`) in private memory: each step shifts the window
+// by one plane and loads the new plane (3^(d-1) values) instead of the whole neighbourhood.
+// Neighbouring threads hold neighbouring pixels of a plane, so their loads are contiguous.
+// Outside the volume the window holds `fill`: +INF for an erode (never a first minimum), -INF
+// for a dilate (never a first maximum), as the pools skip those pixels; the bw_* kernels say
+// theirs.
 
 const RUN: u32 = 16u;           // pixels per thread along axis 0 (RUN in src/loss/skeleton.rs)
 const WIN: u32 = 27u;           // window slots, (dx + 1)·9 + (dy + 1)·3 + dz + 1
@@ -154,6 +156,16 @@ struct Run {
 // Runs per volume: the pixels of a plane (axis 0 fixed) times the chunks of RUN along axis 0.
 fn runs_per_volume() -> u32 {
     return (params.s / params.dims.x) * ((params.dims.x + RUN - 1u) / RUN);
+}
+
+// Runs over all V volumes: the grid-stride bound of the pooling kernels.
+fn run_count() -> u32 {
+    return params.n * params.kept * runs_per_volume();
+}
+
+// Pixel k of a run.
+fn run_pixel(run: Run, k: u32) -> vec3<i32> {
+    return run.c + vec3<i32>(i32(k), 0, 0);
 }
 
 fn run_of(t: u32) -> Run {
@@ -333,12 +345,11 @@ fn seed(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(WG)
 fn erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = params.step;
-    let runs = params.n * params.kept * runs_per_volume();
-    for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
+    for (var t = gid.x; t < run_count(); t = t + nwg.x * WG) {
         let run = run_of(t);
         window_start(&win_a, SRC_STACK, at(j, run.base), run.c, WIN_INF);
         for (var k = 0u; k < run.len; k = k + 1u) {
-            let c = run.c + vec3<i32>(i32(k), 0, 0);
+            let c = run_pixel(run, k);
             window_step(&win_a, SRC_STACK, at(j, run.base), c, WIN_INF);
             let s = index_of(c);
             stack[at(j + 1u, run.base + s)] = window_erode(&win_a, s).value;
@@ -349,15 +360,15 @@ fn erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(WG)
 fn skel_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = params.step;
-    let runs = params.n * params.kept * runs_per_volume();
-    for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
+    for (var t = gid.x; t < run_count(); t = t + nwg.x * WG) {
         let run = run_of(t);
         window_start(&win_b, SRC_STACK, at(j + 1u, run.base), run.c, -WIN_INF);
         for (var k = 0u; k < run.len; k = k + 1u) {
-            let c = run.c + vec3<i32>(i32(k), 0, 0);
+            let c = run_pixel(run, k);
             window_step(&win_b, SRC_STACK, at(j + 1u, run.base), c, -WIN_INF);
-            let i = run.base + index_of(c);
-            let o = window_dilate(&win_b, index_of(c)).x;
+            let s = index_of(c);
+            let i = run.base + s;
+            let o = window_dilate(&win_b, s).x;
             let delta = max(stack[at(j, i)] - o, 0.0);
             if j == 0u {
                 skel[at(0u, i)] = delta;
@@ -477,14 +488,13 @@ fn bw_start(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(WG)
 fn bw_skel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = params.step;
-    let runs = params.n * params.kept * runs_per_volume();
-    for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
+    for (var t = gid.x; t < run_count(); t = t + nwg.x * WG) {
         let run = run_of(t);
         // img_j's window for its erode E_j, and E_j's for its dilate O_j.
         window_start(&win_a, SRC_STACK, at(j, run.base), run.c, WIN_INF);
         window_start(&win_b, SRC_STACK, at(j + 1u, run.base), run.c, -WIN_INF);
         for (var k = 0u; k < run.len; k = k + 1u) {
-            let c = run.c + vec3<i32>(i32(k), 0, 0);
+            let c = run_pixel(run, k);
             window_step(&win_a, SRC_STACK, at(j, run.base), c, WIN_INF);
             window_step(&win_b, SRC_STACK, at(j + 1u, run.base), c, -WIN_INF);
             let s = index_of(c);
@@ -518,14 +528,13 @@ fn bw_skel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 fn bw_dilate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let j = params.step;
     let r = window_radius();
-    let runs = params.n * params.kept * runs_per_volume();
     // Outside the volume: a "maximum" no pixel index equals (3.4e38's bits), and G_O = 0.
-    for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
+    for (var t = gid.x; t < run_count(); t = t + nwg.x * WG) {
         let run = run_of(t);
         window_start(&win_a, SRC_SKEL, at(j, run.base), run.c, WIN_INF);
         window_start(&win_b, SRC_WORK, g_o(run.base), run.c, 0.0);
         for (var k = 0u; k < run.len; k = k + 1u) {
-            let c = run.c + vec3<i32>(i32(k), 0, 0);
+            let c = run_pixel(run, k);
             window_step(&win_a, SRC_SKEL, at(j, run.base), c, WIN_INF);
             window_step(&win_b, SRC_WORK, g_o(run.base), c, 0.0);
             let s = index_of(c);
@@ -581,13 +590,12 @@ fn erode_share(code: u32, a: u32, k: i32) -> f32 {
 // axis a only through a). Outside the volume: code 0 (weight 0) and G_E = 0.
 @compute @workgroup_size(WG)
 fn bw_erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let runs = params.n * params.kept * runs_per_volume();
-    for (var t = gid.x; t < runs; t = t + nwg.x * WG) {
+    for (var t = gid.x; t < run_count(); t = t + nwg.x * WG) {
         let run = run_of(t);
         window_start(&win_a, SRC_WORK, e_code(run.base), run.c, 0.0);
         window_start(&win_b, SRC_WORK, g_e(run.base), run.c, 0.0);
         for (var k = 0u; k < run.len; k = k + 1u) {
-            let c = run.c + vec3<i32>(i32(k), 0, 0);
+            let c = run_pixel(run, k);
             window_step(&win_a, SRC_WORK, e_code(run.base), c, 0.0);
             window_step(&win_b, SRC_WORK, g_e(run.base), c, 0.0);
             let i = run.base + index_of(c);
