@@ -211,12 +211,47 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     }
 }
 
-// The parabola height at a pixel of value f for the transform of the `fg_out` pixels: their own
-// distance so far; 0 at the pixels of the other class (the sources).
-fn height(f: f32, fg_out: bool) -> f32 {
-    return select(0.0, abs(f), (f < 0.0) == fg_out);
+// The lower envelope of one run, as a stack in `env`: positions at `vo`, heights at `ho`,
+// breakpoints at `zo`; `k` is its top (-1: empty).
+struct Envelope {
+    vo: u32,
+    ho: u32,
+    zo: u32,
+    k: i32,
 }
 
+// Pushes the parabola of height h at pixel q, first popping those it hides everywhere.
+fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32) {
+    let xq = f32(q) * sp;
+    var s = -INF;
+    loop {
+        if (*e).k < 0 {
+            break;
+        }
+        let top = u32((*e).k);
+        let xv = env[(*e).vo + top] * sp;
+        s = ((h + xq * xq) - (env[(*e).ho + top] + xv * xv)) / (2.0 * (xq - xv));
+        if s <= env[(*e).zo + top] {
+            (*e).k = (*e).k - 1;
+        } else {
+            break;
+        }
+    }
+    (*e).k = (*e).k + 1;
+    let top = u32((*e).k);
+    env[(*e).vo + top] = f32(q);
+    env[(*e).ho + top] = h;
+    env[(*e).zo + top] = select(s, -INF, top == 0u);
+    env[(*e).zo + top + 1u] = INF;
+}
+
+// The exact 1-D pass along `params.axis` (after the first axis): d(p) = min_q (x_p - x_q)² + h(q),
+// with h = 0 at the pixels of the other class (the sources) and the squared distance so far at
+// those of p's class. A run of same-class pixels [a, b) only needs its own pixels and the two
+// sources bounding it, a - 1 and b: any pixel beyond them is farther than they are and no lower.
+// So each run gets an envelope of its own, built and read right away: every pixel is pushed
+// into one envelope (two at most, as a source), where a whole-line envelope per class would push
+// every pixel twice, and the line is read once, from `vol`, with no copy in the scratch.
 @compute @workgroup_size(WG)
 fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let axis = params.axis;
@@ -225,57 +260,46 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let sp = params.spacing[axis];
     for (var i = gid.x; i < params.line_count; i = i + nwg.x * WG) {
         let start = line_start(params.line0 + i, len, stride);
-        // Scratch: f (len, the line as read), v (len, as f32 indices), z (len + 1).
-        let fo = i * (3u * len + 1u);  // scratch of this window's lines
-        let vo = fo + len;
-        let zo = vo + len;
-        for (var q = 0u; q < len; q = q + 1u) {
-            env[fo + q] = vol[start + q * stride];
-        }
-        // One envelope for the foreground pixels' transform, one for the background's; each
-        // pixel is written by the one of its class.
-        for (var r = 0u; r < 2u; r = r + 1u) {
-            let fg_out = r == 0u;
-            var k = -1;
-            for (var q = 0u; q < len; q = q + 1u) {
-                let f = height(env[fo + q], fg_out);
-                if f >= INF {
-                    continue; // no parabola: nothing of the other class seen so far
-                }
-                let xq = f32(q) * sp;
-                var s = -INF;
-                loop {
-                    if k < 0 {
-                        break;
-                    }
-                    let vk = u32(env[vo + u32(k)]);
-                    let xv = f32(vk) * sp;
-                    s = ((f + xq * xq) - (height(env[fo + vk], fg_out) + xv * xv)) / (2.0 * (xq - xv));
-                    if s <= env[zo + u32(k)] {
-                        k = k - 1;
-                    } else {
-                        break;
-                    }
-                }
-                k = k + 1;
-                env[vo + u32(k)] = f32(q);
-                env[zo + u32(k)] = select(s, -INF, k == 0);
-                env[zo + u32(k) + 1u] = INF;
+        // Scratch of this window's lines, 3·len + 1 floats each (`Edt::new` sizes it): a run's
+        // envelope holds distinct pixels of the line, so at most len parabolas (position v and
+        // height h) and len + 1 breakpoints z.
+        let vo = i * (3u * len + 1u);
+        var e = Envelope(vo, vo + len, vo + 2u * len, -1);
+        var q = 0u;
+        var f = vol[start];
+        while q < len {
+            // The run starting at a, of f's class, bounded on the left by a source at a - 1.
+            let a = q;
+            let fg = f < 0.0;
+            e.k = -1;
+            if a > 0u {
+                envelope_push(&e, a - 1u, 0.0, sp);
             }
-            if k < 0 {
-                continue; // every height is INF: the line keeps its values
+            loop {
+                if abs(f) < INF {
+                    envelope_push(&e, q, abs(f), sp);
+                }
+                q = q + 1u;
+                if q == len {
+                    break;
+                }
+                f = vol[start + q * stride];
+                if (f < 0.0) != fg {
+                    envelope_push(&e, q, 0.0, sp); // the source ending the run
+                    break;
+                }
+            }
+            if e.k < 0 {
+                continue; // the line is one run with no source: it keeps its values
             }
             var j = 0u;
-            for (var q = 0u; q < len; q = q + 1u) {
-                let x = f32(q) * sp;
-                while env[zo + j + 1u] < x {
+            for (var p = a; p < q; p = p + 1u) {
+                let x = f32(p) * sp;
+                while env[e.zo + j + 1u] < x {
                     j = j + 1u;
                 }
-                if (env[fo + q] < 0.0) == fg_out {
-                    let vj = u32(env[vo + j]);
-                    let dx = x - f32(vj) * sp;
-                    vol[start + q * stride] = signed_value(dx * dx + height(env[fo + vj], fg_out), fg_out);
-                }
+                let dx = x - env[e.vo + j] * sp;
+                vol[start + p * stride] = signed_value(dx * dx + env[e.ho + j], fg);
             }
         }
     }
