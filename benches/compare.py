@@ -5,7 +5,7 @@ Run from the repository root, in an environment with
 `torch monai==1.6.1 segmentation-models-pytorch==0.6.0 scipy numpy` and a built tool
 (`cargo build --release --example segloss`):
 
-    python benches/compare.py [--size 8,19,128,256] [--repeat 10] [--losses A,B,...]
+    python benches/compare.py [--size 8,19,128,256] [--repeat 10] [--losses A,B,...] [--edt-size 128,128,128]
                               [--segloss target/release/examples/segloss]
 
 On the same inputs, each reference runs forward + backward (on CUDA when torch sees a GPU, else
@@ -13,6 +13,10 @@ on the CPU) `--repeat` times after a warm-up, and segloss runs through `segloss 
 (its "gpu_ms" where the adapter has timestamp queries, else "ms"). Prints one line per pair with
 the median milliseconds and the ratio reference / segloss (> 1: segloss is faster), and with
 --json one JSON object per pair.
+
+The exact distance transform is compared twice, through `segloss edt --repeat` against scipy's
+`distance_transform_edt` (which runs on the CPU whatever torch sees): on one mask per image of
+the batch, and on one `--edt-size` volume (default 128³) of random balls.
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ def median_ms(fn, repeat: int, sync) -> float:
     return float(np.median(times))
 
 
-def references(z: np.ndarray, y: np.ndarray, device: str):
-    """(name for segloss, params, reference label, closure running forward+backward)."""
+def references(z: np.ndarray, y: np.ndarray, device: str, zp: str, yp: str, mp: str):
+    """(segloss name, segloss command line without --repeat, reference label, closure running
+    the reference: forward+backward for the losses). `mp` gets the masks of the EDT pair."""
     import monai.losses as ml
     import scipy.ndimage as ndi
     import segmentation_models_pytorch as smp
@@ -65,24 +70,40 @@ def references(z: np.ndarray, y: np.ndarray, device: str):
     lovasz = smp.losses.LovaszLoss("multiclass")
     cldice = ml.SoftclDiceLoss()  # takes probabilities and a one-hot target
     onehot = torch.nn.functional.one_hot(yt, z.shape[1]).movedim(-1, 1).float()
+    def ev(name, *params):
+        cmd = ["eval", "--loss", name, "--logits", zp, "--target", yp]
+        for p in params:
+            cmd += ["--param", p]
+        return name, cmd
+
     masks = (y == 1)
-    yield "dice-ce", [], "monai DiceCELoss", fb(lambda: dice_ce(zt, y1))
-    yield "dice", [], "monai DiceLoss", fb(lambda: dice(zt, y1))
-    yield "focal", ["activation=softmax"], "monai FocalLoss (softmax)", fb(lambda: focal(zt, y1))
-    yield "hausdorff-dt", [], "monai HausdorffDTLoss", fb(lambda: hd(zt, y1))
-    yield "boundary", [], "monai BoundaryLoss", fb(lambda: bd(zt, y1))
-    yield "lovasz-softmax", [], "smp LovaszLoss", fb(lambda: lovasz(zt, yt))
-    yield "cldice", [], "monai SoftclDiceLoss (on softmax)", fb(lambda: cldice(torch.softmax(zt, 1), onehot))
-    yield "cross-entropy", [], "torch cross_entropy", fb(lambda: torch.nn.functional.cross_entropy(zt, yt))
-    yield None, None, "scipy distance_transform_edt (one mask per image)", (
+    np.save(mp, masks.astype(np.uint8))
+    yield *ev("dice-ce"), "monai DiceCELoss", fb(lambda: dice_ce(zt, y1))
+    yield *ev("dice"), "monai DiceLoss", fb(lambda: dice(zt, y1))
+    yield *ev("focal", "activation=softmax"), "monai FocalLoss (softmax)", fb(lambda: focal(zt, y1))
+    yield *ev("hausdorff-dt"), "monai HausdorffDTLoss", fb(lambda: hd(zt, y1))
+    yield *ev("boundary"), "monai BoundaryLoss", fb(lambda: bd(zt, y1))
+    yield *ev("lovasz-softmax"), "smp LovaszLoss", fb(lambda: lovasz(zt, yt))
+    yield *ev("cldice"), "monai SoftclDiceLoss (on softmax)", fb(lambda: cldice(torch.softmax(zt, 1), onehot))
+    yield *ev("cross-entropy"), "torch cross_entropy", fb(lambda: torch.nn.functional.cross_entropy(zt, yt))
+    yield "edt", ["edt", "--mask", mp], "scipy distance_transform_edt (one mask per image)", (
         lambda: [ndi.distance_transform_edt(m) for m in masks])
 
 
-def segloss_ms(tool: str, name: str, params, z_path: str, y_path: str, repeat: int) -> float:
-    cmd = [tool, "eval", "--loss", name, "--logits", z_path, "--target", y_path, "--repeat", str(repeat)]
-    for p in params:
-        cmd += ["--param", p]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+def balls(shape, count: int, rng) -> np.ndarray:
+    """A mask of `count` random balls (radii 1/16 to 1/4 of the smallest extent)."""
+    grid = np.indices(shape, dtype=np.float32)
+    mask = np.zeros(shape, dtype=bool)
+    lo = min(shape)
+    for _ in range(count):
+        centre = [rng.uniform(0, d) for d in shape]
+        r = rng.uniform(lo / 16, lo / 4)
+        mask |= sum((g - c) ** 2 for g, c in zip(grid, centre)) <= r * r
+    return mask
+
+
+def segloss_ms(tool: str, cmd, repeat: int) -> float:
+    out = subprocess.run([tool, *cmd, "--repeat", str(repeat)], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout)
     return float(res.get("gpu_ms") or res["ms"])
 
@@ -92,7 +113,8 @@ def main() -> int:
     ap.add_argument("--size", default="8,19,128,256", help="N,C,*S of the logits")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--segloss", default="target/release/examples/segloss")
-    ap.add_argument("--losses", default="", help="only these segloss names, comma-separated")
+    ap.add_argument("--losses", default="", help="only these segloss names (and edt), comma-separated")
+    ap.add_argument("--edt-size", default="128,128,128", help="the extents of the single EDT volume")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     only = {x for x in a.losses.split(",") if x}
@@ -107,30 +129,33 @@ def main() -> int:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     env_note = f"torch {torch.__version__} on {torch.cuda.get_device_name() if device == 'cuda' else 'CPU'}"
     with tempfile.TemporaryDirectory() as tmp:
-        zp, yp = os.path.join(tmp, "z.npy"), os.path.join(tmp, "y.npy")
+        zp, yp, mp = (os.path.join(tmp, f) for f in ("z.npy", "y.npy", "m.npy"))
         np.save(zp, z)
         np.save(yp, y)
         if not a.json:
             print(f"shape {dims}; reference: {env_note}; segloss: {a.segloss}; median of {a.repeat}")
             print(f"{'reference':<52} {'ref ms':>10} {'segloss':<16} {'ms':>10} {'ratio':>8}")
-        for name, params, label, run in references(z, y, device):
-            if only and name not in only:
-                continue
+
+        def pair(shape, name, cmd, label, run):
             ref = median_ms(run, a.repeat, sync)
-            if name is None:
-                # segloss's transform alone is timed by `cargo bench --bench distance`; the
-                # losses above include it (one map per image and class, in the same stream).
-                row = {"reference": label, "ref_ms": ref, "segloss": "-", "segloss_ms": None, "ratio": None}
-            else:
-                ours = segloss_ms(a.segloss, name, params, zp, yp, a.repeat)
-                row = {"reference": label, "ref_ms": ref, "segloss": name, "segloss_ms": ours, "ratio": ref / ours}
+            ours = segloss_ms(a.segloss, cmd, a.repeat)
+            row = {"reference": label, "ref_ms": ref, "segloss": name, "segloss_ms": ours, "ratio": ref / ours}
             if a.json:
-                row.update({"shape": dims, "reference_device": env_note})
+                row.update({"shape": shape, "reference_device": env_note})
                 print(json.dumps(row))
             else:
-                ours_s = "-" if row["segloss_ms"] is None else f"{row['segloss_ms']:.2f}"
-                ratio_s = "-" if row["ratio"] is None else f"{row['ratio']:.2f}"
-                print(f"{label:<52} {ref:>10.2f} {row['segloss']:<16} {ours_s:>10} {ratio_s:>8}")
+                print(f"{label:<52} {ref:>10.2f} {name:<16} {ours:>10.2f} {ref / ours:>8.2f}")
+
+        for name, cmd, label, run in references(z, y, device, zp, yp, mp):
+            if not only or name in only:
+                pair([n, *spatial] if name == "edt" else dims, name, cmd, label, run)
+        if not only or "edt" in only:
+            import scipy.ndimage as ndi
+            size = [int(d) for d in a.edt_size.split(",")]
+            vol = balls(size, 12, rng)
+            np.save(mp, vol[None].astype(np.uint8))
+            label = f"scipy distance_transform_edt ({'x'.join(map(str, size))} balls)"
+            pair([1, *size], "edt", ["edt", "--mask", mp], label, lambda: ndi.distance_transform_edt(vol))
     return 0
 
 

@@ -30,7 +30,8 @@ def main() -> None:
     for path in a.files:
         for line in open(path):
             row = json.loads(line)
-            if row.get("segloss_ms") is None:
+            # The losses only: the EDT rows (segloss "edt") measure masks, not logits.
+            if row.get("segloss_ms") is None or row["segloss"] == "edt":
                 continue
             elements = 1
             for d in row["shape"]:

@@ -4,6 +4,7 @@
 //! cargo run --release --example segloss -- info
 //! cargo run --release --example segloss -- eval --loss focal --logits z.npy --target y.npy \
 //!     --param gamma=2 --param alpha=0.25 --grad g.npy --repeat 20
+//! cargo run --release --example segloss -- edt --mask m.npy --spacing 1,1,2.5 --repeat 20
 //! cargo run --release --example segloss -- check --seed 7
 //! ```
 //!
@@ -49,6 +50,23 @@ usage:
       for the others, C' the channels in the loss), \"loss_shape\" ([] for a number),
       \"loss_name\", \"params\", \"reduction\", \"target\" (labels|dense), \"shape\",
       \"backend\" (gpu|cpu), \"adapter\" (adapter name or \"cpu reference\").
+
+  segloss edt --mask M.npy [--spacing S,...] [--signed] [--method NAME] [--backend gpu|cpu]
+              [--out D.npy] [--repeat R]
+      The Euclidean distance transform of each mask, as scipy's
+      distance_transform_edt(mask, sampling=spacing): each mask pixel's distance to the
+      nearest pixel outside the mask, 0 outside (and 0 for a mask with no pixel outside).
+        --mask     an integer or bool array [N, *S], 1 to 3 spatial axes: N masks, non-zero
+                   is inside
+        --spacing  the pixel size per spatial axis (default 1 on every axis)
+        --signed   the boundary loss's signed map instead: EDT(not M) outside,
+                   -(EDT(M) - 1) inside, 0 for an empty or full mask
+        --method   exact (default), or on the GPU an approximation by jump flooding:
+                   jfa, jfa+1, jfa+2, 1+jfa
+        --out      writes the distances as float32 .npy, the mask's shape
+        --repeat   as for eval: \"ms\" and, where the device has them, \"gpu_ms\"
+      Output keys: \"shape\", \"spacing\", \"signed\", \"method\", \"backend\", \"adapter\",
+      \"sum\" and \"max\" (of the distances, in f64).
 
   segloss check [--seed N]
       Every loss, several parameter variants each, on seeded random inputs: GPU against the
@@ -168,10 +186,11 @@ fn run(args: &[String]) -> CliResult<ExitCode> {
             info()
         }
         "eval" => eval(rest),
+        "edt" => edt(rest),
         "check" => check(rest),
         "bench" => bench(rest),
         other => usage(format!(
-            "unknown command `{other}` (commands: info, eval, check, bench)"
+            "unknown command `{other}` (commands: info, eval, edt, check, bench)"
         )),
     }
 }
@@ -194,7 +213,7 @@ struct FlagSpec {
 }
 
 /// Flags that take no value (their presence is the value).
-const SWITCHES: &[&str] = &["json", "no-cpu"];
+const SWITCHES: &[&str] = &["json", "no-cpu", "signed"];
 
 const fn flag(name: &'static str) -> FlagSpec {
     FlagSpec {
@@ -467,9 +486,9 @@ fn widen<T: Into<i64>>(v: Vec<T>) -> Vec<i64> {
     v.into_iter().map(Into::into).collect()
 }
 
-fn write_grad(path: &str, dims: &[usize], grad: &[f32]) -> CliResult<()> {
-    let fail =
-        |e: std::io::Error| CliError::Failed(format!("writing the gradient to `{path}`: {e}"));
+/// Writes `data` as a float32 .npy of shape `dims`; `what` names it in errors.
+fn write_f32_npy(what: &str, path: &str, dims: &[usize], data: &[f32]) -> CliResult<()> {
+    let fail = |e: std::io::Error| CliError::Failed(format!("writing the {what} to `{path}`: {e}"));
     let file = File::create(path).map_err(fail)?;
     let shape: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
     let mut w = npyz::WriteOptions::<f32>::new()
@@ -478,7 +497,7 @@ fn write_grad(path: &str, dims: &[usize], grad: &[f32]) -> CliResult<()> {
         .writer(BufWriter::new(file))
         .begin_nd()
         .map_err(fail)?;
-    w.extend(grad.iter().copied()).map_err(fail)?;
+    w.extend(data.iter().copied()).map_err(fail)?;
     w.finish().map_err(fail)
 }
 
@@ -644,9 +663,68 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Median milliseconds of repeated calls: wall time (submit to completion on the GPU), and GPU
+/// time where the device has timestamp queries.
+#[derive(Default)]
 struct Timing {
     ms: Option<f64>,
     gpu_ms: Option<f64>,
+}
+
+impl Timing {
+    /// Times `repeat` calls of `f` on the CPU (none: no timing).
+    fn cpu(repeat: Option<usize>, mut f: impl FnMut()) -> Timing {
+        let ms = repeat.map(|r| {
+            let times = (0..r)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            median(times)
+        });
+        Timing { ms, gpu_ms: None }
+    }
+
+    /// The GPU time where there is one, else the wall time.
+    fn best(&self) -> f64 {
+        self.gpu_ms.or(self.ms).unwrap_or(f64::NAN)
+    }
+
+    /// Adds "ms" and "gpu_ms" (those measured) to a JSON object.
+    fn insert_into(&self, obj: &mut Map<String, Value>) {
+        if let Some(ms) = self.ms {
+            obj.insert("ms".into(), num64(ms));
+        }
+        if let Some(g) = self.gpu_ms {
+            obj.insert("gpu_ms".into(), num64(g));
+        }
+    }
+}
+
+/// `--backend`: true for gpu (the default), false for cpu.
+fn backend_flag(command: &str, flags: &[(&'static str, String)]) -> CliResult<bool> {
+    match get(flags, "backend").unwrap_or("gpu") {
+        "gpu" => Ok(true),
+        "cpu" => Ok(false),
+        other => usage(format!(
+            "{command}: --backend must be gpu or cpu, got `{other}`"
+        )),
+    }
+}
+
+/// `--repeat`, if given: a whole number >= 1.
+fn repeat_flag(command: &str, flags: &[(&'static str, String)]) -> CliResult<Option<usize>> {
+    match get(flags, "repeat") {
+        None => Ok(None),
+        Some(r) => match r.parse::<usize>() {
+            Ok(r) if r >= 1 => Ok(Some(r)),
+            _ => usage(format!(
+                "{command}: --repeat must be a whole number >= 1, got `{r}`"
+            )),
+        },
+    }
 }
 
 fn eval(args: &[String]) -> CliResult<ExitCode> {
@@ -680,22 +758,8 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
         }
         params.push((k.trim().to_string(), v.trim().to_string()));
     }
-    let gpu_backend = match get(&flags, "backend").unwrap_or("gpu") {
-        "gpu" => true,
-        "cpu" => false,
-        other => return usage(format!("{C}: --backend must be gpu or cpu, got `{other}`")),
-    };
-    let repeat = match get(&flags, "repeat") {
-        None => None,
-        Some(r) => match r.parse::<usize>() {
-            Ok(r) if r >= 1 => Some(r),
-            _ => {
-                return usage(format!(
-                    "{C}: --repeat must be a whole number >= 1, got `{r}`"
-                ))
-            }
-        },
-    };
+    let gpu_backend = backend_flag(C, &flags)?;
+    let repeat = repeat_flag(C, &flags)?;
     let grad_path = get(&flags, "grad");
 
     let loss = Loss::from_name(name, &params)?;
@@ -707,24 +771,16 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
     let (out, adapter, timing) = if gpu_backend {
         eval_gpu(&loss, &shape, &z, &targets, repeat)?
     } else {
-        let out = segloss::cpu::forward_backward(&loss, &shape, &z, targets.view())?;
-        let ms = repeat.map(|r| {
-            let times = (0..r)
-                .map(|_| {
-                    let t = Instant::now();
-                    let o = segloss::cpu::forward_backward(&loss, &shape, &z, targets.view());
-                    std::hint::black_box(o).ok();
-                    t.elapsed().as_secs_f64() * 1e3
-                })
-                .collect();
-            median(times)
+        let run = || segloss::cpu::forward_backward(&loss, &shape, &z, targets.view());
+        let out = run()?;
+        let timing = Timing::cpu(repeat, || {
+            std::hint::black_box(run()).ok();
         });
-        let timing = Timing { ms, gpu_ms: None };
         (out, "cpu reference".to_string(), timing)
     };
 
     if let Some(path) = grad_path {
-        write_grad(path, &shape.dims(), &out.grad)?;
+        write_f32_npy("gradient", path, &shape.dims(), &out.grad)?;
     }
 
     let reduction = loss.reduction();
@@ -771,12 +827,169 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
     if let Some(r) = repeat {
         obj.insert("repeat".into(), json!(r));
     }
-    if let Some(ms) = timing.ms {
-        obj.insert("ms".into(), num64(ms));
+    timing.insert_into(&mut obj);
+    print_out(&format!("{}\n", Value::Object(obj)))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// edt
+
+fn edt(args: &[String]) -> CliResult<ExitCode> {
+    use segloss::distance::{DistanceOptions, Method};
+    const C: &str = "edt";
+    let flags = parse_flags(
+        C,
+        args,
+        &[
+            flag("mask"),
+            flag("spacing"),
+            flag("signed"),
+            flag("method"),
+            flag("backend"),
+            flag("out"),
+            flag("repeat"),
+        ],
+    )?;
+    let mask_path = required(C, &flags, "mask")?;
+    let gpu_backend = backend_flag(C, &flags)?;
+    let repeat = repeat_flag(C, &flags)?;
+    let signed = match get(&flags, "signed") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => return usage(format!("{C}: --signed takes no value, got `{v}`")),
+    };
+    let method = match get(&flags, "method") {
+        None => Method::Exact,
+        Some(m) => m
+            .parse::<Method>()
+            .or_else(|e| usage(format!("{C}: --method: {e}")))?,
+    };
+    if !gpu_backend && method != Method::Exact {
+        return usage(format!(
+            "{C}: the cpu backend computes the exact transform only (--method exact)"
+        ));
     }
-    if let Some(g) = timing.gpu_ms {
-        obj.insert("gpu_ms".into(), num64(g));
+    let spacing: Vec<f32> = match get(&flags, "spacing") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|x| x.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .or_else(|_| {
+                usage(format!(
+                    "{C}: --spacing expects comma-separated numbers, got `{list}`"
+                ))
+            })?,
+    };
+
+    let a = read_npy("mask", mask_path)?;
+    let masks: Vec<bool> = match a.values {
+        Values::Int(v) => v.into_iter().map(|m| m != 0).collect(),
+        Values::U64(v) => v.into_iter().map(|m| m != 0).collect(),
+        Values::F32(_) | Values::F64(_) => {
+            return failed(format!(
+                "the mask file `{mask_path}` has dtype {}; masks are an integer or bool array \
+                 (threshold probabilities first, e.g. (p > 0.5).astype(np.uint8))",
+                a.descr
+            ))
+        }
+    };
+    let dims = a.dims;
+    if !(2..=4).contains(&dims.len()) {
+        return failed(format!(
+            "the mask file `{mask_path}` has shape {}; expected [N, *S] with 1 to 3 spatial axes",
+            fmt_dims(&dims)
+        ));
     }
+    let (count, spatial) = (dims[0], &dims[1..]);
+    if count == 0 {
+        return failed(format!(
+            "the mask file `{mask_path}` holds no masks (N = 0)"
+        ));
+    }
+    let options = DistanceOptions {
+        spacing: spacing.clone(),
+        signed,
+        method,
+        ..Default::default()
+    };
+
+    let (out, adapter, timing) = if gpu_backend {
+        let (gpu, kernels) = open_gpu()?;
+        let (device, queue) = (&gpu.device, &gpu.queue);
+        let plan = kernels.distance_plan(count, spatial, &options)?;
+        let words: Vec<u32> = masks.iter().map(|&m| u32::from(m)).collect();
+        let mask_buf = upload(device, "masks", bytemuck::cast_slice(&words));
+        let out_buf = zeros(device, "distances", plan.len());
+        let mut encoder = device.create_command_encoder(&Default::default());
+        plan.record(&mut encoder, &mask_buf, &out_buf)?;
+        wait(device, queue.submit([encoder.finish()]))?;
+        gpu_errors()?;
+        let out: Vec<f32> = download(device, queue, &out_buf, plan.len())?;
+        let mut timing = Timing::default();
+        if let Some(r) = repeat {
+            // The call above was the warm-up.
+            let ts = Timestamps::new(&gpu);
+            timing = time_gpu(&gpu, &ts, r, false, |enc| {
+                Ok(plan.record(enc, &mask_buf, &out_buf)?)
+            })?;
+        }
+        (out, gpu.adapter.get_info().name, timing)
+    } else {
+        // The checks the GPU plan makes, so both backends refuse the same input.
+        options.validate(spatial)?;
+        let s: usize = spatial.iter().product();
+        let run = || -> Vec<f32> {
+            masks
+                .chunks(s.max(1))
+                .flat_map(|m| {
+                    let d = if signed {
+                        segloss::cpu::distance::signed_map(m, spatial, &spacing)
+                    } else {
+                        segloss::cpu::distance::edt(m, spatial, &spacing)
+                    };
+                    d.into_iter().map(|x| x as f32)
+                })
+                .collect()
+        };
+        let out = run();
+        let timing = Timing::cpu(repeat, || {
+            std::hint::black_box(run());
+        });
+        (out, "cpu reference".to_string(), timing)
+    };
+
+    if let Some(path) = get(&flags, "out") {
+        write_f32_npy("distances", path, &dims, &out)?;
+    }
+    let sum: f64 = out.iter().map(|&x| f64::from(x)).sum();
+    let max = out.iter().fold(0.0f32, |m, &x| m.max(x));
+    let mut obj = Map::new();
+    obj.insert("shape".into(), json!(dims));
+    obj.insert(
+        "spacing".into(),
+        Value::Array(spacing.iter().map(|&x| num(x)).collect()),
+    );
+    obj.insert("signed".into(), json!(signed));
+    obj.insert(
+        "method".into(),
+        json!(get(&flags, "method").unwrap_or("exact")),
+    );
+    obj.insert(
+        "backend".into(),
+        json!(if gpu_backend { "gpu" } else { "cpu" }),
+    );
+    obj.insert("adapter".into(), json!(adapter));
+    obj.insert("sum".into(), num64(sum));
+    obj.insert("max".into(), num(max));
+    if let Some(path) = get(&flags, "out") {
+        obj.insert("out".into(), json!(path));
+    }
+    if let Some(r) = repeat {
+        obj.insert("repeat".into(), json!(r));
+    }
+    timing.insert_into(&mut obj);
     print_out(&format!("{}\n", Value::Object(obj)))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -848,45 +1061,15 @@ fn eval_gpu(
     };
     gpu_errors()?;
 
-    let mut timing = Timing {
-        ms: None,
-        gpu_ms: None,
-    };
+    let mut timing = Timing::default();
     if let Some(r) = repeat {
+        // The call above was the warm-up.
         let ts = Timestamps::new(&gpu);
-        let mut wall = Vec::with_capacity(r);
-        let mut on_gpu = Vec::with_capacity(r);
-        for _ in 0..r {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            if let Some(ts) = &ts {
-                encoder.write_timestamp(&ts.set, 0);
-            }
-            plan.record(&mut encoder, &inputs, &outputs)?;
-            if let Some(ts) = &ts {
-                encoder.write_timestamp(&ts.set, 1);
-            }
-            let commands = encoder.finish();
-            let t = Instant::now();
-            let index = queue.submit([commands]);
-            wait(device, index)?;
-            wall.push(t.elapsed().as_secs_f64() * 1e3);
-            if let Some(ts) = &ts {
-                // Resolved and read back outside the timed call.
-                let mut encoder = device.create_command_encoder(&Default::default());
-                encoder.resolve_query_set(&ts.set, 0..2, &ts.resolve, 0);
-                queue.submit([encoder.finish()]);
-                let ticks: Vec<u64> = download(device, queue, &ts.resolve, 2)?;
-                if ticks[1] >= ticks[0] {
-                    on_gpu.push((ticks[1] - ticks[0]) as f64 * ts.period_ns / 1e6);
-                }
-            }
-        }
-        gpu_errors()?;
+        timing = time_gpu(&gpu, &ts, r, false, |enc| {
+            plan.record(enc, &inputs, &outputs)?;
+            Ok(())
+        })?;
         read_status(device, queue, &plan)?.check()?;
-        timing.ms = Some(median(wall));
-        if !on_gpu.is_empty() {
-            timing.gpu_ms = Some(median(on_gpu));
-        }
     }
     Ok((out, adapter, timing))
 }
@@ -1485,16 +1668,20 @@ fn bench_params(name: &str, c: usize) -> Vec<(String, String)> {
     Vec::new()
 }
 
+/// Submits what `record` records `repeat` times (after one untimed warm-up call if `warm_up`),
+/// each call on its own and waited for; the timestamps, where there are, bracket the recorded
+/// passes and are read back outside the timed call.
 fn time_gpu(
     gpu: &Gpu,
     ts: &Option<Timestamps>,
     repeat: usize,
+    warm_up: bool,
     mut record: impl FnMut(&mut segloss::wgpu::CommandEncoder) -> CliResult<()>,
-) -> CliResult<(f64, bool)> {
+) -> CliResult<Timing> {
     let (device, queue) = (&gpu.device, &gpu.queue);
     let mut wall = Vec::new();
     let mut on_gpu = Vec::new();
-    for k in 0..=repeat {
+    for k in (if warm_up { 0 } else { 1 })..=repeat {
         let mut encoder = device.create_command_encoder(&Default::default());
         if let Some(ts) = ts {
             encoder.write_timestamp(&ts.set, 0);
@@ -1523,10 +1710,9 @@ fn time_gpu(
         }
     }
     gpu_errors()?;
-    Ok(if on_gpu.is_empty() {
-        (median(wall), false)
-    } else {
-        (median(on_gpu), true)
+    Ok(Timing {
+        ms: Some(median(wall)),
+        gpu_ms: (!on_gpu.is_empty()).then(|| median(on_gpu)),
     })
 }
 
@@ -1599,10 +1785,11 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
         .max()
         .unwrap_or(1);
     let roof = kernels.roofline_plan(roof_len)?;
-    let (roof_ms, _) = time_gpu(&gpu, &ts, repeat, |enc| {
+    let roof_ms = time_gpu(&gpu, &ts, repeat, true, |enc| {
         roof.record(enc);
         Ok(())
-    })?;
+    })?
+    .best();
     let roof_gbs = roof.bytes() as f64 / (roof_ms * 1e6);
     if !json {
         print_out(&format!(
@@ -1662,29 +1849,18 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
                 targets: &yb,
             };
             let outputs = Outputs::new(&lb, &gb);
-            let (gpu_ms, _) = time_gpu(&gpu, &ts, repeat, |enc| {
+            let gpu_ms = time_gpu(&gpu, &ts, repeat, true, |enc| {
                 plan.record(enc, &inputs, &outputs)?;
                 Ok(())
-            })?;
+            })?
+            .best();
             read_status(&gpu.device, &gpu.queue, &plan)?.check()?;
-            let cpu_ms = if with_cpu {
-                let times: Vec<f64> = (0..cpu_repeat)
-                    .map(|_| {
-                        let t = Instant::now();
-                        let o = segloss::cpu::forward_backward(
-                            &loss,
-                            &shape,
-                            &z,
-                            segloss::Targets::Labels(&labels),
-                        );
-                        std::hint::black_box(o).ok();
-                        t.elapsed().as_secs_f64() * 1e3
-                    })
-                    .collect();
-                Some(median(times))
-            } else {
-                None
-            };
+            let cpu_ms = Timing::cpu(with_cpu.then_some(cpu_repeat), || {
+                let targets = segloss::Targets::Labels(&labels);
+                let o = segloss::cpu::forward_backward(&loss, &shape, &z, targets);
+                std::hint::black_box(o).ok();
+            })
+            .ms;
             let passes = logit_passes(name);
             let bytes = passes * (shape.numel() as u64 * 4 + shape.pixels() as u64 * 4)
                 + shape.numel() as u64 * 4;

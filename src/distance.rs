@@ -122,13 +122,24 @@ pub struct DistanceOptions {
     /// Voxel size per spatial axis (scipy's `sampling`); empty means 1 on every axis.
     pub spacing: Vec<f32>,
     /// `false`: scipy's EDT (each mask pixel's distance to the nearest background pixel, 0
-    /// outside). `true`: the boundary loss's signed map, `EDT(not M)` outside the mask and
+    /// outside; 0 everywhere for a full mask, where scipy measures to a virtual pixel before
+    /// the first of axis 0). `true`: the boundary loss's signed map, `EDT(not M)` outside the mask and
     /// `-(EDT(M) - 1)` inside, 0 everywhere for an empty or full mask.
     pub signed: bool,
     /// The algorithm.
     pub method: Method,
     /// What the input holds.
     pub source: MaskSource,
+}
+
+impl DistanceOptions {
+    /// Checks the options against the spatial extents of the masks, as
+    /// [`Kernels::distance_plan`] does: 1 to 3 non-zero extents, and no spacing or one positive
+    /// finite value per axis. For callers of the CPU reference ([`crate::cpu::distance`]), which
+    /// assumes valid input.
+    pub fn validate(&self, spatial: &[usize]) -> Result<()> {
+        grid(spatial, &self.spacing).map(|_| ())
+    }
 }
 
 impl Default for DistanceOptions {
