@@ -211,8 +211,32 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     }
 }
 
-// The lower envelope of one run, as a stack in `env`: positions at `vo`, heights at `ho`,
-// breakpoints at `zo`; `k` is its top (-1: empty).
+// Where the envelope's stack lives. Lines of up to PRIVATE_LINE pixels keep it in private memory
+// (`edt_axis` built with PRIVATE_ENV, the default): no scratch buffer, and no bounds-checked
+// gathers from one (on lavapipe the envelope pass ran 1.6× faster so); longer lines use their
+// slice of `env` (3·len + 1 floats each, which `Edt::new` sizes).
+override PRIVATE_ENV: bool = true;
+// Must match `PRIVATE_LINE` in src/distance.rs (checked by a test).
+const PRIVATE_LINE: u32 = 512u;
+var<private> penv: array<f32, 3u * PRIVATE_LINE + 1u>;
+
+fn env_get(i: u32) -> f32 {
+    if PRIVATE_ENV {
+        return penv[i];
+    }
+    return env[i];
+}
+
+fn env_set(i: u32, x: f32) {
+    if PRIVATE_ENV {
+        penv[i] = x;
+    } else {
+        env[i] = x;
+    }
+}
+
+// The lower envelope of one run, as a stack (`env_get`/`env_set`): positions at `vo`, heights at
+// `ho`, breakpoints at `zo`; `k` is its top (-1: empty).
 struct Envelope {
     vo: u32,
     ho: u32,
@@ -229,9 +253,9 @@ fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32) {
             break;
         }
         let top = u32((*e).k);
-        let xv = env[(*e).vo + top] * sp;
-        s = ((h + xq * xq) - (env[(*e).ho + top] + xv * xv)) / (2.0 * (xq - xv));
-        if s <= env[(*e).zo + top] {
+        let xv = env_get((*e).vo + top) * sp;
+        s = ((h + xq * xq) - (env_get((*e).ho + top) + xv * xv)) / (2.0 * (xq - xv));
+        if s <= env_get((*e).zo + top) {
             (*e).k = (*e).k - 1;
         } else {
             break;
@@ -239,10 +263,10 @@ fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32) {
     }
     (*e).k = (*e).k + 1;
     let top = u32((*e).k);
-    env[(*e).vo + top] = f32(q);
-    env[(*e).ho + top] = h;
-    env[(*e).zo + top] = select(s, -INF, top == 0u);
-    env[(*e).zo + top + 1u] = INF;
+    env_set((*e).vo + top, f32(q));
+    env_set((*e).ho + top, h);
+    env_set((*e).zo + top, select(s, -INF, top == 0u));
+    env_set((*e).zo + top + 1u, INF);
 }
 
 // The exact 1-D pass along `params.axis` (after the first axis): d(p) = min_q (x_p - x_q)² + h(q),
@@ -260,10 +284,10 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let sp = params.spacing[axis];
     for (var i = gid.x; i < params.line_count; i = i + nwg.x * WG) {
         let start = line_start(params.line0 + i, len, stride);
-        // Scratch of this window's lines, 3·len + 1 floats each (`Edt::new` sizes it): a run's
-        // envelope holds distinct pixels of the line, so at most len parabolas (position v and
-        // height h) and len + 1 breakpoints z.
-        let vo = i * (3u * len + 1u);
+        // 3·len + 1 floats per line, in private memory or this window's slice of `env`: a
+        // run's envelope holds distinct pixels of the line, so at most len parabolas (position
+        // v and height h) and len + 1 breakpoints z.
+        let vo = select(i * (3u * len + 1u), 0u, PRIVATE_ENV);
         var e = Envelope(vo, vo + len, vo + 2u * len, -1);
         var q = 0u;
         var f = vol[start];
@@ -295,11 +319,13 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             var j = 0u;
             for (var p = a; p < q; p = p + 1u) {
                 let x = f32(p) * sp;
-                while env[e.zo + j + 1u] < x {
+                while env_get(e.zo + j + 1u) < x {
                     j = j + 1u;
                 }
-                let dx = x - env[e.vo + j] * sp;
-                vol[start + p * stride] = signed_value(dx * dx + env[e.ho + j], fg);
+                // The pixel difference first (exact in f32), so long lines with a fractional
+                // spacing keep the distance's digits (x - x_v would lose ~x·2^-24).
+                let dx = (f32(p) - env_get(e.vo + j)) * sp;
+                vol[start + p * stride] = signed_value(dx * dx + env_get(e.ho + j), fg);
             }
         }
     }

@@ -4,10 +4,12 @@
 //! [`crate::cpu::distance`].
 //!
 //! The exact method is Felzenszwalb & Huttenlocher's separable transform (one pass per axis,
-//! linear work per line); the losses use it. Its per-line scratch (3·len + 1 floats) covers
-//! every line at once where that fits one storage binding; otherwise each axis pass walks the
-//! lines in windows that fit, so batches larger than one binding's worth of scratch still work
-//! (at the cost of more, smaller dispatches). Jump flooding variants trade exactness for fewer,
+//! linear work per line); the losses use it. The first axis needs no envelope (two sweeps per
+//! line), and lines of up to [`PRIVATE_LINE`] pixels keep theirs in private memory. Longer lines
+//! need 3·len + 1 floats of scratch each, which covers every line at once where that fits one
+//! storage binding; otherwise each axis pass walks the lines in windows that fit, so batches
+//! larger than one binding's worth of scratch still work (at the cost of more, smaller
+//! dispatches). Jump flooding variants trade exactness for fewer,
 //! fully parallel steps (each a 3^d-neighbour look-up over every pixel).
 //!
 //! Accuracy of the signed map against the exact transform, on masks made of five random discs
@@ -221,6 +223,11 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
     Ok((dims, sp))
 }
 
+/// Lines of up to this many pixels keep the exact transform's envelope in private memory (per
+/// invocation) and need no scratch buffer; longer lines take 3·len + 1 floats of a storage
+/// buffer each (`PRIVATE_LINE` in shaders/distance.wgsl). The first axis needs neither.
+pub const PRIVATE_LINE: usize = 512;
+
 /// The exact transform's buffers and pipelines for `nvol` volumes (one per mask): shared by
 /// [`DistancePlan`] and the distance-based losses.
 pub(crate) struct Edt {
@@ -229,7 +236,9 @@ pub(crate) struct Edt {
     pub env: wgpu::Buffer,
     method: Method,
     edt_first_axis: wgpu::ComputePipeline,
-    edt_axis: wgpu::ComputePipeline,
+    /// The envelope pass of each axis after the first (index axis - 1): with the envelope in
+    /// private memory or, for lines over `PRIVATE_LINE`, in `env`.
+    edt_axis: Vec<wgpu::ComputePipeline>,
     jfa: [wgpu::ComputePipeline; 3],
     ndims: usize,
     nvol: usize,
@@ -249,24 +258,37 @@ impl Edt {
     ) -> Result<Self> {
         let s: usize = spatial.iter().product();
         let (dims, _) = grid(spatial, &[])?;
-        let longest = spatial.iter().copied().max().unwrap_or(1);
         let vol_len = nvol
             .checked_mul(s)
             .ok_or_else(|| Error::Shape("too many volumes".into()))?;
         kernels.check_binding("distance volumes", vol_len as u64 * 4)?;
+        // The axes whose envelope pass needs scratch in `env`: those after the first with lines
+        // over PRIVATE_LINE.
+        let scratch_axes = || {
+            spatial
+                .iter()
+                .skip(1)
+                .copied()
+                .filter(|&d| d > PRIVATE_LINE)
+        };
         let env_len = if method == Method::Exact {
-            // f, v and z per line: 3·len + 1 floats. Every line at once where that fits one
+            // v, h and z per line: 3·len + 1 floats. Every line at once where that fits one
             // binding; otherwise the largest window of lines that does (`record_passes` walks
             // the lines window by window), as long as one line of the longest axis fits.
-            let all = spatial
-                .iter()
-                .map(|&d| nvol * (s / d) * (3 * d + 1))
-                .max()
-                .unwrap_or(1);
-            let one_line = 3 * longest + 1;
-            kernels.check_binding("distance scratch (one line)", one_line as u64 * 4)?;
-            let fit = usize::try_from(kernels.max_binding_bytes() / 4).unwrap_or(usize::MAX);
-            all.min(fit).max(one_line)
+            match scratch_axes().max() {
+                None => 1, // nothing needs scratch (a binding still needs a buffer)
+                Some(longest) => {
+                    let all = scratch_axes()
+                        .map(|d| nvol * (s / d) * (3 * d + 1))
+                        .max()
+                        .unwrap_or(1);
+                    let one_line = 3 * longest + 1;
+                    kernels.check_binding("distance scratch (one line)", one_line as u64 * 4)?;
+                    let fit =
+                        usize::try_from(kernels.max_binding_bytes() / 4).unwrap_or(usize::MAX);
+                    all.min(fit).max(one_line)
+                }
+            }
         } else {
             // JFA: two copies of the nearest-source indices of two virtual volumes per mask
             // (shaders/distance.wgsl), every volume at once.
@@ -277,9 +299,18 @@ impl Edt {
         let device = kernels.device();
         let (layout, pipeline_layout) = kernels.layout(Family::Distance, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Distance, entry, constants, &pipeline_layout);
+        let edt_axis = spatial
+            .iter()
+            .skip(1)
+            .map(|&d| {
+                let private = if d <= PRIVATE_LINE { 1.0 } else { 0.0 };
+                let constants = [constants, &[("PRIVATE_ENV", private)]].concat();
+                kernels.pipeline(Family::Distance, "edt_axis", &constants, &pipeline_layout)
+            })
+            .collect::<Result<_>>()?;
         Ok(Edt {
             edt_first_axis: pipe("edt_first_axis")?,
-            edt_axis: pipe("edt_axis")?,
+            edt_axis,
             jfa: [pipe("jfa_init")?, pipe("jfa_step")?, pipe("jfa_finish")?],
             method,
             layout,
@@ -365,8 +396,13 @@ impl Edt {
             let len = self.dims[axis] as usize;
             let lines = self.nvol * (self.s / len);
             // Lines whose scratch fits `env` at once (all of them unless the binding limit
-            // forced a window in `new`); the windows run one after another.
-            let window = (self.env_len / (3 * len + 1)).max(1);
+            // forced a window in `new`, or when they need none); the windows run one after
+            // another.
+            let window = if len <= PRIVATE_LINE {
+                lines
+            } else {
+                (self.env_len / (3 * len + 1)).max(1)
+            };
             for line0 in (0..lines).step_by(window) {
                 let count = window.min(lines - line0);
                 let params = DistanceParams {
@@ -382,7 +418,7 @@ impl Edt {
                     timestamp_writes: None,
                 });
                 pass.set_bind_group(0, &bg, &[]);
-                pass.set_pipeline(&self.edt_axis);
+                pass.set_pipeline(&self.edt_axis[axis - 1]);
                 pass.dispatch_workgroups(kernels.workgroups(count), 1, 1);
             }
         }

@@ -47,39 +47,50 @@ fn gpu_exact_transform_equals_cpu() {
         (&[40, 33], &[1.0, 2.5]),
         (&[9, 10, 11], &[0.7, 1.0, 3.0]),
         (&[3, 1, 300], &[1.0, 1.0, 1.0]),
+        // Lines over PRIVATE_LINE: the envelope in the scratch buffer instead of private memory.
+        (&[5, 700], &[1.0, 1.3]),
+        (&[2, 600, 3], &[1.0, 0.8, 1.0]),
     ];
+    const { assert!(600 > segloss::distance::PRIVATE_LINE) };
     exact_transform_equals_cpu(gpu, kernels, shapes);
 }
 
-// `small_binding_device` (64 KiB bindings) makes the exact transform's scratch (3·len + 1
-// floats per line) walk the lines in windows.
+// `small_binding_device` (64 KiB bindings, 16 384 floats) makes the exact transform's scratch
+// (3·len + 1 floats per line, for the axes after the first with lines over PRIVATE_LINE) walk
+// the lines in windows.
 #[test]
 fn exact_transform_in_windows_beyond_one_binding() {
     let (small, kernels) = small_binding_device();
-    // 4 masks → 8 volumes: 40×33 needs 47 916 scratch floats on axis 0 (3 windows); 9×10×11
-    // needs 24 480 on axis 2 (2 windows); the volumes themselves fit.
+    const { assert!(600 > segloss::distance::PRIVATE_LINE) };
+    // 4 masks: 3×600 needs 12 lines × 1801 = 21 612 scratch floats on axis 1 (2 windows);
+    // 2×3×600 needs 24 × 1801 = 43 224 on axis 2 (3 windows); the volumes themselves fit.
     let shapes: &[(&[usize], &[f32])] =
-        &[(&[40, 33], &[1.0, 2.5]), (&[9, 10, 11], &[0.7, 1.0, 3.0])];
+        &[(&[3, 600], &[1.0, 2.5]), (&[2, 3, 600], &[0.7, 1.0, 3.0])];
     exact_transform_equals_cpu(&small, &kernels, shapes);
-    // A line of the longest axis that cannot fit is refused, naming it.
-    match kernels.distance_plan(1, &[6000], &DistanceOptions::default()) {
+    // A line of a scratch axis that cannot fit is refused, naming it.
+    match kernels.distance_plan(1, &[2, 6000], &DistanceOptions::default()) {
         Err(Error::TooLarge { name, .. }) => assert!(name.contains("one line"), "{name}"),
         Err(e) => panic!("expected TooLarge, got {e}"),
         Ok(_) => panic!("expected TooLarge, got a plan"),
     }
+    // The first axis and short lines need no scratch: a long first axis is fine.
+    kernels
+        .distance_plan(1, &[6000, 2], &DistanceOptions::default())
+        .expect("a long first axis needs no scratch");
 }
 
 /// The distance losses on the windowed path equal the CPU reference.
 #[test]
 fn distance_losses_in_windows_beyond_one_binding() {
     let (small, kernels) = small_binding_device();
-    // 2×3 masks → 12 volumes of 20×24: 17 568 scratch floats on axis 0.
-    let shape = Shape::new(2, 3, &[20, 24]).unwrap();
+    // 2×3 masks of 2×600 (12 for Hausdorff: prediction and target): 12 or 24 lines × 1801
+    // scratch floats on axis 1, over one binding; the volumes fit.
+    let shape = Shape::new(2, 3, &[2, 600]).unwrap();
     let mut rng = Rng::new(11);
     let z = rng.logits(shape.numel(), 2.0);
     let t = targets(&mut rng, &shape, TargetKind::Labels, 3, None, false);
     for name in ["boundary", "hausdorff-dt"] {
-        let loss = Loss::parse(name, &[]).unwrap();
+        let loss = Loss::parse(name, &["include_background=true"]).unwrap();
         assert_gpu_matches_cpu((&small, &kernels), name, &loss, &shape, &z, t.view());
     }
 }

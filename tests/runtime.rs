@@ -284,6 +284,20 @@ fn wgsl_constants_match_rust() {
         }
     };
     assert_eq!(constant("WG"), segloss::WG);
+    let distance = segloss::shader::validate(segloss::shader::Family::Distance, false).unwrap();
+    let (_, private_line) = distance
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some("PRIVATE_LINE"))
+        .expect("const PRIVATE_LINE in distance.wgsl");
+    assert!(
+        matches!(
+            distance.global_expressions[private_line.init],
+            naga::Expression::Literal(naga::Literal::U32(v))
+                if v as usize == segloss::distance::PRIVATE_LINE
+        ),
+        "PRIVATE_LINE differs between distance.wgsl and src/distance.rs"
+    );
     assert_eq!(constant("STATUS_BAD_LABEL") as usize, Status::BAD_LABEL);
     assert_eq!(
         constant("STATUS_NONFINITE_LOGIT") as usize,
