@@ -10,6 +10,7 @@
 //                ---- the split point: a caller may all-reduce `stats` across devices here ----
 //   finalize     one workgroup: the loss from `stats`, and per-(segment, class) coefficients
 //                of its gradient with respect to the statistics;
+//                (FUSED: writes dL/dz too, and grad_pass does not run);
 //   grad_pass    grid-stride over pixels: reads the logits again and writes dL/dz through the
 //                activation (no one-hot tensor anywhere: targets are read as labels or dense);
 //                compound losses add their pixel-wise term (cross-entropy, focal) here, in the
@@ -54,6 +55,12 @@ override W_TYPE: u32 = 0u;
 
 // log-hausdorff-dt: log(loss + 1) of the reduced (or, for none, of each) Hausdorff loss.
 override LOG_HD: bool = false;
+
+// boundary and hausdorff-dt (not log): their dl/dp has a coefficient that is known before the
+// statistics (`distance_coef`), so stats_pass also writes dL/dz and a plain record skips
+// grad_pass: the logits and the map are read once, not twice. (The split-phase
+// record_statistics keeps the two passes: it has no gradient to write to.)
+override FUSED: bool = false;
 
 // wasserstein-dice: GDL weighting (1/(count + 1)) instead of the default (0 for class 0, else 1).
 override WASS_GDL: bool = false;
@@ -184,6 +191,19 @@ fn stat4(p: f32, g: f32) -> vec4<f32> {
     return vec4<f32>(p * g, p, g, d);
 }
 
+// Adds a thread's counts of bad labels, non-finite logits and non-finite targets to the status.
+fn count_bad(bad_labels: u32, bad_logits: u32, bad_targets: u32) {
+    if bad_labels != 0u {
+        atomicAdd(&status[STATUS_BAD_LABEL], bad_labels);
+    }
+    if bad_logits != 0u {
+        atomicAdd(&status[STATUS_NONFINITE_LOGIT], bad_logits);
+    }
+    if bad_targets != 0u {
+        atomicAdd(&status[STATUS_NONFINITE_TARGET], bad_targets);
+    }
+}
+
 var<private> acc: array<vec4<f32>, CHUNK>;
 
 @compute @workgroup_size(WG)
@@ -191,6 +211,9 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = wid.y;
     let stride = params.wx * WG;
     let slots = params.c + 1u;
+    var bad_labels = 0u;
+    var bad_logits = 0u;
+    var bad_targets = 0u;
     for (var c0 = 0u; c0 < params.c; c0 = c0 + CHUNK) {
         let chunk = min(CHUNK, params.c - c0);
         for (var j = 0u; j < CHUNK; j = j + 1u) {
@@ -199,9 +222,23 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         var valid = 0.0;
         var valid_weight = 0.0;
         var mass = vec2<f32>(0.0);
+        // FUSED: the first chunk's walk over the pixels also writes the gradient, as grad_pass
+        // would (with every channel's logits, whatever the chunk), and counts bad input.
+        let fused = FUSED && c0 == 0u;
         for (var s = wid.x * WG + lane.lid; s < params.s; s = s + stride) {
             let label = label_of(n * params.s + s);
             let state = pixel_state(label);
+            let base = n * params.c * params.s + s;
+            if fused {
+                let bad = px_load(base, 0u);
+                bad_logits = bad_logits + bad.x;
+                bad_targets = bad_targets + bad.y;
+                if state != PIX_VALID {
+                    bad_labels = bad_labels + u32(state == PIX_BAD);
+                    grad_zero(n, s, base);
+                    continue;
+                }
+            }
             if LOSS == R_UNIFIED && state == PIX_IGNORED {
                 // MONAI masks the probabilities to 0 and then clamps them to ε: every ignored
                 // pixel adds ε to Σ P of both classes (and nothing else).
@@ -214,8 +251,9 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             if PIX == PIX_CE && !DENSE && !binary_labels() {
                 valid_weight = valid_weight + pixel_weight(u32(label));
             }
-            let base = n * params.c * params.s + s;
-            px_load(base, 0u);
+            if !fused {
+                px_load(base, 0u);
+            }
             let lse = px_prepare(base);
             if LOSS == R_UNIFIED {
                 // Two classes whatever C: slot 0 holds (Σ g0·P0, Σ P0, Σ g1·P1, Σ P1) of the
@@ -249,6 +287,10 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                     acc[j] = acc[j] + stat4(p, g);
                 }
             }
+            if fused {
+                // finalize's scale of the coefficients (scratch[0].y) is lambda_region here.
+                grad_pixel(n, s, select(n, 0u, BATCH), base, label, lse, params.lambda_region, 0.0);
+            }
         }
         // PARTIAL_SLOTS partials per workgroup (one per subgroup where the device has them).
         let wg_row = (n * params.wx + wid.x) * PARTIAL_SLOTS;
@@ -272,6 +314,9 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 }
             }
         }
+    }
+    if FUSED {
+        count_bad(bad_labels, bad_logits, bad_targets);
     }
 }
 
@@ -409,6 +454,17 @@ fn item_scale() -> f32 {
         return 1.0 / item_count();
     }
     return 1.0;
+}
+
+// Boundary and Hausdorff: the pixels of one spatial mean (over the batch too with BATCH).
+fn spatial_count() -> f32 {
+    return f32(params.s) * select(1.0, f32(params.n), BATCH);
+}
+
+// Boundary and Hausdorff without the log: the coefficient of dl/dp that finalize_segment sets
+// for every (segment, class), known before the statistics (FUSED uses it in stats_pass).
+fn distance_coef() -> f32 {
+    return select(item_scale(), 1.0, REDUCTION == REDUCE_NONE) / spatial_count();
 }
 
 // One segment's loss (already scaled for the reduction); writes its coefficients, and its
@@ -554,7 +610,7 @@ fn finalize_segment(seg: u32) -> f32 {
         if LOSS == R_BOUNDARY || LOSS == R_HAUSDORFF {
             // A spatial mean (over the batch too with BATCH); dl/dp = coef·φ (boundary) or
             // coef·2(p - g)·D (Hausdorff).
-            let inv = 1.0 / (f32(params.s) * select(1.0, f32(params.n), BATCH));
+            let inv = 1.0 / spatial_count();
             l = st.x * inv;
             coef = vec4<f32>(inv, 0.0, 0.0, 0.0);
             if LOG_HD && REDUCTION == REDUCE_NONE {
@@ -764,10 +820,72 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32)
 var<private> coef_cache: array<vec4<f32>, PIXEL_CACHE>;
 
 fn seg_coef(seg: u32, c: u32) -> vec4<f32> {
+    if FUSED {
+        return vec4<f32>(distance_coef(), 0.0, 0.0, 0.0); // no coefficients yet: stats_pass
+    }
     if px_cached() {
         return coef_cache[c];
     }
     return scratch[COEF_OFFSET + seg * params.c + c];
+}
+
+// dL/dz at a valid pixel (every loss but unified-focal), from the segment's coefficients scaled
+// by `coef_scale`; adds a compound loss's pixel-wise term (its gradient times `pixel_mult`) and
+// returns that term's loss.
+fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_scale: f32, pixel_mult: f32) -> f32 {
+    var pixel_loss = 0.0;
+    // Cross-entropy runs on a softmax of the logits whatever the region term's activation.
+    var lse_ce = lse;
+    let ce_softmax = (PIX == PIX_CE && !binary_labels()) || PIX == PIX_EXPLOG;
+    if ce_softmax && ACT != ACT_SOFTMAX {
+        lse_ce = px_softmax(base, 0u);
+    }
+    // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c); dense cross-entropy needs Σ w t'.
+    var dot = 0.0;
+    var ce_a = 0.0;
+    if ACT == ACT_SOFTMAX || (PIX == PIX_CE && ce_softmax && DENSE) {
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            let e = base + c * params.s;
+            let pc = px_prob(base, c, lse);
+            let t = px_target(base, c, label);
+            dot = dot + pc * class_dl_dp(seg, c, pc, t, coef_scale, label, e);
+            let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
+            ce_a = ce_a + pixel_weight(c) * ts;
+        }
+    }
+    if PIX == PIX_EXPLOG {
+        ce_a = px_logit(base, u32(label)) - lse_ce;   // log p_y
+    }
+    for (var c = 0u; c < params.c; c = c + 1u) {
+        let e = base + c * params.s;
+        let z = px_logit(base, c);
+        let pc = px_prob(base, c, lse);
+        let t = px_target(base, c, label);
+        let d = class_dl_dp(seg, c, pc, t, coef_scale, label, e);
+        var g = d;
+        if ACT == ACT_SOFTMAX {
+            g = pc * (d - dot);
+        } else if ACT == ACT_SIGMOID {
+            g = d * pc * (1.0 - pc);
+        }
+        if PIX != PIX_NONE {
+            let lg = pixel_term(e, c, z, t, label, lse_ce, ce_a);
+            pixel_loss = pixel_loss + lg.x;
+            g = g + pixel_mult * lg.y;
+            let item = scratch[COEF_OFFSET + seg * params.c + c].z;
+            store_none(n, s, c, params.lambda_region * item + pixel_mult * lg.x);
+        }
+        write_grad(e, g);
+    }
+    return pixel_loss;
+}
+
+// dL/dz = 0 at an ignored (or bad) pixel, and 0 in a compound loss's unreduced output.
+fn grad_zero(n: u32, s: u32, base: u32) {
+    for (var c = 0u; c < params.c; c = c + 1u) {
+        write_grad(base + c * params.s, 0.0);
+        store_none(n, s, c, 0.0);
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -798,10 +916,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         let state = pixel_state(label);
         if state != PIX_VALID {
             bad_labels = bad_labels + u32(state == PIX_BAD);
-            for (var c = 0u; c < params.c; c = c + 1u) {
-                write_grad(base + c * params.s, 0.0);
-                store_none(n, s, c, 0.0);
-            }
+            grad_zero(n, s, base);
             continue;
         }
         let seg = select(n, 0u, BATCH);
@@ -810,59 +925,9 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             pixel_loss = pixel_loss + unified_pixel(seg, base, label, lse, coef_scale, pixel_mult);
             continue;
         }
-        // Cross-entropy runs on a softmax of the logits whatever the region term's activation.
-        var lse_ce = lse;
-        let ce_softmax = (PIX == PIX_CE && !binary_labels()) || PIX == PIX_EXPLOG;
-        if ce_softmax && ACT != ACT_SOFTMAX {
-            lse_ce = px_softmax(base, 0u);
-        }
-        // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c); dense cross-entropy needs Σ w t'.
-        var dot = 0.0;
-        var ce_a = 0.0;
-        if ACT == ACT_SOFTMAX || (PIX == PIX_CE && ce_softmax && DENSE) {
-            for (var c = 0u; c < params.c; c = c + 1u) {
-                let e = base + c * params.s;
-                let pc = px_prob(base, c, lse);
-                let t = px_target(base, c, label);
-                dot = dot + pc * class_dl_dp(seg, c, pc, t, coef_scale, label, e);
-                let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
-                ce_a = ce_a + pixel_weight(c) * ts;
-            }
-        }
-        if PIX == PIX_EXPLOG {
-            ce_a = px_logit(base, u32(label)) - lse_ce;   // log p_y
-        }
-        for (var c = 0u; c < params.c; c = c + 1u) {
-            let e = base + c * params.s;
-            let z = px_logit(base, c);
-            let pc = px_prob(base, c, lse);
-            let t = px_target(base, c, label);
-            let d = class_dl_dp(seg, c, pc, t, coef_scale, label, e);
-            var g = d;
-            if ACT == ACT_SOFTMAX {
-                g = pc * (d - dot);
-            } else if ACT == ACT_SIGMOID {
-                g = d * pc * (1.0 - pc);
-            }
-            if PIX != PIX_NONE {
-                let lg = pixel_term(e, c, z, t, label, lse_ce, ce_a);
-                pixel_loss = pixel_loss + lg.x;
-                g = g + pixel_mult * lg.y;
-                let item = scratch[COEF_OFFSET + seg * params.c + c].z;
-                store_none(n, s, c, params.lambda_region * item + pixel_mult * lg.x);
-            }
-            write_grad(e, g);
-        }
+        pixel_loss = pixel_loss + grad_pixel(n, s, seg, base, label, lse, coef_scale, pixel_mult);
     }
-    if bad_labels != 0u {
-        atomicAdd(&status[STATUS_BAD_LABEL], bad_labels);
-    }
-    if bad_logits != 0u {
-        atomicAdd(&status[STATUS_NONFINITE_LOGIT], bad_logits);
-    }
-    if bad_targets != 0u {
-        atomicAdd(&status[STATUS_NONFINITE_TARGET], bad_targets);
-    }
+    count_bad(bad_labels, bad_logits, bad_targets);
     if PIX != PIX_NONE && REDUCTION != REDUCE_NONE {
         let total = wg_sum(pixel_loss, lane);
         if lane.lid == 0u {

@@ -293,3 +293,84 @@ mod properties {
         }
     }
 }
+
+/// boundary and hausdorff-dt write their gradient in the statistics pass (one read of the logits
+/// and the map) where a plain record allows it; the split phase keeps the two passes. Both give
+/// the same loss and gradient, also with more classes than one statistics chunk (C = 35), the
+/// unreduced and batch forms, and accumulate with grad_scale; and the fused pass counts bad
+/// labels into the status buffer.
+#[test]
+fn fused_distance_losses_equal_the_two_pass_path() {
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let download = |b: &segloss::wgpu::Buffer, len: usize| -> Vec<f32> {
+        segloss::readback::download(device, &gpu.queue, b, len).unwrap()
+    };
+    for (name, params, c) in [
+        ("boundary", &[][..], 4usize),
+        (
+            "boundary",
+            &["reduction=none", "include_background=false"][..],
+            35,
+        ),
+        ("hausdorff-dt", &["batch=true", "activation=sigmoid"][..], 3),
+        ("hausdorff-dt", &["reduction=sum", "alpha=1"][..], 35),
+    ] {
+        let what = format!("{name} {params:?} C={c}");
+        let loss = Loss::parse(name, params).unwrap();
+        let shape = Shape::new(2, c, &[9, 13]).unwrap();
+        let mut rng = Rng::new(c as u64);
+        let z = rng.logits(shape.numel(), 3.0);
+        let t = targets(&mut rng, &shape, TargetKind::Labels, c, None, false);
+        // The fused path against the CPU reference.
+        assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
+
+        let plan = kernels
+            .plan(&loss, shape.clone(), TargetKind::Labels)
+            .unwrap();
+        let zb = segloss::readback::upload(device, "z", bytemuck::cast_slice(&z));
+        let yb = segloss::readback::upload(device, "y", t.view().as_bytes());
+        let inputs = Inputs {
+            logits: &zb,
+            targets: &yb,
+        };
+        let start: Vec<f32> = (0..shape.numel()).map(|_| rng.range(-1.0, 1.0)).collect();
+        let run = |split: bool| -> (Vec<f32>, Vec<f32>) {
+            let lb = segloss::readback::zeros(device, "l", plan.loss_len());
+            let gb = segloss::readback::upload(device, "g", bytemuck::cast_slice(&start));
+            let outputs = Outputs {
+                loss: &lb,
+                grad: &gb,
+                accumulate: true,
+                grad_scale: 0.5,
+            };
+            let mut enc = device.create_command_encoder(&Default::default());
+            if split {
+                let stats = segloss::readback::zeros(device, "stats", plan.stats_len());
+                plan.record_statistics(&mut enc, &inputs, &stats).unwrap();
+                plan.record_backward(&mut enc, &inputs, &stats, &outputs)
+                    .unwrap();
+            } else {
+                plan.record(&mut enc, &inputs, &outputs).unwrap();
+            }
+            gpu.queue.submit([enc.finish()]);
+            (download(&lb, plan.loss_len()), download(&gb, shape.numel()))
+        };
+        let (fused_loss, fused_grad) = run(false);
+        let (split_loss, split_grad) = run(true);
+        assert_loss_close(&what, &fused_loss, &split_loss, 1e-6);
+        assert_grad_close(&what, &fused_grad, &split_grad, 1e-6);
+        let moved = fused_grad.iter().zip(&start).any(|(g, s)| g != s);
+        assert!(moved, "{what}: the gradient was not accumulated");
+
+        // A label out of range (not ignore_index) is counted by the fused pass.
+        let OwnedTargets::Labels(mut y) = t else {
+            unreachable!()
+        };
+        y[5] = c as i32 + 3;
+        match kernels.run_blocking(&gpu.queue, &loss, &shape, &z, segloss::Targets::Labels(&y)) {
+            Err(segloss::Error::BadInput(s)) => assert_eq!(s.bad_labels, 1, "{what}"),
+            other => panic!("{what}: expected BadInput, got {other:?}"),
+        }
+    }
+}

@@ -558,11 +558,7 @@ impl Plan {
         self.check_buffers(inputs, outputs)?;
         match &self.inner {
             PlanInner::Pixel(p) => p.record(self, encoder, inputs, outputs)?,
-            PlanInner::Region(r) => {
-                r.record_statistics(self, encoder, inputs, &r.stats, None);
-                encoder.clear_buffer(&self.status, 0, None);
-                r.record_backward(self, encoder, inputs, &r.stats, outputs, None);
-            }
+            PlanInner::Region(r) => r.record(self, encoder, inputs, outputs, None),
             PlanInner::Lovasz(l) => {
                 encoder.clear_buffer(&self.status, 0, None);
                 l.record(self, encoder, inputs, outputs)?;
@@ -687,9 +683,7 @@ impl Plan {
                 });
             }
         }
-        r.record_statistics(self, encoder, inputs, &r.stats, Some(map));
-        encoder.clear_buffer(&self.status, 0, None);
-        r.record_backward(self, encoder, inputs, &r.stats, outputs, Some(map));
+        r.record(self, encoder, inputs, outputs, Some(map));
         Ok(())
     }
 

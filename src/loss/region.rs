@@ -1325,6 +1325,9 @@ pub(crate) struct RegionPlan {
     combine: wgpu::ComputePipeline,
     finalize: wgpu::ComputePipeline,
     grad_pass: wgpu::ComputePipeline,
+    /// boundary and hausdorff-dt (not log): `stats_pass` built with FUSED, which writes the
+    /// gradient too (see [`RegionPlan::record_fused`]).
+    stats_fused: Option<wgpu::ComputePipeline>,
     loss_final: Option<wgpu::ComputePipeline>,
     weights: wgpu::Buffer,
     /// Distance losses: the map's own kernels and buffer.
@@ -1413,8 +1416,18 @@ impl RegionPlan {
                 + nwg as usize);
         kernels.check_binding("scratch", scratch_len as u64 * 4)?;
         let stats_len = spec.stats_len(shape);
+        // The gradient coefficients of these losses do not depend on the statistics.
+        let fused =
+            matches!(spec.kind, RegionKind::Boundary | RegionKind::Hausdorff) && !spec.log_hd;
+        let stats_fused = if fused {
+            let constants = [&constants[..], &[("FUSED", 1.0)]].concat();
+            Some(kernels.pipeline(Family::Region, "stats_pass", &constants, &pipeline_layout)?)
+        } else {
+            None
+        };
         Ok(RegionPlan {
             stats_pass: pipe("stats_pass")?,
+            stats_fused,
             combine: pipe("combine")?,
             finalize: pipe("finalize")?,
             grad_pass: pipe("grad_pass")?,
@@ -1570,6 +1583,64 @@ impl RegionPlan {
         pass.set_pipeline(&self.stats_pass);
         pass.dispatch_workgroups(self.wx, shape.n() as u32, 1);
         pass.set_pipeline(&self.combine);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+
+    /// The loss and gradient (a plain record): statistics then backward, or for boundary and
+    /// hausdorff-dt the fused pass. A distance loss computes its map first unless the caller
+    /// gives one in `map`. Clears the plan's status before the pass that counts bad input.
+    pub fn record(
+        &self,
+        plan: &Plan,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &Inputs,
+        outputs: &Outputs,
+        map: Option<&wgpu::Buffer>,
+    ) {
+        match &self.stats_fused {
+            Some(fused) => {
+                encoder.clear_buffer(plan.status_buffer(), 0, None);
+                self.record_fused(fused, plan, encoder, inputs, outputs, map);
+            }
+            None => {
+                self.record_statistics(plan, encoder, inputs, &self.stats, map);
+                encoder.clear_buffer(plan.status_buffer(), 0, None);
+                self.record_backward(plan, encoder, inputs, &self.stats, outputs, map);
+            }
+        }
+    }
+
+    /// The map (unless the caller gives one), one pass that writes the statistics' partials
+    /// and the gradient, then the loss from the statistics.
+    fn record_fused(
+        &self,
+        stats_fused: &wgpu::ComputePipeline,
+        plan: &Plan,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &Inputs,
+        outputs: &Outputs,
+        map: Option<&wgpu::Buffer>,
+    ) {
+        if let (Some(own), None) = (&self.map, map) {
+            own.record(
+                &plan.kernels,
+                encoder,
+                Some(inputs.logits),
+                inputs.targets,
+                &own.map,
+            );
+        }
+        let bind_group = self.bind(plan, inputs, &self.stats, Some(outputs), map);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("segloss region statistics and gradient"),
+            timestamp_writes: None,
+        });
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.set_pipeline(stats_fused);
+        pass.dispatch_workgroups(self.wx, plan.shape().n() as u32, 1);
+        pass.set_pipeline(&self.combine);
+        pass.dispatch_workgroups(1, 1, 1);
+        pass.set_pipeline(&self.finalize);
         pass.dispatch_workgroups(1, 1, 1);
     }
 
