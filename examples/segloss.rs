@@ -1633,11 +1633,13 @@ fn run_case(kernels: &Kernels, gpu: &Gpu, c: &Case, rng: &mut Rng) -> CliResult<
 // ---------------------------------------------------------------------------------------------
 // bench
 
-/// Passes over the logits (and targets) a loss's kernels need: one for the pixel-wise losses,
-/// two for the others (statistics or errors first, then the gradient).
+/// Passes over the logits (and targets) a loss's kernels need: one for the pixel-wise losses
+/// and for boundary (its map comes from the targets alone, and its gradient needs nothing from
+/// the statistics), two for the others (statistics, errors or the prediction's map first, then
+/// the gradient).
 fn logit_passes(name: &str) -> u64 {
     match name {
-        "cross-entropy" | "bce" | "balanced-bce" | "focal" => 1,
+        "cross-entropy" | "bce" | "balanced-bce" | "focal" | "boundary" => 1,
         _ => 2,
     }
 }
