@@ -213,30 +213,62 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 
 // Where the envelope's stack lives. Lines of up to PRIVATE_LINE pixels keep it in private memory
 // (`edt_axis` built with PRIVATE_ENV, the default): no scratch buffer, and no bounds-checked
-// gathers from one (on lavapipe the envelope pass ran 1.6× faster so); longer lines use their
-// slice of `env` (3·len + 1 floats each, which `Edt::new` sizes).
+// gathers from one (on lavapipe the distance losses ran 1.2-1.3× faster so); longer lines use
+// their slice of `env` (3·len + 1 floats each, which `Edt::new` sizes). Lavapipe's compile time
+// grows with the square of a private array's length (one array of 3·512 + 1 floats: 50 s), hence
+// three arrays of PRIVATE_LINE (4 s, once per process; then Mesa's disk cache).
 override PRIVATE_ENV: bool = true;
 // Must match `PRIVATE_LINE` in src/distance.rs (checked by a test).
-const PRIVATE_LINE: u32 = 512u;
-var<private> penv: array<f32, 3u * PRIVATE_LINE + 1u>;
+const PRIVATE_LINE: u32 = 256u;
+var<private> pv: array<f32, PRIVATE_LINE>;
+var<private> ph: array<f32, PRIVATE_LINE>;
+var<private> pz: array<f32, PRIVATE_LINE + 1u>;
 
-fn env_get(i: u32) -> f32 {
+// Entry t of the stack's positions (v), heights (h) and breakpoints (z); `o` is the array's
+// offset in `env` when the stack is not private.
+fn v_at(o: u32, t: u32) -> f32 {
     if PRIVATE_ENV {
-        return penv[i];
+        return pv[t];
     }
-    return env[i];
+    return env[o + t];
 }
 
-fn env_set(i: u32, x: f32) {
+fn h_at(o: u32, t: u32) -> f32 {
     if PRIVATE_ENV {
-        penv[i] = x;
+        return ph[t];
+    }
+    return env[o + t];
+}
+
+fn z_at(o: u32, t: u32) -> f32 {
+    if PRIVATE_ENV {
+        return pz[t];
+    }
+    return env[o + t];
+}
+
+fn set_entry(e: Envelope, t: u32, v: f32, h: f32, z: f32) {
+    if PRIVATE_ENV {
+        pv[t] = v;
+        ph[t] = h;
+        pz[t] = z;
     } else {
-        env[i] = x;
+        env[e.vo + t] = v;
+        env[e.ho + t] = h;
+        env[e.zo + t] = z;
     }
 }
 
-// The lower envelope of one run, as a stack (`env_get`/`env_set`): positions at `vo`, heights at
-// `ho`, breakpoints at `zo`; `k` is its top (-1: empty).
+fn set_z(e: Envelope, t: u32, z: f32) {
+    if PRIVATE_ENV {
+        pz[t] = z;
+    } else {
+        env[e.zo + t] = z;
+    }
+}
+
+// The lower envelope of one run, as a stack (private, or in `env` with positions at `vo`, heights
+// at `ho`, breakpoints at `zo`); `k` is its top (-1: empty).
 struct Envelope {
     vo: u32,
     ho: u32,
@@ -253,9 +285,9 @@ fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32) {
             break;
         }
         let top = u32((*e).k);
-        let xv = env_get((*e).vo + top) * sp;
-        s = ((h + xq * xq) - (env_get((*e).ho + top) + xv * xv)) / (2.0 * (xq - xv));
-        if s <= env_get((*e).zo + top) {
+        let xv = v_at((*e).vo, top) * sp;
+        s = ((h + xq * xq) - (h_at((*e).ho, top) + xv * xv)) / (2.0 * (xq - xv));
+        if s <= z_at((*e).zo, top) {
             (*e).k = (*e).k - 1;
         } else {
             break;
@@ -263,10 +295,8 @@ fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32) {
     }
     (*e).k = (*e).k + 1;
     let top = u32((*e).k);
-    env_set((*e).vo + top, f32(q));
-    env_set((*e).ho + top, h);
-    env_set((*e).zo + top, select(s, -INF, top == 0u));
-    env_set((*e).zo + top + 1u, INF);
+    set_entry(*e, top, f32(q), h, select(s, -INF, top == 0u));
+    set_z(*e, top + 1u, INF);
 }
 
 // The exact 1-D pass along `params.axis` (after the first axis): d(p) = min_q (x_p - x_q)² + h(q),
@@ -287,7 +317,7 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         // 3·len + 1 floats per line, in private memory or this window's slice of `env`: a
         // run's envelope holds distinct pixels of the line, so at most len parabolas (position
         // v and height h) and len + 1 breakpoints z.
-        let vo = select(i * (3u * len + 1u), 0u, PRIVATE_ENV);
+        let vo = i * (3u * len + 1u);
         var e = Envelope(vo, vo + len, vo + 2u * len, -1);
         var q = 0u;
         var f = vol[start];
@@ -319,13 +349,13 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             var j = 0u;
             for (var p = a; p < q; p = p + 1u) {
                 let x = f32(p) * sp;
-                while env_get(e.zo + j + 1u) < x {
+                while z_at(e.zo, j + 1u) < x {
                     j = j + 1u;
                 }
                 // The pixel difference first (exact in f32), so long lines with a fractional
                 // spacing keep the distance's digits (x - x_v would lose ~x·2^-24).
-                let dx = (f32(p) - env_get(e.vo + j)) * sp;
-                vol[start + p * stride] = signed_value(dx * dx + env_get(e.ho + j), fg);
+                let dx = (f32(p) - v_at(e.vo, j)) * sp;
+                vol[start + p * stride] = signed_value(dx * dx + h_at(e.ho, j), fg);
             }
         }
     }

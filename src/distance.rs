@@ -224,9 +224,9 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
 }
 
 /// Lines of up to this many pixels keep the exact transform's envelope in private memory (per
-/// invocation) and need no scratch buffer; longer lines take 3·len + 1 floats of a storage
+/// invocation, three arrays of this length) and need no scratch buffer; longer lines take 3·len + 1 floats of a storage
 /// buffer each (`PRIVATE_LINE` in shaders/distance.wgsl). The first axis needs neither.
-pub const PRIVATE_LINE: usize = 512;
+pub const PRIVATE_LINE: usize = 256;
 
 /// The exact transform's buffers and pipelines for `nvol` volumes (one per mask): shared by
 /// [`DistancePlan`] and the distance-based losses.
@@ -299,17 +299,24 @@ impl Edt {
         let device = kernels.device();
         let (layout, pipeline_layout) = kernels.layout(Family::Distance, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Distance, entry, constants, &pipeline_layout);
+        // The separable passes read none of the seeding and finishing constants: built without
+        // them, every plan of the device shares them (one compile each, not one per loss).
         let edt_axis = spatial
             .iter()
             .skip(1)
             .map(|&d| {
                 let private = if d <= PRIVATE_LINE { 1.0 } else { 0.0 };
-                let constants = [constants, &[("PRIVATE_ENV", private)]].concat();
+                let constants = [("PRIVATE_ENV", private)];
                 kernels.pipeline(Family::Distance, "edt_axis", &constants, &pipeline_layout)
             })
             .collect::<Result<_>>()?;
         Ok(Edt {
-            edt_first_axis: pipe("edt_first_axis")?,
+            edt_first_axis: kernels.pipeline(
+                Family::Distance,
+                "edt_first_axis",
+                &[],
+                &pipeline_layout,
+            )?,
             edt_axis,
             jfa: [pipe("jfa_init")?, pipe("jfa_step")?, pipe("jfa_finish")?],
             method,

@@ -55,6 +55,43 @@ fn gpu_exact_transform_equals_cpu() {
     exact_transform_equals_cpu(gpu, kernels, shapes);
 }
 
+/// An envelope as deep as its line: a row of background above a row of mask gives the mask row
+/// equal heights, so every one of its parabolas stays on the stack; at PRIVATE_LINE pixels
+/// that fills the private arrays, one more takes the scratch buffer. Every mask pixel is at
+/// distance 1 (the pixel above), every background pixel too (the one below).
+#[test]
+fn envelope_as_deep_as_its_line() {
+    let (gpu, kernels) = gpu();
+    let device = &gpu.device;
+    let private = segloss::distance::PRIVATE_LINE;
+    for len in [private - 1, private, private + 1] {
+        let words: Vec<u32> = (0..2 * len).map(|i| u32::from(i >= len)).collect();
+        for signed in [false, true] {
+            let options = DistanceOptions {
+                signed,
+                ..Default::default()
+            };
+            let plan = kernels.distance_plan(1, &[2, len], &options).unwrap();
+            let mb = segloss::readback::upload(device, "masks", bytemuck::cast_slice(&words));
+            let out = segloss::readback::zeros(device, "out", plan.len());
+            let mut enc = device.create_command_encoder(&Default::default());
+            plan.record(&mut enc, &mb, &out).unwrap();
+            gpu.queue.submit([enc.finish()]);
+            let got: Vec<f32> =
+                segloss::readback::download(device, &gpu.queue, &out, plan.len()).unwrap();
+            for (i, &g) in got.iter().enumerate() {
+                // EDT: 1 in the mask, 0 outside; signed: EDT(not M) = 1 outside, -(1 - 1) inside.
+                let want = match (signed, words[i] != 0) {
+                    (false, inside) => f32::from(u8::from(inside)),
+                    (true, true) => 0.0,
+                    (true, false) => 1.0,
+                };
+                assert_eq!(g, want, "len {len} signed={signed} pixel {i}");
+            }
+        }
+    }
+}
+
 // `small_binding_device` (64 KiB bindings, 16 384 floats) makes the exact transform's scratch
 // (3·len + 1 floats per line, for the axes after the first with lines over PRIVATE_LINE) walk
 // the lines in windows.
