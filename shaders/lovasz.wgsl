@@ -28,6 +28,7 @@
 #include "common/activation.wgsl"
 #include "common/targets.wgsl"
 #include "common/segscan.wgsl"
+#include "common/status.wgsl"
 
 override DENSE: bool = false;
 override HAS_IGNORE: bool = false;
@@ -372,12 +373,7 @@ fn backprop(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             write_grad(e, gz);
         }
     }
-    if bad_labels != 0u {
-        atomicAdd(&status[STATUS_BAD_LABEL], bad_labels);
-    }
-    if bad_logits != 0u {
-        atomicAdd(&status[STATUS_NONFINITE_LOGIT], bad_logits);
-    }
+    count_bad(bad_labels, bad_logits, 0u);
 }
 
 // w_seg · dL/de of element e (class c of image n).

@@ -17,6 +17,7 @@
 #include "common/activation.wgsl"
 #include "common/terms.wgsl"
 #include "common/pixel_cache.wgsl"
+#include "common/status.wgsl"
 
 // Which loss (LOSS_* below), fixed per pipeline so that the compiler drops the other branches.
 override LOSS: u32 = 0u;
@@ -464,15 +465,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         }
         acc = acc + image_mult * l;
     }
-    if bad_labels != 0u {
-        atomicAdd(&status[STATUS_BAD_LABEL], bad_labels);
-    }
-    if bad_logits != 0u {
-        atomicAdd(&status[STATUS_NONFINITE_LOGIT], bad_logits);
-    }
-    if bad_targets != 0u {
-        atomicAdd(&status[STATUS_NONFINITE_TARGET], bad_targets);
-    }
+    count_bad(bad_labels, bad_logits, bad_targets);
     if REDUCTION != REDUCE_NONE {
         let total = wg_sum(acc, lane);
         if lane.lid == 0u {

@@ -22,6 +22,7 @@
 #include "common/activation.wgsl"
 #include "common/terms.wgsl"
 #include "common/targets.wgsl"
+#include "common/status.wgsl"
 
 override LOSS: u32 = 0u;
 const R_DICE: u32 = 0u;      // dice, jaccard (JACCARD), log-cosh-dice (LOG_COSH)
@@ -189,19 +190,6 @@ fn stat4(p: f32, g: f32) -> vec4<f32> {
         return vec4<f32>(p * g, p * p, g * g, d);
     }
     return vec4<f32>(p * g, p, g, d);
-}
-
-// Adds a thread's counts of bad labels, non-finite logits and non-finite targets to the status.
-fn count_bad(bad_labels: u32, bad_logits: u32, bad_targets: u32) {
-    if bad_labels != 0u {
-        atomicAdd(&status[STATUS_BAD_LABEL], bad_labels);
-    }
-    if bad_logits != 0u {
-        atomicAdd(&status[STATUS_NONFINITE_LOGIT], bad_logits);
-    }
-    if bad_targets != 0u {
-        atomicAdd(&status[STATUS_NONFINITE_TARGET], bad_targets);
-    }
 }
 
 var<private> acc: array<vec4<f32>, CHUNK>;

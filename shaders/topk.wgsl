@@ -16,6 +16,7 @@
 #include "common/targets.wgsl"
 #include "common/scan.wgsl"
 #include "common/select.wgsl"
+#include "common/status.wgsl"
 
 override DENSE: bool = false;
 override HAS_IGNORE: bool = false;
@@ -195,12 +196,7 @@ fn select_grad(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
             work[loss_at(t)] = bitcast<u32>(total);
         }
     }
-    if bad_labels != 0u {
-        atomicAdd(&status[STATUS_BAD_LABEL], bad_labels);
-    }
-    if bad_logits != 0u {
-        atomicAdd(&status[STATUS_NONFINITE_LOGIT], bad_logits);
-    }
+    count_bad(bad_labels, bad_logits, 0u);
 }
 
 @compute @workgroup_size(WG)

@@ -95,6 +95,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../shaders/common/pixel_cache.wgsl"),
     ),
     (
+        "common/status.wgsl",
+        include_str!("../shaders/common/status.wgsl"),
+    ),
+    (
         "common/scan.wgsl",
         include_str!("../shaders/common/scan.wgsl"),
     ),

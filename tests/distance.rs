@@ -55,6 +55,25 @@ fn gpu_exact_transform_equals_cpu() {
     exact_transform_equals_cpu(gpu, kernels, shapes);
 }
 
+/// The transform of `words` (u32 masks, `[count, *spatial]`) on the GPU.
+fn transform(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    words: &[u32],
+    spatial: &[usize],
+    options: &DistanceOptions,
+) -> Vec<f32> {
+    let device = &gpu.device;
+    let count = words.len() / spatial.iter().product::<usize>();
+    let plan = kernels.distance_plan(count, spatial, options).unwrap();
+    let mb = segloss::readback::upload(device, "masks", bytemuck::cast_slice(words));
+    let out = segloss::readback::zeros(device, "out", plan.len());
+    let mut enc = device.create_command_encoder(&Default::default());
+    plan.record(&mut enc, &mb, &out).unwrap();
+    gpu.queue.submit([enc.finish()]);
+    segloss::readback::download(device, &gpu.queue, &out, plan.len()).unwrap()
+}
+
 /// An envelope as deep as its line: a row of background above a row of mask gives the mask row
 /// equal heights, so every one of its parabolas stays on the stack; at PRIVATE_LINE pixels
 /// that fills the private arrays, one more takes the scratch buffer. Every mask pixel is at
@@ -62,7 +81,6 @@ fn gpu_exact_transform_equals_cpu() {
 #[test]
 fn envelope_as_deep_as_its_line() {
     let (gpu, kernels) = gpu();
-    let device = &gpu.device;
     let private = segloss::distance::PRIVATE_LINE;
     for len in [private - 1, private, private + 1] {
         let words: Vec<u32> = (0..2 * len).map(|i| u32::from(i >= len)).collect();
@@ -71,14 +89,7 @@ fn envelope_as_deep_as_its_line() {
                 signed,
                 ..Default::default()
             };
-            let plan = kernels.distance_plan(1, &[2, len], &options).unwrap();
-            let mb = segloss::readback::upload(device, "masks", bytemuck::cast_slice(&words));
-            let out = segloss::readback::zeros(device, "out", plan.len());
-            let mut enc = device.create_command_encoder(&Default::default());
-            plan.record(&mut enc, &mb, &out).unwrap();
-            gpu.queue.submit([enc.finish()]);
-            let got: Vec<f32> =
-                segloss::readback::download(device, &gpu.queue, &out, plan.len()).unwrap();
+            let got = transform(gpu, kernels, &words, &[2, len], &options);
             for (i, &g) in got.iter().enumerate() {
                 // EDT: 1 in the mask, 0 outside; signed: EDT(not M) = 1 outside, -(1 - 1) inside.
                 let want = match (signed, words[i] != 0) {
@@ -133,7 +144,6 @@ fn distance_losses_in_windows_beyond_one_binding() {
 }
 
 fn exact_transform_equals_cpu(gpu: &Gpu, kernels: &Kernels, shapes: &[(&[usize], &[f32])]) {
-    let device = &gpu.device;
     let mut rng = Rng::new(3);
     for &(spatial, spacing) in shapes {
         let s: usize = spatial.iter().product();
@@ -150,14 +160,7 @@ fn exact_transform_equals_cpu(gpu: &Gpu, kernels: &Kernels, shapes: &[(&[usize],
                 method: Method::Exact,
                 ..Default::default()
             };
-            let plan = kernels.distance_plan(count, spatial, &options).unwrap();
-            let mb = segloss::readback::upload(device, "masks", bytemuck::cast_slice(&words));
-            let out = segloss::readback::zeros(device, "out", plan.len());
-            let mut enc = device.create_command_encoder(&Default::default());
-            plan.record(&mut enc, &mb, &out).unwrap();
-            gpu.queue.submit([enc.finish()]);
-            let got: Vec<f32> =
-                segloss::readback::download(device, &gpu.queue, &out, plan.len()).unwrap();
+            let got = transform(gpu, kernels, &words, spatial, &options);
             for m in 0..count {
                 let mask = &masks[m * s..(m + 1) * s];
                 let want = if signed {
@@ -273,7 +276,6 @@ fn jfa_variants_accuracy() {
 fn exact_transform_matches_scipy_fixtures() {
     use common::npy::{fixtures_dir, read_f32};
     let (gpu, kernels) = gpu();
-    let device = &gpu.device;
     let dir = fixtures_dir().join("distance");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
@@ -308,15 +310,8 @@ fn exact_transform_matches_scipy_fixtures() {
                 method: Method::Exact,
                 ..Default::default()
             };
-            let plan = kernels.distance_plan(count, spatial, &options).unwrap();
             let words: Vec<u32> = mask.iter().map(|&m| m as u32).collect();
-            let mb = segloss::readback::upload(device, "masks", bytemuck::cast_slice(&words));
-            let out = segloss::readback::zeros(device, "out", plan.len());
-            let mut enc = device.create_command_encoder(&Default::default());
-            plan.record(&mut enc, &mb, &out).unwrap();
-            gpu.queue.submit([enc.finish()]);
-            let got: Vec<f32> =
-                segloss::readback::download(device, &gpu.queue, &out, plan.len()).unwrap();
+            let got = transform(gpu, kernels, &words, spatial, &options);
             for m in 0..count {
                 let mk = &mask[m * s..(m + 1) * s];
                 let full = mk.iter().all(|&x| x);

@@ -1565,15 +1565,7 @@ impl RegionPlan {
         map: Option<&wgpu::Buffer>,
     ) {
         let shape = plan.shape();
-        if let (Some(own), None) = (&self.map, map) {
-            own.record(
-                &plan.kernels,
-                encoder,
-                Some(inputs.logits),
-                inputs.targets,
-                &own.map,
-            );
-        }
+        self.record_own_map(plan, encoder, inputs, map);
         let bind_group = self.bind(plan, inputs, stats, None, map);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("segloss region statistics"),
@@ -1584,6 +1576,25 @@ impl RegionPlan {
         pass.dispatch_workgroups(self.wx, shape.n() as u32, 1);
         pass.set_pipeline(&self.combine);
         pass.dispatch_workgroups(1, 1, 1);
+    }
+
+    /// A distance loss's map into the plan's own buffer, unless the caller gives one in `map`.
+    fn record_own_map(
+        &self,
+        plan: &Plan,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &Inputs,
+        map: Option<&wgpu::Buffer>,
+    ) {
+        if let (Some(own), None) = (&self.map, map) {
+            own.record(
+                &plan.kernels,
+                encoder,
+                Some(inputs.logits),
+                inputs.targets,
+                &own.map,
+            );
+        }
     }
 
     /// The loss and gradient (a plain record): statistics then backward, or for boundary and
@@ -1621,15 +1632,7 @@ impl RegionPlan {
         outputs: &Outputs,
         map: Option<&wgpu::Buffer>,
     ) {
-        if let (Some(own), None) = (&self.map, map) {
-            own.record(
-                &plan.kernels,
-                encoder,
-                Some(inputs.logits),
-                inputs.targets,
-                &own.map,
-            );
-        }
+        self.record_own_map(plan, encoder, inputs, map);
         let bind_group = self.bind(plan, inputs, &self.stats, Some(outputs), map);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("segloss region statistics and gradient"),
