@@ -558,7 +558,7 @@ impl Plan {
         self.check_buffers(inputs, outputs)?;
         match &self.inner {
             PlanInner::Pixel(p) => p.record(self, encoder, inputs, outputs)?,
-            PlanInner::Region(r) => r.record(self, encoder, inputs, outputs, None),
+            PlanInner::Region(r) => r.record(self, encoder, inputs, outputs, None)?,
             PlanInner::Lovasz(l) => {
                 encoder.clear_buffer(&self.status, 0, None);
                 l.record(self, encoder, inputs, outputs)?;
@@ -598,8 +598,7 @@ impl Plan {
         let r = self.region("record_statistics")?;
         self.check_inputs(inputs)?;
         self.check_stats(stats, inputs)?;
-        r.record_statistics(self, encoder, inputs, stats, None);
-        Ok(())
+        r.record_statistics(self, encoder, inputs, stats, None)
     }
 
     /// Split phase, step 2 (region losses): the loss and gradient from `stats` (as written by
@@ -622,9 +621,7 @@ impl Plan {
                 });
             }
         }
-        encoder.clear_buffer(&self.status, 0, None);
-        r.record_backward(self, encoder, inputs, stats, outputs, None);
-        Ok(())
+        r.record_backward(self, encoder, inputs, stats, outputs, None)
     }
 
     /// f32 elements of a distance loss's map (`[N, C, *S]`); 0 for the other losses.
@@ -683,8 +680,7 @@ impl Plan {
                 });
             }
         }
-        r.record(self, encoder, inputs, outputs, Some(map));
-        Ok(())
+        r.record(self, encoder, inputs, outputs, Some(map))
     }
 
     fn boundary_map(&self, what: &str) -> Result<(&region::RegionPlan, &crate::distance::LossMap)> {

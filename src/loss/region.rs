@@ -1321,10 +1321,13 @@ const GRAD_PIXELS_PER_THREAD: usize = 4;
 pub(crate) struct RegionPlan {
     pub spec: RegionSpec,
     layout: wgpu::BindGroupLayout,
-    stats_pass: wgpu::ComputePipeline,
+    /// The two-pass path's statistics and gradient passes; built on first use for a fused loss,
+    /// whose plain record needs neither (see [`RegionPlan::two_pass`]).
+    two_pass: std::sync::OnceLock<[wgpu::ComputePipeline; 2]>,
+    constants: Vec<(&'static str, f64)>,
+    pipeline_layout: wgpu::PipelineLayout,
     combine: wgpu::ComputePipeline,
     finalize: wgpu::ComputePipeline,
-    grad_pass: wgpu::ComputePipeline,
     /// boundary and hausdorff-dt (not log): `stats_pass` built with FUSED, which writes the
     /// gradient too (see [`RegionPlan::record_fused`]).
     stats_fused: Option<wgpu::ComputePipeline>,
@@ -1425,12 +1428,15 @@ impl RegionPlan {
         } else {
             None
         };
+        let two_pass = std::sync::OnceLock::new();
+        if !fused {
+            let _ = two_pass.set([pipe("stats_pass")?, pipe("grad_pass")?]);
+        }
         Ok(RegionPlan {
-            stats_pass: pipe("stats_pass")?,
+            two_pass,
             stats_fused,
             combine: pipe("combine")?,
             finalize: pipe("finalize")?,
-            grad_pass: pipe("grad_pass")?,
             // A compound loss's pixel term is reduced last (with `none` grad_pass writes it).
             loss_final: match (spec.pix, spec.reduction) {
                 (PixTerm::None, _) | (_, Reduction::None) => None,
@@ -1480,9 +1486,28 @@ impl RegionPlan {
             ],
             spec,
             layout,
+            constants: constants.to_vec(),
+            pipeline_layout,
             nwg,
             wx,
         })
+    }
+
+    /// The statistics and gradient passes of the two-pass path (built now if the plan did not).
+    fn two_pass(&self, kernels: &Kernels) -> Result<&[wgpu::ComputePipeline; 2]> {
+        if let Some(p) = self.two_pass.get() {
+            return Ok(p);
+        }
+        let pipe = |entry| {
+            kernels.pipeline(
+                Family::Region,
+                entry,
+                &self.constants,
+                &self.pipeline_layout,
+            )
+        };
+        let built = [pipe("stats_pass")?, pipe("grad_pass")?];
+        Ok(self.two_pass.get_or_init(|| built))
     }
 
     /// Binding 3: the weights, or a distance loss's map (the caller's, else the plan's).
@@ -1563,7 +1588,8 @@ impl RegionPlan {
         inputs: &Inputs,
         stats: &wgpu::Buffer,
         map: Option<&wgpu::Buffer>,
-    ) {
+    ) -> Result<()> {
+        let [stats_pass, _] = self.two_pass(&plan.kernels)?;
         let shape = plan.shape();
         self.record_own_map(plan, encoder, inputs, map);
         let bind_group = self.bind(plan, inputs, stats, None, map);
@@ -1572,10 +1598,11 @@ impl RegionPlan {
             timestamp_writes: None,
         });
         pass.set_bind_group(0, &bind_group, &[]);
-        pass.set_pipeline(&self.stats_pass);
+        pass.set_pipeline(stats_pass);
         pass.dispatch_workgroups(self.wx, shape.n() as u32, 1);
         pass.set_pipeline(&self.combine);
         pass.dispatch_workgroups(1, 1, 1);
+        Ok(())
     }
 
     /// A distance loss's map into the plan's own buffer, unless the caller gives one in `map`.
@@ -1599,7 +1626,8 @@ impl RegionPlan {
 
     /// The loss and gradient (a plain record): statistics then backward, or for boundary and
     /// hausdorff-dt the fused pass. A distance loss computes its map first unless the caller
-    /// gives one in `map`. Clears the plan's status before the pass that counts bad input.
+    /// gives one in `map`. Clears the plan's status before the pass that counts bad input. Fails
+    /// only where a pipeline built on first use fails (never for a non-fused loss).
     pub fn record(
         &self,
         plan: &Plan,
@@ -1607,16 +1635,16 @@ impl RegionPlan {
         inputs: &Inputs,
         outputs: &Outputs,
         map: Option<&wgpu::Buffer>,
-    ) {
+    ) -> Result<()> {
         match &self.stats_fused {
             Some(fused) => {
                 encoder.clear_buffer(plan.status_buffer(), 0, None);
                 self.record_fused(fused, plan, encoder, inputs, outputs, map);
+                Ok(())
             }
             None => {
-                self.record_statistics(plan, encoder, inputs, &self.stats, map);
-                encoder.clear_buffer(plan.status_buffer(), 0, None);
-                self.record_backward(plan, encoder, inputs, &self.stats, outputs, map);
+                self.record_statistics(plan, encoder, inputs, &self.stats, map)?;
+                self.record_backward(plan, encoder, inputs, &self.stats, outputs, map)
             }
         }
     }
@@ -1655,7 +1683,10 @@ impl RegionPlan {
         stats: &wgpu::Buffer,
         outputs: &Outputs,
         map: Option<&wgpu::Buffer>,
-    ) {
+    ) -> Result<()> {
+        let [_, grad_pass] = self.two_pass(&plan.kernels)?;
+        // The gradient pass counts bad input.
+        encoder.clear_buffer(plan.status_buffer(), 0, None);
         let bind_group = self.bind(plan, inputs, stats, Some(outputs), map);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("segloss region backward"),
@@ -1665,11 +1696,12 @@ impl RegionPlan {
         pass.set_pipeline(&self.finalize);
         pass.dispatch_workgroups(1, 1, 1);
         let n = plan.shape().n() as u32;
-        pass.set_pipeline(&self.grad_pass);
+        pass.set_pipeline(grad_pass);
         pass.dispatch_workgroups(self.nwg / n, n, 1);
         if let Some(loss_final) = &self.loss_final {
             pass.set_pipeline(loss_final);
             pass.dispatch_workgroups(1, 1, 1);
         }
+        Ok(())
     }
 }
