@@ -4,13 +4,13 @@
 // Entry points, in the order the host records them:
 //   stats_pass   grid wx × N: reads the logits once (per chunk of CHUNK classes), applies the
 //                activation, and writes per-(image, workgroup, class) partial sums of four
-//                statistics (see `stat4`), plus the valid-pixel count in slot C;
+//                statistics (see `stat4`), plus the valid-pixel count in slot C; FUSED
+//                (boundary, hausdorff-dt): writes dL/dz too, and grad_pass does not run;
 //   combine      one workgroup: adds the partials in a fixed order into `stats`
 //                [segment, C + 1] (segment = image, or the whole batch with BATCH);
 //                ---- the split point: a caller may all-reduce `stats` across devices here ----
 //   finalize     one workgroup: the loss from `stats`, and per-(segment, class) coefficients
 //                of its gradient with respect to the statistics;
-//                (FUSED: writes dL/dz too, and grad_pass does not run);
 //   grad_pass    grid-stride over pixels: reads the logits again and writes dL/dz through the
 //                activation (no one-hot tensor anywhere: targets are read as labels or dense);
 //                compound losses add their pixel-wise term (cross-entropy, focal) here, in the
@@ -60,7 +60,8 @@ override LOG_HD: bool = false;
 // boundary and hausdorff-dt (not log): their dl/dp has a coefficient that is known before the
 // statistics (`distance_coef`), so stats_pass also writes dL/dz and a plain record skips
 // grad_pass: the logits and the map are read once, not twice. (The split-phase
-// record_statistics keeps the two passes: it has no gradient to write to.)
+// record_statistics keeps the two passes: it has no gradient to write to. The CPU mirror
+// computes the same numbers in its `statistics` and `gradient`, one after the other.)
 override FUSED: bool = false;
 
 // wasserstein-dice: GDL weighting (1/(count + 1)) instead of the default (0 for class 0, else 1).
