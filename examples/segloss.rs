@@ -74,13 +74,16 @@ usage:
       gradient error relative to max |grad| above 1e-4).
 
   segloss bench [--preset full|small] [--losses A,B,...] [--repeat R] [--cpu-repeat R]
-                [--no-cpu] [--json]
+                [--no-cpu] [--passes] [--json]
       Every loss (or those listed) at a 2D size (8x19x128x256; small: 2x19x32x64) and a 3D
       size (2x14x64x64x64; small: 1x14x16x16x16), C = 1 or 2 for the binary losses: median
       GPU time (timestamp queries where the adapter has them, else wall time submit to
       completion, on resident buffers) and CPU reference time; the unavoidable bytes (logits
       and targets read once per pass over them, gradient written once) and their rate, next
       to a copy kernel's rate on the same adapter (the roofline) and the fraction reached.
+      --passes also times every compute pass of each loss on its own (pass timestamps;
+      median over the repeats, summed per pass label, with the count of such passes), to
+      show which pass takes the time (JSON: a \"passes\" array of label, count, ms).
       --json prints one JSON object per line instead of the table. A case the adapter
       cannot hold (a buffer over its limits) gets a row saying why (JSON: an \"error\" key),
       the others still run, and the exit status is 1.
@@ -213,7 +216,7 @@ struct FlagSpec {
 }
 
 /// Flags that take no value (their presence is the value).
-const SWITCHES: &[&str] = &["json", "no-cpu", "signed"];
+const SWITCHES: &[&str] = &["json", "no-cpu", "passes", "signed"];
 
 const fn flag(name: &'static str) -> FlagSpec {
     FlagSpec {
@@ -1670,6 +1673,63 @@ fn bench_params(name: &str, c: usize) -> Vec<(String, String)> {
     Vec::new()
 }
 
+/// The passes of one label: how many the recording has, and their summed median time.
+struct PassSummary {
+    label: String,
+    count: usize,
+    ms: f64,
+}
+
+/// Times every compute pass of what `record` records, `repeat` times after one warm-up call,
+/// each call submitted and read on its own: the median of each pass over the calls, summed
+/// per label in the order the labels first appear.
+fn time_passes(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    repeat: usize,
+    mut record: impl FnMut(&mut segloss::wgpu::CommandEncoder) -> CliResult<()>,
+) -> CliResult<Vec<PassSummary>> {
+    kernels.enable_pass_timing(segloss::profile::MAX_TIMED_PASSES)?;
+    let mut calls: Vec<Vec<segloss::profile::PassTime>> = Vec::new();
+    let result = (|| -> CliResult<()> {
+        for k in 0..=repeat {
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            record(&mut encoder)?;
+            gpu.queue.submit([encoder.finish()]);
+            let times = kernels.read_pass_times(&gpu.queue)?;
+            if k > 0 {
+                calls.push(times);
+            }
+        }
+        Ok(())
+    })();
+    kernels.disable_pass_timing();
+    result?;
+    let mut out: Vec<PassSummary> = Vec::new();
+    let passes = calls.first().map_or(0, Vec::len);
+    if calls.iter().any(|c| c.len() != passes) {
+        return failed("bench --passes: the calls recorded different numbers of passes");
+    }
+    for i in 0..passes {
+        let label = &calls[0][i].label;
+        let mut ms: Vec<f64> = calls.iter().map(|c| c[i].ms).collect();
+        ms.sort_by(f64::total_cmp);
+        let median = ms[ms.len() / 2];
+        match out.iter_mut().find(|p| &p.label == label) {
+            Some(p) => {
+                p.count += 1;
+                p.ms += median;
+            }
+            None => out.push(PassSummary {
+                label: label.clone(),
+                count: 1,
+                ms: median,
+            }),
+        }
+    }
+    Ok(out)
+}
+
 /// Submits what `record` records `repeat` times (after one untimed warm-up call if `warm_up`),
 /// each call on its own and waited for; the timestamps, where there are, bracket the recorded
 /// passes and are read back outside the timed call.
@@ -1736,6 +1796,10 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
                 name: "json",
                 repeatable: false,
             },
+            FlagSpec {
+                name: "passes",
+                repeatable: false,
+            },
         ],
     )?;
     let small = match get(&flags, "preset") {
@@ -1757,6 +1821,7 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
     let cpu_repeat = count("cpu-repeat", 1)?;
     let with_cpu = get(&flags, "no-cpu").is_none();
     let json = get(&flags, "json").is_some();
+    let by_pass = get(&flags, "passes").is_some();
     let names: Vec<String> = match get(&flags, "losses") {
         None => Loss::NAMES.iter().map(|s| s.to_string()).collect(),
         Some(list) => {
@@ -1774,6 +1839,17 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
     };
     let (gpu, kernels) = open_gpu()?;
     let adapter = gpu.adapter.get_info();
+    if by_pass
+        && !gpu
+            .device
+            .features()
+            .contains(segloss::wgpu::Features::TIMESTAMP_QUERY)
+    {
+        return failed(format!(
+            "bench: --passes needs timestamp queries, which {} does not have",
+            adapter.name
+        ));
+    }
     let ts = Timestamps::new(&gpu);
     let timing = if ts.is_some() {
         "timestamp queries"
@@ -1857,6 +1933,14 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
             })?
             .best();
             read_status(&gpu.device, &gpu.queue, &plan)?.check()?;
+            let pass_times = if by_pass {
+                time_passes(&gpu, &kernels, repeat, |enc| {
+                    plan.record(enc, &inputs, &outputs)?;
+                    Ok(())
+                })?
+            } else {
+                Vec::new()
+            };
             let cpu_ms = Timing::cpu(with_cpu.then_some(cpu_repeat), || {
                 let targets = segloss::Targets::Labels(&labels);
                 let o = segloss::cpu::forward_backward(&loss, &shape, &z, targets);
@@ -1879,6 +1963,13 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
                 obj.insert("fraction".into(), num64(gbs / roof_gbs));
                 obj.insert("timing".into(), json!(timing));
                 obj.insert("adapter".into(), json!(adapter.name));
+                if by_pass {
+                    let passes: Vec<Value> = pass_times
+                        .iter()
+                        .map(|p| json!({"label": p.label, "count": p.count, "ms": num64(p.ms)}))
+                        .collect();
+                    obj.insert("passes".into(), Value::Array(passes));
+                }
                 print_out(&format!("{}\n", Value::Object(obj)))?;
             } else {
                 print_out(&format!(
@@ -1891,6 +1982,12 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
                     gbs,
                     100.0 * gbs / roof_gbs
                 ))?;
+                for p in &pass_times {
+                    print_out(&format!(
+                        "    {:<42} x{:<5} {:>10.3}\n",
+                        p.label, p.count, p.ms
+                    ))?;
+                }
             }
         }
     }

@@ -365,10 +365,7 @@ impl Edt {
                     ..base
                 };
                 let bg = self.bind(kernels, &params, logits, targets, out);
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("segloss jfa"),
-                    timestamp_writes: None,
-                });
+                let mut pass = kernels.begin_pass(encoder, "segloss jfa");
                 pass.set_bind_group(0, &bg, &[]);
                 pass.set_pipeline(pipeline);
                 pass.dispatch_workgroups(kernels.workgroups(items), 1, 1);
@@ -390,10 +387,7 @@ impl Edt {
                 ..base
             };
             let bg = self.bind(kernels, &params, logits, targets, out);
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("segloss edt first axis"),
-                timestamp_writes: None,
-            });
+            let mut pass = kernels.begin_pass(encoder, "segloss edt first axis");
             pass.set_bind_group(0, &bg, &[]);
             pass.set_pipeline(&self.edt_first_axis);
             pass.dispatch_workgroups(kernels.workgroups(lines), 1, 1);
@@ -420,10 +414,7 @@ impl Edt {
                     ..base
                 };
                 let bg = self.bind(kernels, &params, logits, targets, out);
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("segloss edt axis"),
-                    timestamp_writes: None,
-                });
+                let mut pass = kernels.begin_pass(encoder, "segloss edt axis");
                 pass.set_bind_group(0, &bg, &[]);
                 pass.set_pipeline(&self.edt_axis[axis - 1]);
                 pass.dispatch_workgroups(kernels.workgroups(count), 1, 1);
@@ -592,20 +583,14 @@ impl DistancePlan {
         let (dummy, masks, out) = ((&self.dummy, 1), (masks, self.input_len()), (out, items));
         let bg = self.edt.bind(kernels, &params, dummy, masks, out);
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("segloss distance seed"),
-                timestamp_writes: None,
-            });
+            let mut pass = kernels.begin_pass(encoder, "segloss distance seed");
             pass.set_bind_group(0, &bg, &[]);
             pass.set_pipeline(&self.seed);
             pass.dispatch_workgroups(kernels.workgroups(self.input_len()), 1, 1);
         }
         self.edt
             .record_passes(kernels, encoder, params, dummy, masks, out);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("segloss distance finish"),
-            timestamp_writes: None,
-        });
+        let mut pass = kernels.begin_pass(encoder, "segloss distance finish");
         pass.set_bind_group(0, &bg, &[]);
         pass.set_pipeline(&self.finish);
         pass.dispatch_workgroups(kernels.workgroups(items), 1, 1);
@@ -728,20 +713,14 @@ impl LossMap {
         let (targets, out) = ((targets, self.targets_len), (out, self.numel));
         let bg = self.edt.bind(kernels, &self.params, logits, targets, out);
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("segloss distance map seed"),
-                timestamp_writes: None,
-            });
+            let mut pass = kernels.begin_pass(encoder, "segloss distance map seed");
             pass.set_bind_group(0, &bg, &[]);
             pass.set_pipeline(&self.seed);
             pass.dispatch_workgroups(kernels.workgroups(self.pixels), 1, 1);
         }
         self.edt
             .record_passes(kernels, encoder, self.params, logits, targets, out);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("segloss distance map"),
-            timestamp_writes: None,
-        });
+        let mut pass = kernels.begin_pass(encoder, "segloss distance map");
         pass.set_bind_group(0, &bg, &[]);
         pass.set_pipeline(&self.finish);
         pass.dispatch_workgroups(kernels.workgroups(self.numel), 1, 1);

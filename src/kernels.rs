@@ -31,6 +31,8 @@ pub(crate) struct Inner {
     modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
     layouts: Mutex<HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// Per-pass timestamps, when on (src/profile.rs).
+    pub(crate) timer: Mutex<Option<crate::profile::PassTimer>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -79,6 +81,7 @@ impl Kernels {
                 modules: Mutex::default(),
                 layouts: Mutex::default(),
                 pipelines: Mutex::default(),
+                timer: Mutex::default(),
             }),
         })
     }

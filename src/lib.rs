@@ -39,6 +39,7 @@ pub mod distance;
 mod error;
 mod kernels;
 pub mod loss;
+pub mod profile;
 pub mod readback;
 pub mod reduce;
 pub mod shader;

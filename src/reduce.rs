@@ -134,10 +134,7 @@ impl SumPlan {
                 },
             ],
         });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("segloss sum"),
-            timestamp_writes: None,
-        });
+        let mut pass = self.kernels.begin_pass(encoder, "segloss sum");
         pass.set_bind_group(0, &bind_group, &[]);
         pass.set_pipeline(&self.pass1);
         pass.dispatch_workgroups(self.nwg, 1, 1);
@@ -233,10 +230,7 @@ impl RooflinePlan {
                 },
             ],
         });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("segloss roofline"),
-            timestamp_writes: None,
-        });
+        let mut pass = self.kernels.begin_pass(encoder, "segloss roofline");
         pass.set_bind_group(0, &bind_group, &[]);
         pass.set_pipeline(&self.pipeline);
         pass.dispatch_workgroups(params.nwg, 1, 1);

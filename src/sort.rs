@@ -223,10 +223,7 @@ impl SortPlan {
                     self.ranks.as_entire_binding(),
                 ],
             );
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("segloss sort"),
-                timestamp_writes: None,
-            });
+            let mut pass = kernels.begin_pass(encoder, "segloss sort");
             pass.set_bind_group(0, &bg, &[]);
             pass.set_pipeline(&self.count);
             pass.dispatch_workgroups(workgroups, 1, 1);
@@ -309,14 +306,12 @@ fn check_storage(name: &'static str, b: &wgpu::Buffer, elems: usize) -> Result<(
 }
 
 fn record_passes(
+    kernels: &Kernels,
     encoder: &mut wgpu::CommandEncoder,
     label: &str,
     passes: &[(&wgpu::BindGroup, &wgpu::ComputePipeline, u32)],
 ) {
-    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-        label: Some(label),
-        timestamp_writes: None,
-    });
+    let mut pass = kernels.begin_pass(encoder, label);
     for (bg, pipe, groups) in passes {
         pass.set_bind_group(0, *bg, &[]);
         pass.set_pipeline(pipe);
@@ -447,7 +442,7 @@ impl SelectPlan {
         passes.push((&groups[3], &self.pipes[2], tile_groups));
         passes.push((&groups[3], &self.pipes[3], 1));
         passes.push((&groups[3], &self.pipes[4], tile_groups));
-        record_passes(encoder, "segloss select", &passes);
+        record_passes(&self.kernels, encoder, "segloss select", &passes);
         Ok(())
     }
 }
@@ -487,6 +482,7 @@ impl ScanPlan {
         let per_tile = tiles.min(crate::kernels::MAX_WORKGROUPS);
         let per_segment = self.kernels.workgroups(self.segments);
         record_passes(
+            &self.kernels,
             encoder,
             "segloss scan",
             &[

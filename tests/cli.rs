@@ -799,7 +799,8 @@ fn bad_input_fails_with_one_clear_line() {
     }
 }
 
-/// `bench --json`: one row per loss and size, with positive times and a consistent rate.
+/// `bench --json --passes`: one row per loss and size, with positive times, a consistent rate,
+/// and the loss's compute passes by label.
 #[test]
 fn bench_json_rows() {
     let args = [
@@ -811,6 +812,7 @@ fn bench_json_rows() {
         "--repeat",
         "1",
         "--json",
+        "--passes",
     ];
     let stdout = ok(&args, &segloss(&args));
     let rows: Vec<Value> = stdout
@@ -837,6 +839,22 @@ fn bench_json_rows() {
             (fraction - gbs / roof).abs() <= 1e-9 * fraction.max(1.0),
             "{r}"
         );
+    }
+    for r in &rows {
+        let passes = r["passes"].as_array().expect("passes");
+        let labels: Vec<&str> = passes
+            .iter()
+            .map(|p| p["label"].as_str().unwrap())
+            .collect();
+        let want: &[&str] = match r["loss"].as_str().unwrap() {
+            "focal" => &["focal"],
+            _ => &["segloss region statistics", "segloss region backward"],
+        };
+        assert_eq!(labels, want, "{r}");
+        for p in passes {
+            assert_eq!(p["count"], 1, "{r}");
+            assert!(p["ms"].as_f64().expect("ms") >= 0.0, "{r}");
+        }
     }
     let dims: Vec<Value> = rows.iter().map(|r| r["shape"].clone()).collect();
     assert_eq!(dims[0], serde_json::json!([2, 19, 32, 64]));

@@ -332,3 +332,63 @@ fn wgsl_constants_match_rust() {
         48
     );
 }
+
+/// Per-pass timing: every pass a plan records gets its label and a time, in recording order;
+/// reading forgets them; more passes than the timer holds is an error, not a silent cut; off,
+/// passes carry no timestamps and there is nothing to read.
+#[test]
+fn pass_timing_labels_every_pass() {
+    let (gpu, _) = gpu();
+    // Kernels of their own: the timer is per Kernels, and the shared one runs other tests.
+    let kernels = Kernels::new(&gpu.device).unwrap();
+    assert!(
+        kernels.read_pass_times(&gpu.queue).is_err(),
+        "timing is off"
+    );
+    for bad in [0, segloss::profile::MAX_TIMED_PASSES + 1] {
+        match kernels.enable_pass_timing(bad) {
+            Err(Error::Gpu(m)) => assert!(m.contains(&bad.to_string()), "{m}"),
+            other => panic!("max_passes {bad}: expected an error, got {other:?}"),
+        }
+    }
+    let shape = Shape::new(2, 3, &[5, 7]).unwrap();
+    let mut rng = Rng::new(5);
+    let z = rng.logits(shape.numel(), 2.0);
+    let t = targets(&mut rng, &shape, TargetKind::Labels, 3, None, false);
+    let loss = Loss::parse("dice", &[]).unwrap();
+    kernels.enable_pass_timing(8).unwrap();
+    kernels
+        .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
+        .unwrap();
+    let times = kernels.read_pass_times(&gpu.queue).unwrap();
+    let labels: Vec<&str> = times.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["segloss region statistics", "segloss region backward"]
+    );
+    for p in &times {
+        assert!(p.ms.is_finite() && p.ms >= 0.0, "{p:?}");
+    }
+    assert!(
+        times.iter().any(|p| p.ms > 0.0),
+        "no pass took time: {times:?}"
+    );
+    assert!(kernels.read_pass_times(&gpu.queue).unwrap().is_empty());
+    // Two passes into a timer of one.
+    kernels.enable_pass_timing(1).unwrap();
+    kernels
+        .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
+        .unwrap();
+    match kernels.read_pass_times(&gpu.queue) {
+        Err(Error::Gpu(m)) => assert!(m.contains("2 passes") && m.contains("holds 1"), "{m}"),
+        other => panic!("expected an overflow error, got {other:?}"),
+    }
+    kernels.disable_pass_timing();
+    kernels
+        .run_blocking(&gpu.queue, &loss, &shape, &z, t.view())
+        .unwrap();
+    assert!(
+        kernels.read_pass_times(&gpu.queue).is_err(),
+        "timing is off"
+    );
+}

@@ -204,10 +204,7 @@ impl ContourPlan {
                 plan.status_buffer().as_entire_binding(),
             ],
         );
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("segloss active contour"),
-            timestamp_writes: None,
-        });
+        let mut pass = plan.kernels.begin_pass(encoder, "segloss active contour");
         pass.set_bind_group(0, &bg, &[]);
         pass.set_pipeline(&self.pipes[0]);
         pass.dispatch_workgroups(self.nwg, 1, 1);

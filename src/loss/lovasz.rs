@@ -287,10 +287,7 @@ impl LovaszPlan {
         );
         let tiles = (self.segs * self.tps) as u32;
         let run = |encoder: &mut wgpu::CommandEncoder, entry: usize, workgroups: u32| {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(ENTRIES[entry]),
-                timestamp_writes: None,
-            });
+            let mut pass = kernels.begin_pass(encoder, ENTRIES[entry]);
             pass.set_bind_group(0, &bg, &[]);
             pass.set_pipeline(&self.pipes[entry]);
             pass.dispatch_workgroups(workgroups, 1, 1);

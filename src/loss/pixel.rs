@@ -631,10 +631,7 @@ impl PixelPlan {
             plan.status_buffer().as_entire_binding(),
         ];
         let bind_group = bind_group(device, "segloss pixel", &self.layout, resources);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(plan.loss().name()),
-            timestamp_writes: None,
-        });
+        let mut pass = plan.kernels.begin_pass(encoder, plan.loss().name());
         pass.set_bind_group(0, &bind_group, &[]);
         if let Some((prepass, prepare)) = &self.prepass {
             pass.set_pipeline(prepass);

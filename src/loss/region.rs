@@ -1593,10 +1593,9 @@ impl RegionPlan {
         let shape = plan.shape();
         self.record_own_map(plan, encoder, inputs, map);
         let bind_group = self.bind(plan, inputs, stats, None, map);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("segloss region statistics"),
-            timestamp_writes: None,
-        });
+        let mut pass = plan
+            .kernels
+            .begin_pass(encoder, "segloss region statistics");
         pass.set_bind_group(0, &bind_group, &[]);
         pass.set_pipeline(stats_pass);
         pass.dispatch_workgroups(self.wx, shape.n() as u32, 1);
@@ -1662,10 +1661,9 @@ impl RegionPlan {
     ) {
         self.record_own_map(plan, encoder, inputs, map);
         let bind_group = self.bind(plan, inputs, &self.stats, Some(outputs), map);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("segloss region statistics and gradient"),
-            timestamp_writes: None,
-        });
+        let mut pass = plan
+            .kernels
+            .begin_pass(encoder, "segloss region statistics and gradient");
         pass.set_bind_group(0, &bind_group, &[]);
         pass.set_pipeline(stats_fused);
         pass.dispatch_workgroups(self.wx, plan.shape().n() as u32, 1);
@@ -1688,10 +1686,7 @@ impl RegionPlan {
         // The gradient pass counts bad input.
         encoder.clear_buffer(plan.status_buffer(), 0, None);
         let bind_group = self.bind(plan, inputs, stats, Some(outputs), map);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("segloss region backward"),
-            timestamp_writes: None,
-        });
+        let mut pass = plan.kernels.begin_pass(encoder, "segloss region backward");
         pass.set_bind_group(0, &bind_group, &[]);
         pass.set_pipeline(&self.finalize);
         pass.dispatch_workgroups(1, 1, 1);

@@ -398,10 +398,7 @@ impl SkeletonPlan {
         // The pooling kernels: one thread per run of RUN pixels along axis 0.
         let plane = shape.s() / spatial[0];
         let runs = kernels.workgroups(shape.n() * kept * plane * spatial[0].div_ceil(RUN));
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("segloss cldice"),
-            timestamp_writes: None,
-        });
+        let mut pass = kernels.begin_pass(encoder, "segloss cldice");
         let mut run = |pipe: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, x: u32, y: u32| {
             pass.set_bind_group(0, bg, &[]);
             pass.set_pipeline(pipe);

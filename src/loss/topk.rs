@@ -237,10 +237,7 @@ impl TopkPlan {
             )
         };
         let tile_groups = self.tiles.min(crate::kernels::MAX_WORKGROUPS);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("segloss topk"),
-            timestamp_writes: None,
-        });
+        let mut pass = plan.kernels.begin_pass(encoder, "segloss topk");
         let bg = bind(&base);
         pass.set_bind_group(0, &bg, &[]);
         pass.set_pipeline(&self.pipes[0]);
