@@ -8,7 +8,7 @@
 #                                    # .whl/ (all three folders ignored through .git/info/exclude)
 #   bash benches/device.sh run       # there, carrying .bin .gl .whl: writes to $OUT (or
 #                                    # /tmp/segloss-device) info.txt, bench-full.jsonl and
-#                                    # compare-*.jsonl, as `segloss bench --json` and
+#                                    # compare-*.jsonl, as `segloss bench --json --passes` and
 #                                    # `benches/compare.py --json` print them
 #
 # `run` also works on a machine that has its own loader and packages (it installs nothing
@@ -60,7 +60,7 @@ run() {
     { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true; } >>"$out/info.txt"
     "$py" -c 'import torch, monai, segmentation_models_pytorch as s, scipy; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "monai", monai.__version__, "smp", s.__version__, "scipy", scipy.__version__)' | tee -a "$out/info.txt"
     # Exits 1 when a case does not fit the adapter's limits; that case's row says so.
-    "$tool" bench --json --repeat "$repeat" --cpu-repeat 1 | tee "$out/bench-full.jsonl" \
+    "$tool" bench --json --passes --repeat "$repeat" --cpu-repeat 1 | tee "$out/bench-full.jsonl" \
         || echo "bench: some cases did not run (their rows say why)" >&2
     for size in ${SIZES:-2,19,32,64 2,19,64,128 8,19,64,128 4,19,128,256 8,19,128,256}; do
         "$py" benches/compare.py --size "$size" --repeat "$repeat" --segloss "$tool" --json \
