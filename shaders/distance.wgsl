@@ -464,6 +464,18 @@ fn opposite_distance(m: u32, s: u32) -> vec2<f32> {
     return vec2<f32>(select(sqrt(d), 0.0, d >= INF), f32(f < 0.0));
 }
 
+// dt^α of pixel s of mask m (dt as in `opposite_distance`), from the squared distance d²:
+// (d²)^(α/2), which for MONAI's default α = 2 is d² itself (no sqrt, exp2 or log2). The CPU
+// mirror takes the power of the distance; the same number.
+fn distance_power(m: u32, s: u32) -> f32 {
+    let d = abs(vol[m * params.s + s]);
+    let d2 = select(d, 0.0, d >= INF);
+    if params.alpha == 2.0 {
+        return d2;
+    }
+    return pow_nonneg(d2, 0.5 * params.alpha);
+}
+
 @compute @workgroup_size(WG)
 fn finish_edt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let total = params.nvol * params.s;
@@ -496,12 +508,11 @@ fn finish_map(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
             continue;
         }
         let m = n * kept + (c - params.first);
-        let g = opposite_distance(m, s);
         if MAP_KIND == MAP_BOUNDARY {
+            let g = opposite_distance(m, s);
             out[i] = select(g.x, -(g.x - 1.0), g.y > 0.5 && g.x > 0.0);
         } else {
-            let pd = opposite_distance(params.n * kept + m, s);
-            out[i] = pow_nonneg(pd.x, params.alpha) + pow_nonneg(g.x, params.alpha);
+            out[i] = distance_power(params.n * kept + m, s) + distance_power(m, s);
         }
     }
 }
