@@ -87,19 +87,40 @@ proptest! {
 }
 
 /// Accumulate adds to what the buffer holds, grad_scale scales the gradient and not the loss,
-/// and a large shape spans many workgroups (grid-stride loops past the workgroup cap).
+/// and a large shape spans many workgroups (grid-stride loops past the workgroup cap). Each
+/// family's accumulating pipeline: pixel-wise, a region loss's gradient pass, and the fused
+/// statistics-and-gradient pass of a distance loss.
 #[test]
 fn accumulate_and_grad_scale() {
+    // 794 277 pixels: more than MAX_WORKGROUPS × WG threads, so every thread loops.
+    let large = Shape::new(3, 4, &[257, 1031]).unwrap();
+    assert!(large.pixels() > (segloss::MAX_WORKGROUPS * segloss::WG) as usize);
+    let small = Shape::new(2, 4, &[37, 29]).unwrap();
+    for (name, params, shape) in [
+        (
+            "cross-entropy",
+            &["label_smoothing=0.05", "ignore_index=9"][..],
+            &large,
+        ),
+        ("dice-ce", &["ignore_index=9"][..], &small),
+        ("boundary", &[][..], &small),
+    ] {
+        accumulates(name, params, shape);
+    }
+}
+
+fn accumulates(name: &str, params: &[&str], shape: &Shape) {
     let (gpu, kernels) = gpu();
     let device = &gpu.device;
-    // 794 277 pixels: more than MAX_WORKGROUPS × WG threads, so every thread loops.
-    let shape = Shape::new(3, 4, &[257, 1031]).unwrap();
-    assert!(shape.pixels() > (segloss::MAX_WORKGROUPS * segloss::WG) as usize);
     let mut rng = Rng::new(5);
-    let loss = Loss::parse("cross-entropy", &["label_smoothing=0.05", "ignore_index=9"]).unwrap();
-    let t = targets(&mut rng, &shape, TargetKind::Labels, 4, Some(9), false);
+    let loss = Loss::parse(name, params).unwrap();
+    let ignore = params
+        .iter()
+        .any(|p| p.starts_with("ignore_index"))
+        .then_some(9);
+    let t = targets(&mut rng, shape, TargetKind::Labels, 4, ignore, false);
     let z = rng.logits(shape.numel(), 3.0);
-    let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t.view()).unwrap();
+    let cpu = segloss::cpu::forward_backward(&loss, shape, &z, t.view()).unwrap();
     let plan = kernels
         .plan(&loss, shape.clone(), TargetKind::Labels)
         .unwrap();
@@ -127,18 +148,23 @@ fn accumulate_and_grad_scale() {
     gpu.queue.submit([enc.finish()]);
     let l: Vec<f32> = segloss::readback::download(device, &gpu.queue, &lb, 1).unwrap();
     let g: Vec<f32> = segloss::readback::download(device, &gpu.queue, &gb, shape.numel()).unwrap();
-    assert_loss_close("accumulate loss", &l, &cpu.loss, 1e-4);
+    assert_loss_close(&format!("{name} accumulate loss"), &l, &cpu.loss, 1e-4);
     let want: Vec<f32> = prior
         .iter()
         .zip(&cpu.grad)
         .map(|(p, g)| p - 2.5 * g)
         .collect();
     let diff: Vec<f32> = g.iter().zip(&prior).map(|(a, p)| (a - p) / -2.5).collect();
-    assert_grad_close("accumulated gradient", &diff, &cpu.grad, 1e-3);
+    assert_grad_close(
+        &format!("{name} accumulated gradient"),
+        &diff,
+        &cpu.grad,
+        1e-3,
+    );
     for (i, (a, w)) in g.iter().zip(&want).enumerate() {
         assert!(
             (a - w).abs() <= 1e-5 * (1.0 + w.abs()),
-            "element {i}: {a} vs {w}"
+            "{name} element {i}: {a} vs {w}"
         );
     }
 }

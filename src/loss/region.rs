@@ -1493,6 +1493,21 @@ impl RegionPlan {
         })
     }
 
+    /// The gradient-writing pass (`grad_pass`, or the fused `stats_pass`) built with ACCUMULATE,
+    /// for callers that add into their gradient: compiled on first use through the kernel cache
+    /// (most callers never accumulate).
+    fn accumulating(&self, kernels: &Kernels, fused: bool) -> Result<wgpu::ComputePipeline> {
+        let mut constants = self.constants.clone();
+        constants.push(("ACCUMULATE", 1.0));
+        let entry = if fused {
+            constants.push(("FUSED", 1.0));
+            "stats_pass"
+        } else {
+            "grad_pass"
+        };
+        kernels.pipeline(Family::Region, entry, &constants, &self.pipeline_layout)
+    }
+
     /// The statistics and gradient passes of the two-pass path (built now if the plan did not).
     fn two_pass(&self, kernels: &Kernels) -> Result<&[wgpu::ComputePipeline; 2]> {
         if let Some(p) = self.two_pass.get() {
@@ -1637,6 +1652,13 @@ impl RegionPlan {
     ) -> Result<()> {
         match &self.stats_fused {
             Some(fused) => {
+                let accumulating;
+                let fused = if outputs.accumulate {
+                    accumulating = self.accumulating(&plan.kernels, true)?;
+                    &accumulating
+                } else {
+                    fused
+                };
                 encoder.clear_buffer(plan.status_buffer(), 0, None);
                 self.record_fused(fused, plan, encoder, inputs, outputs, map);
                 Ok(())
@@ -1682,7 +1704,14 @@ impl RegionPlan {
         outputs: &Outputs,
         map: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        let [_, grad_pass] = self.two_pass(&plan.kernels)?;
+        let [_, plain] = self.two_pass(&plan.kernels)?;
+        let accumulating;
+        let grad_pass = if outputs.accumulate {
+            accumulating = self.accumulating(&plan.kernels, false)?;
+            &accumulating
+        } else {
+            plain
+        };
         // The gradient pass counts bad input.
         encoder.clear_buffer(plan.status_buffer(), 0, None);
         let bind_group = self.bind(plan, inputs, stats, Some(outputs), map);
