@@ -208,3 +208,54 @@ fn extreme_logits_stay_finite() {
         assert_grad_close(name, &out.grad, &cpu.grad, 1e-4);
     }
 }
+
+/// Pixels with as many channels as the kernels' private arrays hold, and one more: the kernels
+/// built with `CACHED` (each logit read from memory once) and those without (read again where
+/// needed), for every family that keeps a pixel in hand.
+#[test]
+fn channels_at_and_beyond_the_pixel_cache() {
+    let (gpu, kernels) = gpu();
+    let cache = segloss::loss::PIXEL_CACHE;
+    for c in [cache, cache + 1] {
+        let shape = Shape::new(2, c, &[5, 7]).unwrap();
+        for (name, params, kind) in [
+            (
+                "cross-entropy",
+                &["label_smoothing=0.1"][..],
+                TargetKind::Labels,
+            ),
+            ("cross-entropy", &[][..], TargetKind::Dense),
+            (
+                "focal",
+                &["activation=softmax", "gamma=2"][..],
+                TargetKind::Labels,
+            ),
+            ("bce", &[][..], TargetKind::Dense),
+            ("dice-ce", &["ignore_index=9"][..], TargetKind::Labels),
+            (
+                "generalized-dice",
+                &["activation=sigmoid"][..],
+                TargetKind::Dense,
+            ),
+            ("lovasz-softmax", &["classes=all"][..], TargetKind::Labels),
+        ] {
+            let loss = Loss::parse(name, params).unwrap();
+            let mut rng = Rng::new(c as u64);
+            let ignore = params
+                .iter()
+                .any(|p| p.starts_with("ignore_index"))
+                .then_some(9);
+            let t = targets(
+                &mut rng,
+                &shape,
+                kind,
+                label_classes(&loss, &shape),
+                ignore,
+                false,
+            );
+            let z = rng.logits(shape.numel(), 3.0);
+            let what = format!("{name} {params:?} {kind:?} C={c}");
+            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
+        }
+    }
+}

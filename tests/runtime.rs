@@ -284,6 +284,7 @@ fn wgsl_constants_match_rust() {
         }
     };
     assert_eq!(constant("WG"), segloss::WG);
+    assert_eq!(constant("PIXEL_CACHE") as usize, segloss::loss::PIXEL_CACHE);
     let distance = segloss::shader::validate(segloss::shader::Family::Distance, false).unwrap();
     let (_, private_line) = distance
         .constants

@@ -8,7 +8,14 @@
 // The includer defines `params` with fields `c` and `s`, the bindings `logits` (f32) and
 // `targets` (u32 words), and the override DENSE. Needs common/grid.wgsl (is_nonfinite).
 
+// Must match `PIXEL_CACHE` in src/loss/mod.rs (checked by a test).
 const PIXEL_CACHE: u32 = 32u;
+// C <= PIXEL_CACHE, set by the host per pipeline (`loss::cache_constant`). A constant rather than
+// a test of params.c, so that the compiler drops the memory-reading branch of every accessor
+// below: a uniform branch still costs its dead side's reads on lavapipe (cross-entropy 10-15%,
+// a region loss's gradient pass 15-25%, see BENCHMARKS.md). The default, false, is right for
+// every C.
+override CACHED: bool = false;
 var<private> px_z: array<f32, PIXEL_CACHE>;
 var<private> px_t: array<f32, PIXEL_CACHE>;
 // exp(z_c - max) after `px_softmax`, 1 / their sum, and the max found by `px_load`.
@@ -17,7 +24,7 @@ var<private> px_inv: f32;
 var<private> px_max: f32;
 
 fn px_cached() -> bool {
-    return params.c <= PIXEL_CACHE;
+    return CACHED;
 }
 
 // Reads the channels of the pixel whose channel 0 is at `base` (and, for DENSE, its targets),

@@ -202,6 +202,7 @@ impl LovaszPlan {
             ("HINGE", flag(spec.hinge)),
             ("PER_IMAGE", flag(spec.per_image)),
             ("ALL_CLASSES", flag(spec.all_classes)),
+            super::cache_constant(shape.c()),
         ];
         let (layout, pl) = kernels.layout(Family::Lovasz, &layout_entries(&SLOTS));
         let pipes = ENTRIES

@@ -1409,6 +1409,7 @@ impl RegionPlan {
             ),
             ("WASS_GDL", flag(spec.wass_gdl)),
             ("LOG_HD", flag(spec.log_hd)),
+            super::cache_constant(shape.c()),
         ];
         let (layout, pipeline_layout) = kernels.layout(Family::Region, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Region, entry, &constants, &pipeline_layout);
