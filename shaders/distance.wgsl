@@ -211,40 +211,61 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     }
 }
 
-// Where the envelope's stack lives. Lines of up to PRIVATE_LINE pixels keep it in private memory
+// Where the envelopes live. Lines of up to PRIVATE_LINE pixels keep them in private memory
 // (`edt_axis` built with PRIVATE_ENV, the default): no scratch buffer, and no bounds-checked
 // gathers from one (on lavapipe the distance losses ran 1.2-1.3× faster so); longer lines use
-// their slice of `env` (3·len + 1 floats each, which `Edt::new` sizes). Lavapipe's compile time
+// their slice of `env` (4·len + 1 floats each, which `Edt::new` sizes). Lavapipe's compile time
 // grows with the square of a private array's length (one array of 3·512 + 1 floats: 50 s), hence
-// three arrays of PRIVATE_LINE (4 s, once per process; then Mesa's disk cache).
+// four arrays of PRIVATE_LINE (once per process; then Mesa's disk cache).
 override PRIVATE_ENV: bool = true;
 // Must match `PRIVATE_LINE` in src/distance.rs (checked by a test).
 const PRIVATE_LINE: u32 = 256u;
 var<private> pv: array<f32, PRIVATE_LINE>;
 var<private> ph: array<f32, PRIVATE_LINE>;
 var<private> pz: array<f32, PRIVATE_LINE + 1u>;
+var<private> pb: array<f32, PRIVATE_LINE>;
 
-// Entry t of the stack's positions (v), heights (h) and breakpoints (z); `o` is the array's
-// offset in `env` when the stack is not private.
-fn v_at(o: u32, t: u32) -> f32 {
+// The envelopes of one line, one segment per run of same-class pixels, stored one after the
+// other: entry t has a position v (pixel index), a height h and a breakpoint z (where its
+// parabola starts to be the lowest; -INF for a segment's first entry, so z also marks where
+// segments begin); b holds, at a segment's first entry, the end of its run. `vo`, `ho`, `zo`,
+// `bo` are the arrays' offsets in `env` when they are not private; `k` is the last entry
+// (-1: none yet) and `first` the current segment's first entry.
+struct Envelope {
+    vo: u32,
+    ho: u32,
+    zo: u32,
+    bo: u32,
+    k: i32,
+    first: i32,
+}
+
+fn v_at(e: Envelope, t: u32) -> f32 {
     if PRIVATE_ENV {
         return pv[t];
     }
-    return env[o + t];
+    return env[e.vo + t];
 }
 
-fn h_at(o: u32, t: u32) -> f32 {
+fn h_at(e: Envelope, t: u32) -> f32 {
     if PRIVATE_ENV {
         return ph[t];
     }
-    return env[o + t];
+    return env[e.ho + t];
 }
 
-fn z_at(o: u32, t: u32) -> f32 {
+fn z_at(e: Envelope, t: u32) -> f32 {
     if PRIVATE_ENV {
         return pz[t];
     }
-    return env[o + t];
+    return env[e.zo + t];
+}
+
+fn b_at(e: Envelope, t: u32) -> u32 {
+    if PRIVATE_ENV {
+        return u32(pb[t]);
+    }
+    return u32(env[e.bo + t]);
 }
 
 fn set_entry(e: Envelope, t: u32, v: f32, h: f32, z: f32) {
@@ -267,27 +288,27 @@ fn set_z(e: Envelope, t: u32, z: f32) {
     }
 }
 
-// The lower envelope of one run, as a stack (private, or in `env` with positions at `vo`, heights
-// at `ho`, breakpoints at `zo`); `k` is its top (-1: empty).
-struct Envelope {
-    vo: u32,
-    ho: u32,
-    zo: u32,
-    k: i32,
+fn set_b(e: Envelope, t: u32, b: u32) {
+    if PRIVATE_ENV {
+        pb[t] = f32(b);
+    } else {
+        env[e.bo + t] = f32(b);
+    }
 }
 
-// Pushes the parabola of height h at pixel q, first popping those it hides everywhere.
+// Pushes the parabola of height h at pixel q onto the current segment, first popping those of
+// the segment it hides everywhere.
 fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32) {
     let xq = f32(q) * sp;
     var s = -INF;
     loop {
-        if (*e).k < 0 {
+        if (*e).k < (*e).first {
             break;
         }
         let top = u32((*e).k);
-        let xv = v_at((*e).vo, top) * sp;
-        s = ((h + xq * xq) - (h_at((*e).ho, top) + xv * xv)) / (2.0 * (xq - xv));
-        if s <= z_at((*e).zo, top) {
+        let xv = v_at(*e, top) * sp;
+        s = ((h + xq * xq) - (h_at(*e, top) + xv * xv)) / (2.0 * (xq - xv));
+        if s <= z_at(*e, top) {
             (*e).k = (*e).k - 1;
         } else {
             break;
@@ -295,17 +316,34 @@ fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32) {
     }
     (*e).k = (*e).k + 1;
     let top = u32((*e).k);
-    set_entry(*e, top, f32(q), h, select(s, -INF, top == 0u));
+    set_entry(*e, top, f32(q), h, select(s, -INF, (*e).k == (*e).first));
     set_z(*e, top + 1u, INF);
+}
+
+// Ends the segment of the run [a, b): a run with no pixel of finite height gets one entry of
+// height INF (every run has a segment, so the fill finds them in order); records b; the next
+// segment starts after it.
+fn envelope_close(e: ptr<function, Envelope>, a: u32, b: u32) {
+    if (*e).k < (*e).first {
+        (*e).k = (*e).k + 1;
+        let top = u32((*e).k);
+        set_entry(*e, top, f32(a), INF, -INF);
+        set_z(*e, top + 1u, INF);
+    }
+    set_b(*e, u32((*e).first), b);
+    (*e).first = (*e).k + 1;
 }
 
 // The exact 1-D pass along `params.axis` (after the first axis): d(p) = min_q (x_p - x_q)² + h(q),
 // with h = 0 at the pixels of the other class (the sources) and the squared distance so far at
 // those of p's class. A run of same-class pixels [a, b) only needs its own pixels and the two
 // sources bounding it, a - 1 and b: any pixel beyond them is farther than they are and no lower.
-// So each run gets an envelope of its own, built and read right away: every pixel is pushed
-// into one envelope (two at most, as a source), where a whole-line envelope per class would push
-// every pixel twice, and the line is read once, from `vol`, with no copy in the scratch.
+// So each run gets an envelope of its own pixels, and the two sources enter in closed form.
+// The line is walked twice, pixel by pixel, whatever its runs: once building every run's
+// envelope, once reading them. Every thread (one line each) runs the same len iterations of
+// each walk, so the lanes of a SIMD group stay together; only the short pop and advance loops
+// differ between them. (Building and reading run by run made a lane that was still building
+// its run wait for one that was reading its own, and the other way round.)
 @compute @workgroup_size(WG)
 fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let axis = params.axis;
@@ -314,49 +352,65 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let sp = params.spacing[axis];
     for (var i = gid.x; i < params.line_count; i = i + nwg.x * WG) {
         let start = line_start(params.line0 + i, len, stride);
-        // 3·len + 1 floats per line, in private memory or this window's slice of `env`: a
-        // run's envelope holds distinct pixels of the line, so at most len parabolas (position
-        // v and height h) and len + 1 breakpoints z.
-        let vo = i * (3u * len + 1u);
-        var e = Envelope(vo, vo + len, vo + 2u * len, -1);
-        var q = 0u;
-        var f = vol[start];
-        while q < len {
-            // The run starting at a, of f's class, bounded on the left by a source at a - 1.
-            let a = q;
-            let fg = f < 0.0;
-            e.k = -1;
-            if a > 0u {
-                envelope_push(&e, a - 1u, 0.0, sp);
+        // 4·len + 1 floats per line, in private memory or this window's slice of `env`: the
+        // segments hold distinct pixels of the line (len entries at most: v, h, b) and len + 1
+        // breakpoints z.
+        let vo = i * (4u * len + 1u);
+        var e = Envelope(vo, vo + len, vo + 2u * len, vo + 3u * len + 1u, -1, 0);
+        // Walk 1: the envelopes.
+        let fg0 = vol[start] < 0.0;
+        var fg = fg0;
+        var a = 0u;
+        for (var q = 0u; q < len; q = q + 1u) {
+            let f = vol[start + q * stride];
+            if (f < 0.0) != fg {
+                envelope_close(&e, a, q);
+                a = q;
+                fg = !fg;
             }
-            loop {
-                if abs(f) < INF {
-                    envelope_push(&e, q, abs(f), sp);
-                }
-                q = q + 1u;
-                if q == len {
-                    break;
-                }
-                f = vol[start + q * stride];
-                if (f < 0.0) != fg {
-                    envelope_push(&e, q, 0.0, sp); // the source ending the run
-                    break;
-                }
+            if abs(f) < INF {
+                envelope_push(&e, q, abs(f), sp);
             }
-            if e.k < 0 {
-                continue; // the line is one run with no source: it keeps its values
-            }
-            var j = 0u;
-            for (var p = a; p < q; p = p + 1u) {
-                let x = f32(p) * sp;
-                while z_at(e.zo, j + 1u) < x {
+        }
+        envelope_close(&e, a, len);
+        // Walk 2: each pixel's lowest parabola of its run, and the run's two sources. Runs
+        // alternate classes, so the class needs no read.
+        fg = fg0;
+        a = 0u;
+        var j = 0u;
+        var b = b_at(e, 0u);
+        for (var p = 0u; p < len; p = p + 1u) {
+            if p == b {
+                // The next run, and its segment: the next entry whose breakpoint is -INF.
+                a = p;
+                fg = !fg;
+                j = j + 1u;
+                while z_at(e, j) > -INF {
                     j = j + 1u;
                 }
-                // The pixel difference first (exact in f32), so long lines with a fractional
-                // spacing keep the distance's digits (x - x_v would lose ~x·2^-24).
-                let dx = (f32(p) - v_at(e.vo, j)) * sp;
-                vol[start + p * stride] = signed_value(dx * dx + h_at(e.ho, j), fg);
+                b = b_at(e, j);
             }
+            let x = f32(p) * sp;
+            loop {
+                let zn = z_at(e, j + 1u);
+                if zn <= -INF || zn >= x {
+                    break;
+                }
+                j = j + 1u;
+            }
+            // The pixel difference first (exact in f32), so long lines with a fractional
+            // spacing keep the distance's digits (x - x_v would lose ~x·2^-24).
+            let dx = (f32(p) - v_at(e, j)) * sp;
+            var d = dx * dx + h_at(e, j);
+            if a > 0u {
+                let dl = f32(p - a + 1u) * sp;
+                d = min(d, dl * dl);
+            }
+            if b < len {
+                let dr = f32(b - p) * sp;
+                d = min(d, dr * dr);
+            }
+            vol[start + p * stride] = signed_value(min(d, INF), fg);
         }
     }
 }

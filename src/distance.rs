@@ -6,7 +6,7 @@
 //! The exact method is Felzenszwalb & Huttenlocher's separable transform (one pass per axis,
 //! linear work per line); the losses use it. The first axis needs no envelope (two sweeps per
 //! line), and lines of up to [`PRIVATE_LINE`] pixels keep theirs in private memory. Longer lines
-//! need 3·len + 1 floats of scratch each, which covers every line at once where that fits one
+//! need 4·len + 1 floats of scratch each, which covers every line at once where that fits one
 //! storage binding; otherwise each axis pass walks the lines in windows that fit, so batches
 //! larger than one binding's worth of scratch still work (at the cost of more, smaller
 //! dispatches). Jump flooding variants trade exactness for fewer,
@@ -224,9 +224,15 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
 }
 
 /// Lines of up to this many pixels keep the exact transform's envelope in private memory (per
-/// invocation, three arrays of this length) and need no scratch buffer; longer lines take 3·len + 1 floats of a storage
+/// invocation, four arrays of this length) and need no scratch buffer; longer lines take 4·len + 1 floats of a storage
 /// buffer each (`PRIVATE_LINE` in shaders/distance.wgsl). The first axis needs neither.
 pub const PRIVATE_LINE: usize = 256;
+
+/// Scratch floats of one line over `PRIVATE_LINE` in the envelope pass (`edt_axis`): positions,
+/// heights and run ends (len each) and breakpoints (len + 1).
+fn line_scratch(len: usize) -> usize {
+    4 * len + 1
+}
 
 /// The exact transform's buffers and pipelines for `nvol` volumes (one per mask): shared by
 /// [`DistancePlan`] and the distance-based losses.
@@ -272,17 +278,17 @@ impl Edt {
                 .filter(|&d| d > PRIVATE_LINE)
         };
         let env_len = if method == Method::Exact {
-            // v, h and z per line: 3·len + 1 floats. Every line at once where that fits one
+            // v, h, z and b per line: `line_scratch(len)` floats. Every line at once where that fits one
             // binding; otherwise the largest window of lines that does (`record_passes` walks
             // the lines window by window), as long as one line of the longest axis fits.
             match scratch_axes().max() {
                 None => 1, // nothing needs scratch (a binding still needs a buffer)
                 Some(longest) => {
                     let all = scratch_axes()
-                        .map(|d| nvol * (s / d) * (3 * d + 1))
+                        .map(|d| nvol * (s / d) * line_scratch(d))
                         .max()
                         .unwrap_or(1);
-                    let one_line = 3 * longest + 1;
+                    let one_line = line_scratch(longest);
                     kernels.check_binding("distance scratch (one line)", one_line as u64 * 4)?;
                     let fit =
                         usize::try_from(kernels.max_binding_bytes() / 4).unwrap_or(usize::MAX);
@@ -402,7 +408,7 @@ impl Edt {
             let window = if len <= PRIVATE_LINE {
                 lines
             } else {
-                (self.env_len / (3 * len + 1)).max(1)
+                (self.env_len / line_scratch(len)).max(1)
             };
             for line0 in (0..lines).step_by(window) {
                 let count = window.min(lines - line0);
