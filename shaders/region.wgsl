@@ -199,6 +199,14 @@ fn stat4(p: f32, g: f32) -> vec4<f32> {
 
 var<private> acc: array<vec4<f32>, CHUNK>;
 
+// The statistics of `stat4` with one-hot labels and no |p - g| term: the same sums, adding only
+// the non-zero terms (the others add exact zeros), so a pixel updates one class's Σ p·g and
+// Σ g^k instead of every class's four sums (a private-array update per sum and class, which on
+// a CPU driver costs what a memory access does).
+fn by_label() -> bool {
+    return !DENSE && !SOFT && LOSS != R_SS && LOSS != R_BOUNDARY && LOSS != R_HAUSDORFF;
+}
+
 @compute @workgroup_size(WG)
 fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = wid.y;
@@ -264,7 +272,23 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 }
                 continue;
             }
-            for (var j = 0u; j < chunk; j = j + 1u) {
+            if by_label() {
+                // One-hot labels: Σ p^k takes every channel, Σ p·g and Σ g^k only the label's.
+                for (var j = 0u; j < chunk; j = j + 1u) {
+                    let c = c0 + j;
+                    if c >= FIRST_CHANNEL {
+                        let p = px_prob(base, c, lse);
+                        acc[j].y = acc[j].y + select(p, p * p, SQUARED);
+                    }
+                }
+                let y = hot_channel(label);
+                if y >= i32(max(c0, FIRST_CHANNEL)) && y < i32(c0 + chunk) {
+                    let j = u32(y) - c0;
+                    acc[j].x = acc[j].x + px_prob(base, u32(y), lse);
+                    acc[j].z = acc[j].z + 1.0;
+                }
+            }
+            for (var j = 0u; j < chunk && !by_label(); j = j + 1u) {
                 let c = c0 + j;
                 if c < FIRST_CHANNEL {
                     continue;

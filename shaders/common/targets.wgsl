@@ -51,6 +51,15 @@ fn target_at(e: u32, c: u32, label: i32) -> f32 {
     return f32(label == i32(c));
 }
 
+// The one channel whose target is 1 for a valid label (one-hot over C; with C = 1, channel 0
+// for label 1), or -1 where every channel's target is 0.
+fn hot_channel(label: i32) -> i32 {
+    if binary_labels() {
+        return select(-1, 0, label == 1);
+    }
+    return label;
+}
+
 // The activation of one pixel: log-sum-exp over the channels for softmax, nothing otherwise.
 fn act_prepare(base: u32) -> f32 {
     if ACT != ACT_SOFTMAX {
