@@ -199,12 +199,14 @@ fn stat4(p: f32, g: f32) -> vec4<f32> {
 
 var<private> acc: array<vec4<f32>, CHUNK>;
 
-// The statistics of `stat4` with one-hot labels and no |p - g| term: the same sums, adding only
-// the non-zero terms (the others add exact zeros), so a pixel updates one class's Σ p·g and
-// Σ g^k instead of every class's four sums (a private-array update per sum and class, which on
-// a CPU driver costs what a memory access does).
+// One-hot labels and the Dice family's statistics without the |p - g| term. The statistics
+// pass then adds only the non-zero terms of `stat4` (the others add exact zeros), so a pixel
+// updates one class's Σ p·g and Σ g^k instead of every class's four sums; and the gradient's
+// dl/dp_c = coef.x·g_c + coef.y·da takes coef.x at the label's class only (`label_dl_dp`). On a
+// CPU driver each private-array access costs what a memory access does.
 fn by_label() -> bool {
-    return !DENSE && !SOFT && LOSS != R_SS && LOSS != R_BOUNDARY && LOSS != R_HAUSDORFF;
+    return !DENSE && !SOFT && LOSS != R_SS && LOSS != R_BOUNDARY && LOSS != R_HAUSDORFF
+        && LOSS != R_WASS && LOSS != R_UNIFIED;
 }
 
 @compute @workgroup_size(WG)
@@ -788,6 +790,24 @@ fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32, e:
     return coef_scale * dl_dp(seg_coef(seg, c), p, g, e);
 }
 
+// `class_dl_dp` for `by_label`: coef.y·da at every class, plus the label's coef.x (`hot_x`,
+// read once per pixel) at its class `hot`. The same number: the other classes' coef.x·g_c
+// are exact zeros.
+fn label_dl_dp(seg: u32, c: u32, p: f32, coef_scale: f32, hot: i32, hot_x: f32) -> f32 {
+    if c < FIRST_CHANNEL {
+        return 0.0;
+    }
+    var da = 1.0;
+    if SQUARED {
+        da = 2.0 * p;
+    }
+    var d = seg_coef(seg, c).y * da;
+    if i32(c) == hot {
+        d = hot_x + d;
+    }
+    return coef_scale * d;
+}
+
 // The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits,
 // from the pixel's last `px_softmax` (whose cached exps `px_softmax_at` reuses); `aux` is Σ_k w_k t'_k for dense cross-entropy and log p_y for exp-log.
 fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32) -> vec2<f32> {
@@ -857,6 +877,12 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
     if ce_softmax && ACT != ACT_SOFTMAX {
         lse_ce = px_softmax(base, 0u);
     }
+    // by_label: the label's class and its coef.x.
+    let hot = hot_channel(label);
+    var hot_x = 0.0;
+    if by_label() && hot >= i32(FIRST_CHANNEL) {
+        hot_x = seg_coef(seg, u32(hot)).x;
+    }
     // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c); dense cross-entropy needs Σ w t'.
     var dot = 0.0;
     var ce_a = 0.0;
@@ -865,7 +891,13 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
             let e = base + c * params.s;
             let pc = px_prob(base, c, lse);
             let t = px_target(base, c, label);
-            dot = dot + pc * class_dl_dp(seg, c, pc, t, coef_scale, label, e);
+            var d = 0.0;
+            if by_label() {
+                d = label_dl_dp(seg, c, pc, coef_scale, hot, hot_x);
+            } else {
+                d = class_dl_dp(seg, c, pc, t, coef_scale, label, e);
+            }
+            dot = dot + pc * d;
             let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
             ce_a = ce_a + pixel_weight(c) * ts;
         }
@@ -878,7 +910,12 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
         let z = px_logit(base, c);
         let pc = px_prob(base, c, lse);
         let t = px_target(base, c, label);
-        let d = class_dl_dp(seg, c, pc, t, coef_scale, label, e);
+        var d = 0.0;
+        if by_label() {
+            d = label_dl_dp(seg, c, pc, coef_scale, hot, hot_x);
+        } else {
+            d = class_dl_dp(seg, c, pc, t, coef_scale, label, e);
+        }
         var g = d;
         if ACT == ACT_SOFTMAX {
             g = pc * (d - dot);
