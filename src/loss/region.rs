@@ -1494,10 +1494,19 @@ impl RegionPlan {
         })
     }
 
-    /// The gradient-writing pass (`grad_pass`, or the fused `stats_pass`) built with ACCUMULATE,
-    /// for callers that add into their gradient: compiled on first use through the kernel cache
-    /// (most callers never accumulate).
-    fn accumulating(&self, kernels: &Kernels, fused: bool) -> Result<wgpu::ComputePipeline> {
+    /// The gradient-writing pass `plain` (`grad_pass`, or the fused `stats_pass`), or for callers
+    /// that add into their gradient its ACCUMULATE variant: compiled on first use through the
+    /// kernel cache (most callers never accumulate).
+    fn gradient_pipeline(
+        &self,
+        plain: &wgpu::ComputePipeline,
+        kernels: &Kernels,
+        accumulate: bool,
+        fused: bool,
+    ) -> Result<wgpu::ComputePipeline> {
+        if !accumulate {
+            return Ok(plain.clone());
+        }
         let mut constants = self.constants.clone();
         constants.push(("ACCUMULATE", 1.0));
         let entry = if fused {
@@ -1653,15 +1662,10 @@ impl RegionPlan {
     ) -> Result<()> {
         match &self.stats_fused {
             Some(fused) => {
-                let accumulating;
-                let fused = if outputs.accumulate {
-                    accumulating = self.accumulating(&plan.kernels, true)?;
-                    &accumulating
-                } else {
-                    fused
-                };
+                let fused =
+                    self.gradient_pipeline(fused, &plan.kernels, outputs.accumulate, true)?;
                 encoder.clear_buffer(plan.status_buffer(), 0, None);
-                self.record_fused(fused, plan, encoder, inputs, outputs, map);
+                self.record_fused(&fused, plan, encoder, inputs, outputs, map);
                 Ok(())
             }
             None => {
@@ -1706,13 +1710,7 @@ impl RegionPlan {
         map: Option<&wgpu::Buffer>,
     ) -> Result<()> {
         let [_, plain] = self.two_pass(&plan.kernels)?;
-        let accumulating;
-        let grad_pass = if outputs.accumulate {
-            accumulating = self.accumulating(&plan.kernels, false)?;
-            &accumulating
-        } else {
-            plain
-        };
+        let grad_pass = self.gradient_pipeline(plain, &plan.kernels, outputs.accumulate, false)?;
         // The gradient pass counts bad input.
         encoder.clear_buffer(plan.status_buffer(), 0, None);
         let bind_group = self.bind(plan, inputs, stats, Some(outputs), map);
@@ -1721,7 +1719,7 @@ impl RegionPlan {
         pass.set_pipeline(&self.finalize);
         pass.dispatch_workgroups(1, 1, 1);
         let n = plan.shape().n() as u32;
-        pass.set_pipeline(grad_pass);
+        pass.set_pipeline(&grad_pass);
         pass.dispatch_workgroups(self.nwg / n, n, 1);
         if let Some(loss_final) = &self.loss_final {
             pass.set_pipeline(loss_final);
