@@ -23,6 +23,7 @@
 #include "common/grid.wgsl"
 #include "common/activation.wgsl"
 #include "common/targets.wgsl"
+#include "common/distance_values.wgsl"
 
 override DENSE: bool = false;
 override HAS_IGNORE: bool = false;
@@ -33,9 +34,6 @@ override SIGNED: bool = false;
 override MAP_KIND: u32 = 0u;
 const MAP_BOUNDARY: u32 = 0u;
 const MAP_HAUSDORFF: u32 = 1u;
-
-// Squared distances at or above this are "no source yet".
-const INF: f32 = 1e30;
 
 // Must match `DistanceParams` in src/distance.rs.
 struct Params {
@@ -513,21 +511,7 @@ fn jfa_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 // Distance of pixel s of mask m to the nearest pixel of the other class, and whether the pixel is
 // in the mask; the distance is 0 when the mask is empty or full (nothing of the other class).
 fn opposite_distance(m: u32, s: u32) -> vec2<f32> {
-    let f = vol[m * params.s + s];
-    let d = abs(f);
-    return vec2<f32>(select(sqrt(d), 0.0, d >= INF), f32(f < 0.0));
-}
-
-// dt^α of pixel s of mask m (dt as in `opposite_distance`), from the squared distance d²:
-// (d²)^(α/2), which for MONAI's default α = 2 is d² itself (no sqrt, exp2 or log2). The CPU
-// mirror takes the power of the distance; the same number.
-fn distance_power(m: u32, s: u32) -> f32 {
-    let d = abs(vol[m * params.s + s]);
-    let d2 = select(d, 0.0, d >= INF);
-    if params.alpha == 2.0 {
-        return d2;
-    }
-    return pow_nonneg(d2, 0.5 * params.alpha);
+    return opposite_distance_of(vol[m * params.s + s]);
 }
 
 @compute @workgroup_size(WG)
@@ -536,12 +520,11 @@ fn finish_edt(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     for (var i = gid.x; i < total; i = i + nwg.x * WG) {
         let m = i / params.s;
         let s = i - m * params.s;
-        let od = opposite_distance(m, s);
         if SIGNED {
-            // φ = EDT(not M) outside, -(EDT(M) - 1) inside; 0 for an empty or full mask.
-            out[i] = select(od.x, -(od.x - 1.0), od.y > 0.5 && od.x > 0.0);
+            out[i] = signed_map_of(vol[i]);
         } else {
             // scipy: the distance of a mask pixel to the nearest background pixel, 0 outside.
+            let od = opposite_distance(m, s);
             out[i] = od.x * od.y;
         }
     }
@@ -562,11 +545,12 @@ fn finish_map(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
             continue;
         }
         let m = n * kept + (c - params.first);
+        let truth = vol[m * params.s + s];
         if MAP_KIND == MAP_BOUNDARY {
-            let g = opposite_distance(m, s);
-            out[i] = select(g.x, -(g.x - 1.0), g.y > 0.5 && g.x > 0.0);
+            out[i] = signed_map_of(truth);
         } else {
-            out[i] = distance_power(params.n * kept + m, s) + distance_power(m, s);
+            let pred = vol[(params.n * kept + m) * params.s + s];
+            out[i] = distance_power_of(pred, params.alpha) + distance_power_of(truth, params.alpha);
         }
     }
 }

@@ -115,6 +115,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../shaders/common/targets.wgsl"),
     ),
     (
+        "common/distance_values.wgsl",
+        include_str!("../shaders/common/distance_values.wgsl"),
+    ),
+    (
         "common/reduce_shared.wgsl",
         include_str!("../shaders/common/reduce_shared.wgsl"),
     ),
