@@ -23,6 +23,7 @@
 #include "common/terms.wgsl"
 #include "common/targets.wgsl"
 #include "common/status.wgsl"
+#include "common/distance_values.wgsl"
 
 override LOSS: u32 = 0u;
 const R_DICE: u32 = 0u;      // dice, jaccard (JACCARD), log-cosh-dice (LOG_COSH)
@@ -67,6 +68,11 @@ override FUSED: bool = false;
 // grad += ... instead of grad = ... (the caller's Outputs::accumulate): one pipeline each, as
 // in pixel.wgsl; a per-element branch on a uniform cost lavapipe 8-10% of the gradient pass.
 override ACCUMULATE: bool = false;
+
+// Distance losses, fused pass of a plain record with the plan's own map: binding 3 holds the
+// distance volumes (distance.wgsl) instead of the map, and `distance_map` makes each value from
+// them where it is needed: no pass writes the map and none reads it back.
+override MAP_FROM_VOLUMES: bool = false;
 
 // wasserstein-dice: GDL weighting (1/(count + 1)) instead of the default (0 for class 0, else 1).
 override WASS_GDL: bool = false;
@@ -151,8 +157,19 @@ fn region_weight(c: u32) -> f32 {
     return aux[c];
 }
 
-// Distance losses: the map at element e of [N, C, *S].
-fn distance_map(e: u32) -> f32 {
+// Distance losses: the map at element e = (n, c, s) of [N, C, *S], c >= FIRST_CHANNEL.
+fn distance_map(e: u32, n: u32) -> f32 {
+    if MAP_FROM_VOLUMES {
+        // Element (n·kept + c - FIRST_CHANNEL, s) of the target's volumes is e - (n + 1)·
+        // FIRST_CHANNEL·S; Hausdorff's prediction volumes follow the N·kept target volumes.
+        let i = e - (n + 1u) * FIRST_CHANNEL * params.s;
+        let truth = aux[i];
+        if LOSS == R_BOUNDARY {
+            return signed_map_of(truth);
+        }
+        let pred = aux[params.n * (params.c - FIRST_CHANNEL) * params.s + i];
+        return distance_power_of(pred, params.alpha) + distance_power_of(truth, params.alpha);
+    }
     return aux[e];
 }
 
@@ -299,9 +316,9 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 let p = px_prob(base, c, lse);
                 let g = px_target(base, c, label);
                 if LOSS == R_BOUNDARY {
-                    acc[j].x = acc[j].x + p * distance_map(e);
+                    acc[j].x = acc[j].x + p * distance_map(e, n);
                 } else if LOSS == R_HAUSDORFF {
-                    acc[j].x = acc[j].x + (p - g) * (p - g) * distance_map(e);
+                    acc[j].x = acc[j].x + (p - g) * (p - g) * distance_map(e, n);
                 } else {
                     acc[j] = acc[j] + stat4(p, g);
                 }
@@ -741,12 +758,12 @@ fn finalize(lane: Lane) {
 // grad_pass: dL/dz for every pixel.
 
 // dl/dp of class c at one pixel from its segment's coefficients.
-fn dl_dp(coef: vec4<f32>, p: f32, g: f32, e: u32) -> f32 {
+fn dl_dp(coef: vec4<f32>, p: f32, g: f32, e: u32, n: u32) -> f32 {
     if LOSS == R_BOUNDARY {
-        return coef.x * distance_map(e);
+        return coef.x * distance_map(e, n);
     }
     if LOSS == R_HAUSDORFF {
-        return coef.x * 2.0 * (p - g) * distance_map(e);
+        return coef.x * 2.0 * (p - g) * distance_map(e, n);
     }
     if LOSS == R_SS {
         return -2.0 * (g - p) * (coef.x * g + coef.y * (1.0 - g));
@@ -778,7 +795,7 @@ fn store_none(n: u32, s: u32, c: u32, l: f32) {
     }
 }
 
-fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32, e: u32) -> f32 {
+fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32, e: u32, n: u32) -> f32 {
     if c < FIRST_CHANNEL {
         return 0.0;
     }
@@ -787,7 +804,7 @@ fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32, e:
         let y = u32(label);
         return coef_scale * scratch[COEF_OFFSET + seg * params.c + y].x * dist(y, c);
     }
-    return coef_scale * dl_dp(seg_coef(seg, c), p, g, e);
+    return coef_scale * dl_dp(seg_coef(seg, c), p, g, e, n);
 }
 
 // `class_dl_dp` for `by_label`: coef.y·da at every class, plus the label's coef.x (`hot_x`,
@@ -895,7 +912,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
             if by_label() {
                 d = label_dl_dp(seg, c, pc, coef_scale, hot, hot_x);
             } else {
-                d = class_dl_dp(seg, c, pc, t, coef_scale, label, e);
+                d = class_dl_dp(seg, c, pc, t, coef_scale, label, e, n);
             }
             dot = dot + pc * d;
             let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
@@ -914,7 +931,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
         if by_label() {
             d = label_dl_dp(seg, c, pc, coef_scale, hot, hot_x);
         } else {
-            d = class_dl_dp(seg, c, pc, t, coef_scale, label, e);
+            d = class_dl_dp(seg, c, pc, t, coef_scale, label, e, n);
         }
         var g = d;
         if ACT == ACT_SOFTMAX {

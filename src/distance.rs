@@ -705,19 +705,23 @@ impl LossMap {
         })
     }
 
-    /// Records the map of `logits` and `targets` into `out` ([N, C, *S] f32). The boundary map
-    /// reads no logits (`None`).
+    /// Records the map of `logits` and `targets` into `out` ([N, C, *S] f32); with `out` `None`,
+    /// only the distance volumes it is made from ([`LossMap::volumes`]), for a pass that makes
+    /// each value of the map where it needs it. The boundary map reads no logits (`None`).
     pub fn record(
         &self,
         kernels: &Kernels,
         encoder: &mut wgpu::CommandEncoder,
         logits: Option<&wgpu::Buffer>,
         targets: &wgpu::Buffer,
-        out: &wgpu::Buffer,
+        out: Option<&wgpu::Buffer>,
     ) {
         let logits = logits.map_or((&self.dummy, 1), |l| (l, self.numel));
-        let (targets, out) = ((targets, self.targets_len), (out, self.numel));
-        let bg = self.edt.bind(kernels, &self.params, logits, targets, out);
+        let targets = (targets, self.targets_len);
+        let out_binding = out.map_or((&self.dummy, 1), |o| (o, self.numel));
+        let bg = self
+            .edt
+            .bind(kernels, &self.params, logits, targets, out_binding);
         {
             let mut pass = kernels.begin_pass(encoder, "segloss distance map seed");
             pass.set_bind_group(0, &bg, &[]);
@@ -725,10 +729,20 @@ impl LossMap {
             pass.dispatch_workgroups(kernels.workgroups(self.pixels), 1, 1);
         }
         self.edt
-            .record_passes(kernels, encoder, self.params, logits, targets, out);
+            .record_passes(kernels, encoder, self.params, logits, targets, out_binding);
+        if out.is_none() {
+            return;
+        }
         let mut pass = kernels.begin_pass(encoder, "segloss distance map");
         pass.set_bind_group(0, &bg, &[]);
         pass.set_pipeline(&self.finish);
         pass.dispatch_workgroups(kernels.workgroups(self.numel), 1, 1);
+    }
+
+    /// The distance volumes of the last `record`: one per (image, kept class) of the targets,
+    /// then for Hausdorff one per (image, kept class) of the prediction, [`crate::Shape::s`]
+    /// floats each (`shaders/common/distance_values.wgsl` says what they hold).
+    pub fn volumes(&self) -> &wgpu::Buffer {
+        &self.edt.vol
     }
 }

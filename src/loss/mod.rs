@@ -663,7 +663,7 @@ impl Plan {
                 message: "is the same buffer as `targets`".into(),
             });
         }
-        own.record(&self.kernels, encoder, None, targets, map);
+        own.record(&self.kernels, encoder, None, targets, Some(map));
         Ok(())
     }
 

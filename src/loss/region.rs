@@ -1312,6 +1312,10 @@ const SLOTS: [Slot; 9] = [
     Slot::ReadWrite,
 ];
 
+/// The constants of the fused pass that makes the distance map from the volumes (the first
+/// alone: the fused pass that reads a caller's map).
+const FUSED_FROM_VOLUMES: [(&str, f64); 2] = [("FUSED", 1.0), ("MAP_FROM_VOLUMES", 1.0)];
+
 /// Minimum pixels per thread of the statistics pass (see `RegionPlan::new`).
 const STATS_PIXELS_PER_THREAD: usize = 16;
 /// Pixels each grad_pass thread walks (at least), amortising its copy of the coefficients.
@@ -1329,8 +1333,14 @@ pub(crate) struct RegionPlan {
     combine: wgpu::ComputePipeline,
     finalize: wgpu::ComputePipeline,
     /// boundary and hausdorff-dt (not log): `stats_pass` built with FUSED, which writes the
-    /// gradient too (see [`RegionPlan::record_fused`]).
+    /// gradient too, and for boundary MAP_FROM_VOLUMES (see [`RegionPlan::record_fused`]).
     stats_fused: Option<wgpu::ComputePipeline>,
+    /// boundary: a plain record makes the map from the distance volumes in the fused pass, where
+    /// it needs each value, instead of a pass writing it and the fused pass reading it back.
+    /// (Hausdorff's map takes two volumes and two powers per value, and the fused pass wants
+    /// each value three times: on lavapipe that cost more than the pass it saved, 245 -> 266-272
+    /// ms at 8×19×128×256, where boundary went 163-187 -> 140-150.)
+    map_from_volumes: bool,
     loss_final: Option<wgpu::ComputePipeline>,
     weights: wgpu::Buffer,
     /// Distance losses: the map's own kernels and buffer.
@@ -1423,8 +1433,10 @@ impl RegionPlan {
         // The gradient coefficients of these losses do not depend on the statistics.
         let fused =
             matches!(spec.kind, RegionKind::Boundary | RegionKind::Hausdorff) && !spec.log_hd;
+        let map_from_volumes = spec.kind == RegionKind::Boundary;
         let stats_fused = if fused {
-            let constants = [&constants[..], &[("FUSED", 1.0)]].concat();
+            let n = if map_from_volumes { 2 } else { 1 };
+            let constants = [&constants[..], &FUSED_FROM_VOLUMES[..n]].concat();
             Some(kernels.pipeline(Family::Region, "stats_pass", &constants, &pipeline_layout)?)
         } else {
             None
@@ -1436,6 +1448,7 @@ impl RegionPlan {
         Ok(RegionPlan {
             two_pass,
             stats_fused,
+            map_from_volumes,
             combine: pipe("combine")?,
             finalize: pipe("finalize")?,
             // A compound loss's pixel term is reduced last (with `none` grad_pass writes it).
@@ -1494,28 +1507,61 @@ impl RegionPlan {
         })
     }
 
-    /// The gradient-writing pass `plain` (`grad_pass`, or the fused `stats_pass`), or for callers
-    /// that add into their gradient its ACCUMULATE variant: compiled on first use through the
-    /// kernel cache (most callers never accumulate).
+    /// `grad_pass` (`plain`), or for callers that add into their gradient its ACCUMULATE
+    /// variant: compiled on first use through the kernel cache (most callers never accumulate).
     fn gradient_pipeline(
         &self,
         plain: &wgpu::ComputePipeline,
         kernels: &Kernels,
         accumulate: bool,
-        fused: bool,
     ) -> Result<wgpu::ComputePipeline> {
         if !accumulate {
             return Ok(plain.clone());
         }
+        let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
+        kernels.pipeline(
+            Family::Region,
+            "grad_pass",
+            &constants,
+            &self.pipeline_layout,
+        )
+    }
+
+    /// Whether the fused pass makes the map from the plan's own volumes: for boundary, unless the
+    /// caller gives a map.
+    fn fused_from_volumes(&self, map: Option<&wgpu::Buffer>) -> bool {
+        self.map_from_volumes && map.is_none()
+    }
+
+    /// The fused pass: making the map from the plan's own distance volumes (`from_volumes`) or
+    /// reading a map; with ACCUMULATE for callers that add into their gradient. `plain` is the
+    /// plan's (from the volumes where `map_from_volumes`); the variants are compiled on first
+    /// use.
+    fn fused_pipeline(
+        &self,
+        plain: &wgpu::ComputePipeline,
+        kernels: &Kernels,
+        accumulate: bool,
+        from_volumes: bool,
+    ) -> Result<wgpu::ComputePipeline> {
+        if from_volumes == self.map_from_volumes && !accumulate {
+            return Ok(plain.clone());
+        }
         let mut constants = self.constants.clone();
-        constants.push(("ACCUMULATE", 1.0));
-        let entry = if fused {
-            constants.push(("FUSED", 1.0));
-            "stats_pass"
+        constants.extend_from_slice(if from_volumes {
+            &FUSED_FROM_VOLUMES[..]
         } else {
-            "grad_pass"
-        };
-        kernels.pipeline(Family::Region, entry, &constants, &self.pipeline_layout)
+            &FUSED_FROM_VOLUMES[..1]
+        });
+        if accumulate {
+            constants.push(("ACCUMULATE", 1.0));
+        }
+        kernels.pipeline(
+            Family::Region,
+            "stats_pass",
+            &constants,
+            &self.pipeline_layout,
+        )
     }
 
     /// The statistics and gradient passes of the two-pass path (built now if the plan did not).
@@ -1550,7 +1596,7 @@ impl RegionPlan {
         inputs: &Inputs,
         stats: &wgpu::Buffer,
         outputs: Option<&Outputs>,
-        map: Option<&wgpu::Buffer>,
+        aux: &wgpu::Buffer,
     ) -> wgpu::BindGroup {
         let shape = plan.shape();
         let device = plan.kernels.device();
@@ -1594,7 +1640,7 @@ impl RegionPlan {
             uniform.as_entire_binding(),
             sized(inputs.logits, shape.numel()),
             sized(inputs.targets, plan.targets_len()),
-            self.aux(map).as_entire_binding(),
+            aux.as_entire_binding(),
             grad,
             loss,
             self.scratch.as_entire_binding(),
@@ -1617,7 +1663,7 @@ impl RegionPlan {
         let [stats_pass, _] = self.two_pass(&plan.kernels)?;
         let shape = plan.shape();
         self.record_own_map(plan, encoder, inputs, map);
-        let bind_group = self.bind(plan, inputs, stats, None, map);
+        let bind_group = self.bind(plan, inputs, stats, None, self.aux(map));
         let mut pass = plan
             .kernels
             .begin_pass(encoder, "segloss region statistics");
@@ -1643,7 +1689,7 @@ impl RegionPlan {
                 encoder,
                 Some(inputs.logits),
                 inputs.targets,
-                &own.map,
+                Some(&own.map),
             );
         }
     }
@@ -1662,8 +1708,12 @@ impl RegionPlan {
     ) -> Result<()> {
         match &self.stats_fused {
             Some(fused) => {
-                let fused =
-                    self.gradient_pipeline(fused, &plan.kernels, outputs.accumulate, true)?;
+                let fused = self.fused_pipeline(
+                    fused,
+                    &plan.kernels,
+                    outputs.accumulate,
+                    self.fused_from_volumes(map),
+                )?;
                 encoder.clear_buffer(plan.status_buffer(), 0, None);
                 self.record_fused(&fused, plan, encoder, inputs, outputs, map);
                 Ok(())
@@ -1675,8 +1725,9 @@ impl RegionPlan {
         }
     }
 
-    /// The map (unless the caller gives one), one pass that writes the statistics' partials
-    /// and the gradient, then the loss from the statistics.
+    /// The distance volumes (unless the caller gives a map), one pass that writes the
+    /// statistics' partials and the gradient, making each map value from the volumes where it
+    /// needs it (or reading the caller's map), then the loss from the statistics.
     fn record_fused(
         &self,
         stats_fused: &wgpu::ComputePipeline,
@@ -1686,8 +1737,18 @@ impl RegionPlan {
         outputs: &Outputs,
         map: Option<&wgpu::Buffer>,
     ) {
-        self.record_own_map(plan, encoder, inputs, map);
-        let bind_group = self.bind(plan, inputs, &self.stats, Some(outputs), map);
+        let aux = match (&self.map, self.fused_from_volumes(map)) {
+            (Some(own), true) => {
+                let logits = Some(inputs.logits);
+                own.record(&plan.kernels, encoder, logits, inputs.targets, None);
+                own.volumes()
+            }
+            _ => {
+                self.record_own_map(plan, encoder, inputs, map);
+                self.aux(map)
+            }
+        };
+        let bind_group = self.bind(plan, inputs, &self.stats, Some(outputs), aux);
         let mut pass = plan
             .kernels
             .begin_pass(encoder, "segloss region statistics and gradient");
@@ -1710,10 +1771,10 @@ impl RegionPlan {
         map: Option<&wgpu::Buffer>,
     ) -> Result<()> {
         let [_, plain] = self.two_pass(&plan.kernels)?;
-        let grad_pass = self.gradient_pipeline(plain, &plan.kernels, outputs.accumulate, false)?;
+        let grad_pass = self.gradient_pipeline(plain, &plan.kernels, outputs.accumulate)?;
         // The gradient pass counts bad input.
         encoder.clear_buffer(plan.status_buffer(), 0, None);
-        let bind_group = self.bind(plan, inputs, stats, Some(outputs), map);
+        let bind_group = self.bind(plan, inputs, stats, Some(outputs), self.aux(map));
         let mut pass = plan.kernels.begin_pass(encoder, "segloss region backward");
         pass.set_bind_group(0, &bind_group, &[]);
         pass.set_pipeline(&self.finalize);
