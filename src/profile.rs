@@ -1,6 +1,6 @@
 //! Per-pass GPU timing, for profiling: which compute pass of a loss takes the time.
 //!
-//! Every compute pass the crate records goes through [`Kernels::begin_pass`]. When pass timing is
+//! Every compute pass the crate records goes through `Kernels::begin_pass`. When pass timing is
 //! on ([`Kernels::enable_pass_timing`]), that pass gets a timestamp at its start and end (WebGPU
 //! pass timestamps, `Features::TIMESTAMP_QUERY`); [`Kernels::read_pass_times`] reads them back
 //! with the pass labels. Off (the default), passes are recorded with no timestamps and this
