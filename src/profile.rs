@@ -36,7 +36,10 @@ impl Kernels {
     /// Turns per-pass timing on for the passes recorded from now on, up to `max_passes`
     /// (1 to [`MAX_TIMED_PASSES`]) between two [`read_pass_times`](Self::read_pass_times).
     /// Needs a device created with `Features::TIMESTAMP_QUERY` ([`crate::Gpu::new`] asks for it
-    /// where the adapter has it). Replaces an earlier timer and forgets its passes.
+    /// where the adapter has it). Replaces an earlier timer and forgets its passes. Passes are
+    /// numbered in recording order, so time one thread that records and submits in order: passes
+    /// recorded from several threads at once, or encoders submitted out of order, get each
+    /// other's labels.
     pub fn enable_pass_timing(&self, max_passes: u32) -> Result<()> {
         if !(1..=MAX_TIMED_PASSES).contains(&max_passes) {
             return Err(Error::Gpu(format!(
