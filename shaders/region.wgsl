@@ -69,9 +69,10 @@ override FUSED: bool = false;
 // in pixel.wgsl; a per-element branch on a uniform cost lavapipe 8-10% of the gradient pass.
 override ACCUMULATE: bool = false;
 
-// Distance losses, fused pass of a plain record with the plan's own map: binding 3 holds the
+// boundary, fused pass of a plain record with the plan's own map: binding 3 holds the target's
 // distance volumes (distance.wgsl) instead of the map, and `distance_map` makes each value from
-// them where it is needed: no pass writes the map and none reads it back.
+// them where it is needed: no pass writes the map and none reads it back. (Not for Hausdorff,
+// whose value takes two volumes and two powers: see `map_from_volumes` in src/loss/region.rs.)
 override MAP_FROM_VOLUMES: bool = false;
 
 // wasserstein-dice: GDL weighting (1/(count + 1)) instead of the default (0 for class 0, else 1).
@@ -160,15 +161,9 @@ fn region_weight(c: u32) -> f32 {
 // Distance losses: the map at element e = (n, c, s) of [N, C, *S], c >= FIRST_CHANNEL.
 fn distance_map(e: u32, n: u32) -> f32 {
     if MAP_FROM_VOLUMES {
-        // Element (n·kept + c - FIRST_CHANNEL, s) of the target's volumes is e - (n + 1)·
-        // FIRST_CHANNEL·S; Hausdorff's prediction volumes follow the N·kept target volumes.
-        let i = e - (n + 1u) * FIRST_CHANNEL * params.s;
-        let truth = aux[i];
-        if LOSS == R_BOUNDARY {
-            return signed_map_of(truth);
-        }
-        let pred = aux[params.n * (params.c - FIRST_CHANNEL) * params.s + i];
-        return distance_power_of(pred, params.alpha) + distance_power_of(truth, params.alpha);
+        // boundary: element (n·kept + c - FIRST_CHANNEL, s) of the target's volumes, which is
+        // e - (n + 1)·FIRST_CHANNEL·S.
+        return signed_map_of(aux[e - (n + 1u) * FIRST_CHANNEL * params.s]);
     }
     return aux[e];
 }

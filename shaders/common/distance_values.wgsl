@@ -1,6 +1,6 @@
 // What one element of a distance volume holds, and the loss maps made from it: shared by
-// distance.wgsl, which computes the volumes, and region.wgsl, whose fused pass can read a
-// distance loss's map straight from them. CPU mirror: src/cpu/distance.rs (`opposite_distance`,
+// distance.wgsl, which computes the volumes and the maps, and region.wgsl, whose fused boundary
+// pass makes the signed map straight from them. CPU mirror: src/cpu/distance.rs (`opposite_distance`,
 // `signed_map`) and `loss_maps` in src/cpu/region.rs.
 //
 // A volume element is the squared distance to the nearest pixel of the other class, negative
