@@ -315,7 +315,6 @@ fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32) {
     (*e).k = (*e).k + 1;
     let top = u32((*e).k);
     set_entry(*e, top, f32(q), h, select(s, -INF, (*e).k == (*e).first));
-    set_z(*e, top + 1u, INF);
 }
 
 // Ends the segment of the run [a, b): a run with no pixel of finite height gets one entry of
@@ -326,7 +325,6 @@ fn envelope_close(e: ptr<function, Envelope>, a: u32, b: u32) {
         (*e).k = (*e).k + 1;
         let top = u32((*e).k);
         set_entry(*e, top, f32(a), INF, -INF);
-        set_z(*e, top + 1u, INF);
     }
     set_b(*e, u32((*e).first), b);
     (*e).first = (*e).k + 1;
@@ -371,6 +369,9 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             }
         }
         envelope_close(&e, a, len);
+        // The breakpoint after the last entry, where walk 2 stops. (Inside the line, the entry
+        // after a segment's last is the next segment's first, whose breakpoint -INF stops it.)
+        set_z(e, u32(e.k + 1), INF);
         // Walk 2: each pixel's lowest parabola of its run, and the run's two sources. Runs
         // alternate classes, so the class needs no read.
         fg = fg0;
