@@ -50,7 +50,7 @@ struct Params {
     tps: u32,           // tiles per segment
     ignore_index: i32,
     grad_scale: f32,
-    accumulate: u32,
+    accumulate: u32,   // unused here (ACCUMULATE); kept for the shared layout
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -291,9 +291,13 @@ fn finalize(lane: Lane) {
     }
 }
 
+// grad += ... instead of grad = ... (the caller's Outputs::accumulate): one `backprop` pipeline
+// each, as in pixel.wgsl and region.wgsl (a per-element branch on a uniform costs lavapipe).
+override ACCUMULATE: bool = false;
+
 fn write_grad(e: u32, g: f32) {
     let v = params.grad_scale * g;
-    if params.accumulate != 0u {
+    if ACCUMULATE {
         grad[e] = grad[e] + v;
     } else {
         grad[e] = v;

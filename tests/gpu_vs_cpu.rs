@@ -88,8 +88,8 @@ proptest! {
 
 /// Accumulate adds to what the buffer holds, grad_scale scales the gradient and not the loss,
 /// and a large shape spans many workgroups (grid-stride loops past the workgroup cap). Each
-/// family's accumulating pipeline: pixel-wise, a region loss's gradient pass, and the fused
-/// statistics-and-gradient pass of a distance loss.
+/// family's accumulating pipeline: pixel-wise, a region loss's gradient pass, the fused
+/// statistics-and-gradient pass of a distance loss, and Lovász's backprop.
 #[test]
 fn accumulate_and_grad_scale() {
     // 794 277 pixels: more than MAX_WORKGROUPS × WG threads, so every thread loops.
@@ -104,6 +104,7 @@ fn accumulate_and_grad_scale() {
         ),
         ("dice-ce", &["ignore_index=9"][..], &small),
         ("boundary", &[][..], &small),
+        ("lovasz-softmax", &["ignore_index=9"][..], &small),
     ] {
         accumulates(name, params, shape);
     }

@@ -174,6 +174,10 @@ pub(crate) struct LovaszPlan {
     pub spec: LovaszSpec,
     layout: wgpu::BindGroupLayout,
     pipes: Vec<wgpu::ComputePipeline>,
+    /// What `backprop`'s ACCUMULATE variant is built from, on first use (through the kernel
+    /// cache: most callers never accumulate).
+    constants: Vec<(&'static str, f64)>,
+    pipeline_layout: wgpu::PipelineLayout,
     sort: SortPlan,
     keys: wgpu::Buffer,
     values: wgpu::Buffer,
@@ -226,6 +230,8 @@ impl LovaszPlan {
             spec,
             layout,
             pipes,
+            constants: constants.to_vec(),
+            pipeline_layout: pl,
             segs,
             m,
             tps,
@@ -287,10 +293,20 @@ impl LovaszPlan {
             ],
         );
         let tiles = (self.segs * self.tps) as u32;
+        let accumulating = if outputs.accumulate {
+            let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
+            let backprop = ENTRIES[ENTRIES.len() - 1];
+            Some(kernels.pipeline(Family::Lovasz, backprop, &constants, &self.pipeline_layout)?)
+        } else {
+            None
+        };
         let run = |encoder: &mut wgpu::CommandEncoder, entry: usize, workgroups: u32| {
             let mut pass = kernels.begin_pass(encoder, ENTRIES[entry]);
             pass.set_bind_group(0, &bg, &[]);
-            pass.set_pipeline(&self.pipes[entry]);
+            match &accumulating {
+                Some(p) if entry == ENTRIES.len() - 1 => pass.set_pipeline(p),
+                _ => pass.set_pipeline(&self.pipes[entry]),
+            }
             pass.dispatch_workgroups(workgroups, 1, 1);
         };
         let per_pixel = kernels.workgroups(shape.pixels());
