@@ -97,6 +97,8 @@ override HAS_PIXEL_WEIGHT: bool = true;
 
 // Classes per chunk of the statistics pass: each thread keeps CHUNK vec4 accumulators.
 const CHUNK: u32 = 32u;
+// fused_dot needs every class the pixel cache holds in the one chunk.
+const_assert CHUNK >= PIXEL_CACHE;
 
 // Must match `RegionParams` in src/loss/region.rs (checked by a test).
 struct Params {
@@ -211,6 +213,14 @@ fn stat4(p: f32, g: f32) -> vec4<f32> {
 
 var<private> acc: array<vec4<f32>, CHUNK>;
 
+// The fused pass with a softmax and every class in one chunk (C <= PIXEL_CACHE <= CHUNK): the
+// statistics loop also sums the softmax gradient's Σ_c p_c dl/dp_c, from the map value it reads
+// anyway, and grad_pixel skips its own loop for it (one map read and one walk over the classes
+// fewer per pixel).
+fn fused_dot() -> bool {
+    return FUSED && px_cached() && ACT == ACT_SOFTMAX;
+}
+
 // One-hot labels and the Dice family's statistics without the |p - g| term. The statistics
 // pass then adds only the non-zero terms of `stat4` (the others add exact zeros), so a pixel
 // updates one class's Σ p·g and Σ g^k instead of every class's four sums; and the gradient's
@@ -270,6 +280,8 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 px_load(base, 0u);
             }
             let lse = px_prepare(base);
+            // fused_dot: Σ_c p_c dl/dp_c, summed with the statistics from the same map reads.
+            var dot = 0.0;
             if LOSS == R_UNIFIED {
                 // Two classes whatever C: slot 0 holds (Σ g0·P0, Σ P0, Σ g1·P1, Σ P1) of the
                 // clamped probabilities, slot C's .zw the target masses (Σ g0, Σ g1).
@@ -310,17 +322,24 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 let e = base + c * params.s;
                 let p = px_prob(base, c, lse);
                 let g = px_target(base, c, label);
-                if LOSS == R_BOUNDARY {
-                    acc[j].x = acc[j].x + p * distance_map(e, n);
-                } else if LOSS == R_HAUSDORFF {
-                    acc[j].x = acc[j].x + (p - g) * (p - g) * distance_map(e, n);
+                if LOSS == R_BOUNDARY || LOSS == R_HAUSDORFF {
+                    let phi = distance_map(e, n);
+                    if LOSS == R_BOUNDARY {
+                        acc[j].x = acc[j].x + p * phi;
+                    } else {
+                        acc[j].x = acc[j].x + (p - g) * (p - g) * phi;
+                    }
+                    if fused_dot() {
+                        let d = params.lambda_region * distance_dl_dp(seg_coef(0u, c), p, g, phi);
+                        dot = dot + p * d;
+                    }
                 } else {
                     acc[j] = acc[j] + stat4(p, g);
                 }
             }
             if fused {
                 // finalize's scale of the coefficients (scratch[0].y) is lambda_region here.
-                grad_pixel(n, s, select(n, 0u, BATCH), base, label, lse, params.lambda_region, 0.0);
+                grad_pixel(n, s, select(n, 0u, BATCH), base, label, lse, params.lambda_region, 0.0, dot);
             }
         }
         // PARTIAL_SLOTS partials per workgroup (one per subgroup where the device has them).
@@ -754,11 +773,8 @@ fn finalize(lane: Lane) {
 
 // dl/dp of class c at one pixel from its segment's coefficients.
 fn dl_dp(coef: vec4<f32>, p: f32, g: f32, e: u32, n: u32) -> f32 {
-    if LOSS == R_BOUNDARY {
-        return coef.x * distance_map(e, n);
-    }
-    if LOSS == R_HAUSDORFF {
-        return coef.x * 2.0 * (p - g) * distance_map(e, n);
+    if LOSS == R_BOUNDARY || LOSS == R_HAUSDORFF {
+        return distance_dl_dp(coef, p, g, distance_map(e, n));
     }
     if LOSS == R_SS {
         return -2.0 * (g - p) * (coef.x * g + coef.y * (1.0 - g));
@@ -772,6 +788,14 @@ fn dl_dp(coef: vec4<f32>, p: f32, g: f32, e: u32, n: u32) -> f32 {
         da = 2.0 * p;
     }
     return coef.x * dtp + coef.y * da;
+}
+
+// dl/dp of a distance loss, φ the map's value.
+fn distance_dl_dp(coef: vec4<f32>, p: f32, g: f32, phi: f32) -> f32 {
+    if LOSS == R_BOUNDARY {
+        return coef.x * phi;
+    }
+    return coef.x * 2.0 * (p - g) * phi;
 }
 
 fn write_grad(e: u32, g: f32) {
@@ -881,7 +905,7 @@ fn seg_coef(seg: u32, c: u32) -> vec4<f32> {
 // dL/dz at a valid pixel (every loss but unified-focal), from the segment's coefficients scaled
 // by `coef_scale`; adds a compound loss's pixel-wise term (its gradient times `pixel_mult`) and
 // returns that term's loss.
-fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_scale: f32, pixel_mult: f32) -> f32 {
+fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_scale: f32, pixel_mult: f32, known_dot: f32) -> f32 {
     var pixel_loss = 0.0;
     // Cross-entropy runs on a softmax of the logits whatever the region term's activation.
     var lse_ce = lse;
@@ -896,9 +920,9 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
         hot_x = seg_coef(seg, u32(hot)).x;
     }
     // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c); dense cross-entropy needs Σ w t'.
-    var dot = 0.0;
+    var dot = known_dot;
     var ce_a = 0.0;
-    if ACT == ACT_SOFTMAX || (PIX == PIX_CE && ce_softmax && DENSE) {
+    if !fused_dot() && (ACT == ACT_SOFTMAX || (PIX == PIX_CE && ce_softmax && DENSE)) {
         for (var c = 0u; c < params.c; c = c + 1u) {
             let e = base + c * params.s;
             let pc = px_prob(base, c, lse);
@@ -991,7 +1015,7 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             pixel_loss = pixel_loss + unified_pixel(seg, base, label, lse, coef_scale, pixel_mult);
             continue;
         }
-        pixel_loss = pixel_loss + grad_pixel(n, s, seg, base, label, lse, coef_scale, pixel_mult);
+        pixel_loss = pixel_loss + grad_pixel(n, s, seg, base, label, lse, coef_scale, pixel_mult, 0.0);
     }
     count_bad(bad_labels, bad_logits, bad_targets);
     if PIX != PIX_NONE && REDUCTION != REDUCE_NONE {
