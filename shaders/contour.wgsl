@@ -26,11 +26,15 @@ struct Params {
     w_length: f32,
     eps: f32,
     grad_scale: f32,
-    accumulate: u32,
+    accumulate: u32,   // unused here (ACCUMULATE); kept for the shared layout
     ignore_index: i32,
     _pad0: u32,
     _pad1: u32,
 }
+
+// grad += ... instead of grad = ... (the caller's Outputs::accumulate): one `grad_pass` pipeline
+// each, as in the other families (a per-element branch on a uniform costs lavapipe).
+override ACCUMULATE: bool = false;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -181,7 +185,7 @@ fn grad_pass(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         let dregion = s1 * (g - 1.0) * (g - 1.0) - s2 * g * g;
         let dp = params.w_length * length_grad(n, s) + params.lambda_region * dregion;
         let v = params.grad_scale * dp * p * (1.0 - p);
-        if params.accumulate != 0u {
+        if ACCUMULATE {
             grad[i] = grad[i] + v;
         } else {
             grad[i] = v;

@@ -55,7 +55,7 @@ struct Params {
     smooth_dr: f32,
     smooth_h: f32,           // MONAI's `smooth`, in the harmonic mean
     grad_scale: f32,
-    accumulate: u32,
+    accumulate: u32,   // unused here (ACCUMULATE); kept for the shared layout
     ignore_index: i32,
     scale: f32,             // weight of clDice (alpha for dice-cldice) times the reduction scale
     dice_weight: f32,       // dice-cldice: 1 - alpha
@@ -615,9 +615,14 @@ fn bw_erode(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     }
 }
 
+// grad += ... instead of grad = ...: one `backprop` pipeline each, as in the other families (a
+// per-element branch on a uniform costs lavapipe). With alpha, the Dice part writes first and
+// this adds.
+override ACCUMULATE: bool = false;
+
 fn write_grad(e: u32, g: f32) {
     let v = params.grad_scale * g;
-    if params.accumulate != 0u {
+    if ACCUMULATE {
         grad[e] = grad[e] + v;
     } else {
         grad[e] = v;

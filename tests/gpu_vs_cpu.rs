@@ -89,13 +89,15 @@ proptest! {
 /// Accumulate adds to what the buffer holds, grad_scale scales the gradient and not the loss,
 /// and a large shape spans many workgroups (grid-stride loops past the workgroup cap). Each
 /// family's accumulating pipeline: pixel-wise, a region loss's gradient pass, the fused
-/// statistics-and-gradient pass of a distance loss, and Lovász's backprop.
+/// statistics-and-gradient pass of a distance loss, Lovász's backprop, clDice's and the active
+/// contour's gradient passes.
 #[test]
 fn accumulate_and_grad_scale() {
     // 794 277 pixels: more than MAX_WORKGROUPS × WG threads, so every thread loops.
     let large = Shape::new(3, 4, &[257, 1031]).unwrap();
     assert!(large.pixels() > (segloss::MAX_WORKGROUPS * segloss::WG) as usize);
     let small = Shape::new(2, 4, &[37, 29]).unwrap();
+    let binary = Shape::new(2, 1, &[37, 29]).unwrap();
     for (name, params, shape) in [
         (
             "cross-entropy",
@@ -105,6 +107,8 @@ fn accumulate_and_grad_scale() {
         ("dice-ce", &["ignore_index=9"][..], &small),
         ("boundary", &[][..], &small),
         ("lovasz-softmax", &["ignore_index=9"][..], &small),
+        ("cldice", &[][..], &small),
+        ("active-contour", &[][..], &binary),
     ] {
         accumulates(name, params, shape);
     }
@@ -119,7 +123,8 @@ fn accumulates(name: &str, params: &[&str], shape: &Shape) {
         .iter()
         .any(|p| p.starts_with("ignore_index"))
         .then_some(9);
-    let t = targets(&mut rng, shape, TargetKind::Labels, 4, ignore, false);
+    let classes = label_classes(&loss, shape);
+    let t = targets(&mut rng, shape, TargetKind::Labels, classes, ignore, false);
     let z = rng.logits(shape.numel(), 3.0);
     let cpu = segloss::cpu::forward_backward(&loss, shape, &z, t.view()).unwrap();
     let plan = kernels

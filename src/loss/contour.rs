@@ -122,6 +122,9 @@ pub(crate) struct ContourPlan {
     pub loss: ActiveContour,
     layout: wgpu::BindGroupLayout,
     pipes: Vec<wgpu::ComputePipeline>,
+    /// What `grad_pass`'s ACCUMULATE variant is built from, on first use.
+    constants: [(&'static str, f64); 1],
+    pipeline_layout: wgpu::PipelineLayout,
     work: wgpu::Buffer,
     nwg: u32,
 }
@@ -157,6 +160,8 @@ impl ContourPlan {
             loss,
             layout,
             pipes,
+            constants,
+            pipeline_layout: pl,
             nwg,
         })
     }
@@ -167,7 +172,7 @@ impl ContourPlan {
         encoder: &mut wgpu::CommandEncoder,
         inputs: &Inputs,
         outputs: &Outputs,
-    ) {
+    ) -> Result<()> {
         let shape = plan.shape();
         let device = plan.kernels.device();
         let spatial = shape.spatial();
@@ -204,13 +209,25 @@ impl ContourPlan {
                 plan.status_buffer().as_entire_binding(),
             ],
         );
+        let grad_pass = if outputs.accumulate {
+            let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
+            plan.kernels.pipeline(
+                Family::Contour,
+                "grad_pass",
+                &constants,
+                &self.pipeline_layout,
+            )?
+        } else {
+            self.pipes[2].clone()
+        };
         let mut pass = plan.kernels.begin_pass(encoder, "segloss active contour");
         pass.set_bind_group(0, &bg, &[]);
         pass.set_pipeline(&self.pipes[0]);
         pass.dispatch_workgroups(self.nwg, 1, 1);
         pass.set_pipeline(&self.pipes[1]);
         pass.dispatch_workgroups(1, 1, 1);
-        pass.set_pipeline(&self.pipes[2]);
+        pass.set_pipeline(&grad_pass);
         pass.dispatch_workgroups(plan.kernels.workgroups(shape.numel()), 1, 1);
+        Ok(())
     }
 }

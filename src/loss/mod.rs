@@ -580,7 +580,7 @@ impl Plan {
             }
             PlanInner::Contour(c) => {
                 encoder.clear_buffer(&self.status, 0, None);
-                c.record(self, encoder, inputs, outputs);
+                c.record(self, encoder, inputs, outputs)?;
             }
             PlanInner::Skeleton(k) => {
                 encoder.clear_buffer(&self.status, 0, None);

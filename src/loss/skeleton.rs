@@ -238,6 +238,9 @@ pub(crate) struct SkeletonPlan {
     spec: ClDiceSpec,
     layout: wgpu::BindGroupLayout,
     pipes: Vec<wgpu::ComputePipeline>,
+    /// What `backprop`'s ACCUMULATE variant is built from, on first use.
+    constants: Vec<(&'static str, f64)>,
+    pipeline_layout: wgpu::PipelineLayout,
     seed_target: wgpu::ComputePipeline,
     stack: wgpu::Buffer,
     skel: wgpu::Buffer,
@@ -277,6 +280,7 @@ impl SkeletonPlan {
             .map(|e| kernels.pipeline(Family::Skeleton, e, &base(false), &pl))
             .collect::<Result<Vec<_>>>()?;
         let seed_target = kernels.pipeline(Family::Skeleton, "seed", &base(true), &pl)?;
+        let constants = base(false);
         let kept = shape.c() - spec.first;
         let vs = shape.n() * kept * shape.s();
         let iter = spec.loss.iter as usize;
@@ -304,6 +308,8 @@ impl SkeletonPlan {
             spec,
             layout,
             pipes,
+            constants,
+            pipeline_layout: pl,
             seed_target,
             dice,
             wx,
@@ -398,6 +404,17 @@ impl SkeletonPlan {
         // The pooling kernels: one thread per run of RUN pixels along axis 0.
         let plane = shape.s() / spatial[0];
         let runs = kernels.workgroups(shape.n() * kept * plane * spatial[0].div_ceil(RUN));
+        let backprop = if accumulate {
+            let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
+            kernels.pipeline(
+                Family::Skeleton,
+                "backprop",
+                &constants,
+                &self.pipeline_layout,
+            )?
+        } else {
+            self.pipes[10].clone()
+        };
         let mut pass = kernels.begin_pass(encoder, "segloss cldice");
         let mut run = |pipe: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, x: u32, y: u32| {
             pass.set_bind_group(0, bg, &[]);
@@ -424,7 +441,7 @@ impl SkeletonPlan {
             run(&p[8], bg, runs, 1);
             run(&p[9], bg, runs, 1);
         }
-        run(&p[10], &steps[0], pixels, 1);
+        run(&backprop, &steps[0], pixels, 1);
         Ok(())
     }
 }
