@@ -34,7 +34,7 @@ struct Params {
     ignore_index: i32,
     k_percent: f32,
     grad_scale: f32,
-    accumulate: u32,
+    accumulate: u32,   // unused here (ACCUMULATE); kept for the shared layout
     _pad0: u32,
     _pad1: u32,
 }
@@ -143,9 +143,13 @@ fn select_start() {
     work[SEL_NEED] = k;
 }
 
+// grad += ... instead of grad = ...: one `select_grad` pipeline each, as in the other families
+// (a per-element branch on a uniform costs lavapipe).
+override ACCUMULATE: bool = false;
+
 fn write_grad(e: u32, g: f32) {
     let v = params.grad_scale * g;
-    if params.accumulate != 0u {
+    if ACCUMULATE {
         grad[e] = grad[e] + v;
     } else {
         grad[e] = v;

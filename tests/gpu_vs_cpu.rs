@@ -89,8 +89,8 @@ proptest! {
 /// Accumulate adds to what the buffer holds, grad_scale scales the gradient and not the loss,
 /// and a large shape spans many workgroups (grid-stride loops past the workgroup cap). Each
 /// family's accumulating pipeline: pixel-wise, a region loss's gradient pass, the fused
-/// statistics-and-gradient pass of a distance loss, Lovász's backprop, clDice's and the active
-/// contour's gradient passes.
+/// statistics-and-gradient pass of a distance loss, and the gradient passes of Lovász, clDice,
+/// top-k and the active contour.
 #[test]
 fn accumulate_and_grad_scale() {
     // 794 277 pixels: more than MAX_WORKGROUPS × WG threads, so every thread loops.
@@ -108,6 +108,7 @@ fn accumulate_and_grad_scale() {
         ("boundary", &[][..], &small),
         ("lovasz-softmax", &["ignore_index=9"][..], &small),
         ("cldice", &[][..], &small),
+        ("topk", &["k=30"][..], &small),
         ("active-contour", &[][..], &binary),
     ] {
         accumulates(name, params, shape);

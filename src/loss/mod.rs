@@ -576,7 +576,7 @@ impl Plan {
             }
             PlanInner::Topk(t) => {
                 encoder.clear_buffer(&self.status, 0, None);
-                t.record(self, encoder, inputs, outputs);
+                t.record(self, encoder, inputs, outputs)?;
             }
             PlanInner::Contour(c) => {
                 encoder.clear_buffer(&self.status, 0, None);

@@ -148,6 +148,9 @@ pub(crate) struct TopkPlan {
     spec: TopkSpec,
     layout: wgpu::BindGroupLayout,
     pipes: Vec<wgpu::ComputePipeline>,
+    /// What `select_grad`'s ACCUMULATE variant is built from, on first use.
+    constants: [(&'static str, f64); 3],
+    pipeline_layout: wgpu::PipelineLayout,
     weights: wgpu::Buffer,
     keys: wgpu::Buffer,
     work: wgpu::Buffer,
@@ -190,6 +193,8 @@ impl TopkPlan {
             spec,
             layout,
             pipes,
+            constants,
+            pipeline_layout: pl,
             nwg,
             tiles,
         })
@@ -201,7 +206,7 @@ impl TopkPlan {
         encoder: &mut wgpu::CommandEncoder,
         inputs: &Inputs,
         outputs: &Outputs,
-    ) {
+    ) -> Result<()> {
         let shape = plan.shape();
         let device = plan.kernels.device();
         let base = TopkParams {
@@ -237,6 +242,17 @@ impl TopkPlan {
             )
         };
         let tile_groups = self.tiles.min(crate::kernels::MAX_WORKGROUPS);
+        let select_grad = if outputs.accumulate {
+            let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
+            plan.kernels.pipeline(
+                Family::Topk,
+                "select_grad",
+                &constants,
+                &self.pipeline_layout,
+            )?
+        } else {
+            self.pipes[5].clone()
+        };
         let mut pass = plan.kernels.begin_pass(encoder, "segloss topk");
         let bg = bind(&base);
         pass.set_bind_group(0, &bg, &[]);
@@ -256,9 +272,10 @@ impl TopkPlan {
         pass.dispatch_workgroups(tile_groups, 1, 1);
         pass.set_pipeline(&self.pipes[4]);
         pass.dispatch_workgroups(1, 1, 1);
-        pass.set_pipeline(&self.pipes[5]);
+        pass.set_pipeline(&select_grad);
         pass.dispatch_workgroups(tile_groups, 1, 1);
         pass.set_pipeline(&self.pipes[6]);
         pass.dispatch_workgroups(1, 1, 1);
+        Ok(())
     }
 }
