@@ -215,6 +215,49 @@ impl Kernels {
     }
 }
 
+/// An entry point that writes a gradient, built as two pipelines: `grad = ...`, and with the
+/// ACCUMULATE constant `grad += ...` for callers that add into their gradient
+/// (`Outputs::accumulate`). Two pipelines rather than a branch on a uniform, which costs a CPU
+/// driver per element (BENCHMARKS.md). Both come from the kernel cache; a plan compiles the
+/// plain one when it is made, the other on first use (most callers never accumulate).
+#[derive(Clone)]
+pub(crate) struct GradientEntry {
+    family: Family,
+    entry: &'static str,
+    constants: Vec<(&'static str, f64)>,
+    layout: wgpu::PipelineLayout,
+}
+
+impl GradientEntry {
+    pub(crate) fn new(
+        family: Family,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        layout: &wgpu::PipelineLayout,
+    ) -> Self {
+        GradientEntry {
+            family,
+            entry,
+            constants: constants.to_vec(),
+            layout: layout.clone(),
+        }
+    }
+
+    /// The pipeline that overwrites the gradient, or with `accumulate` the one that adds to it.
+    pub(crate) fn pipeline(
+        &self,
+        kernels: &Kernels,
+        accumulate: bool,
+    ) -> Result<wgpu::ComputePipeline> {
+        if accumulate {
+            let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
+            kernels.pipeline(self.family, self.entry, &constants, &self.layout)
+        } else {
+            kernels.pipeline(self.family, self.entry, &self.constants, &self.layout)
+        }
+    }
+}
+
 /// Threads per workgroup of every kernel (`WG` in shaders/common/grid.wgsl).
 pub const WG: u32 = 256;
 

@@ -3,7 +3,7 @@
 //! extends it (`shaders/contour.wgsl`). CPU mirror: `src/cpu/contour.rs`.
 
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{GradientEntry, Kernels};
 use crate::loss::bind::{bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::loss::params::ParamReader;
 use crate::loss::Plan;
@@ -122,9 +122,7 @@ pub(crate) struct ContourPlan {
     pub loss: ActiveContour,
     layout: wgpu::BindGroupLayout,
     pipes: Vec<wgpu::ComputePipeline>,
-    /// What `grad_pass`'s ACCUMULATE variant is built from, on first use.
-    constants: [(&'static str, f64); 1],
-    pipeline_layout: wgpu::PipelineLayout,
+    grad_pass: GradientEntry,
     work: wgpu::Buffer,
     nwg: u32,
 }
@@ -145,10 +143,12 @@ impl ContourPlan {
             },
         )];
         let (layout, pl) = kernels.layout(Family::Contour, &layout_entries(&SLOTS));
-        let pipes = ["sums", "combine", "grad_pass"]
+        let pipes = ["sums", "combine"]
             .iter()
             .map(|e| kernels.pipeline(Family::Contour, e, &constants, &pl))
             .collect::<Result<Vec<_>>>()?;
+        let grad_pass = GradientEntry::new(Family::Contour, "grad_pass", &constants, &pl);
+        grad_pass.pipeline(kernels, false)?;
         let nwg = kernels.workgroups(shape.numel());
         Ok(ContourPlan {
             work: storage(
@@ -160,8 +160,7 @@ impl ContourPlan {
             loss,
             layout,
             pipes,
-            constants,
-            pipeline_layout: pl,
+            grad_pass,
             nwg,
         })
     }
@@ -209,17 +208,7 @@ impl ContourPlan {
                 plan.status_buffer().as_entire_binding(),
             ],
         );
-        let grad_pass = if outputs.accumulate {
-            let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
-            plan.kernels.pipeline(
-                Family::Contour,
-                "grad_pass",
-                &constants,
-                &self.pipeline_layout,
-            )?
-        } else {
-            self.pipes[2].clone()
-        };
+        let grad_pass = self.grad_pass.pipeline(&plan.kernels, outputs.accumulate)?;
         let mut pass = plan.kernels.begin_pass(encoder, "segloss active contour");
         pass.set_bind_group(0, &bg, &[]);
         pass.set_pipeline(&self.pipes[0]);

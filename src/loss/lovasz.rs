@@ -4,7 +4,7 @@
 //! `src/cpu/lovasz.rs`.
 
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{GradientEntry, Kernels};
 use crate::loss::bind::{bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::loss::params::ParamReader;
 use crate::loss::Plan;
@@ -174,10 +174,8 @@ pub(crate) struct LovaszPlan {
     pub spec: LovaszSpec,
     layout: wgpu::BindGroupLayout,
     pipes: Vec<wgpu::ComputePipeline>,
-    /// What `backprop`'s ACCUMULATE variant is built from, on first use (through the kernel
-    /// cache: most callers never accumulate).
-    constants: Vec<(&'static str, f64)>,
-    pipeline_layout: wgpu::PipelineLayout,
+    /// `backprop` (the last entry), overwriting or adding to the gradient.
+    backprop: GradientEntry,
     sort: SortPlan,
     keys: wgpu::Buffer,
     values: wgpu::Buffer,
@@ -230,8 +228,7 @@ impl LovaszPlan {
             spec,
             layout,
             pipes,
-            constants: constants.to_vec(),
-            pipeline_layout: pl,
+            backprop: GradientEntry::new(Family::Lovasz, "backprop", &constants, &pl),
             segs,
             m,
             tps,
@@ -293,19 +290,14 @@ impl LovaszPlan {
             ],
         );
         let tiles = (self.segs * self.tps) as u32;
-        let accumulating = if outputs.accumulate {
-            let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
-            let backprop = ENTRIES[ENTRIES.len() - 1];
-            Some(kernels.pipeline(Family::Lovasz, backprop, &constants, &self.pipeline_layout)?)
-        } else {
-            None
-        };
+        let backprop = self.backprop.pipeline(kernels, outputs.accumulate)?;
         let run = |encoder: &mut wgpu::CommandEncoder, entry: usize, workgroups: u32| {
             let mut pass = kernels.begin_pass(encoder, ENTRIES[entry]);
             pass.set_bind_group(0, &bg, &[]);
-            match &accumulating {
-                Some(p) if entry == ENTRIES.len() - 1 => pass.set_pipeline(p),
-                _ => pass.set_pipeline(&self.pipes[entry]),
+            if entry == ENTRIES.len() - 1 {
+                pass.set_pipeline(&backprop);
+            } else {
+                pass.set_pipeline(&self.pipes[entry]);
             }
             pass.dispatch_workgroups(workgroups, 1, 1);
         };

@@ -6,7 +6,7 @@
 //! CPU mirror: `src/cpu/pixel.rs`.
 
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{GradientEntry, Kernels};
 use crate::loss::bind::{self, bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::loss::params::ParamReader;
 use crate::loss::{Activation, Plan, Reduction};
@@ -473,31 +473,13 @@ pub(crate) struct PixelPlan {
     pub spec: PixelSpec,
     layout: wgpu::BindGroupLayout,
     prepass: Option<(wgpu::ComputePipeline, wgpu::ComputePipeline)>,
-    main: wgpu::ComputePipeline,
-    // The accumulating variant of `main` (ACCUMULATE), compiled on first use through the kernel
-    // cache: most callers never accumulate.
-    accumulate: Box<AccumulateVariant>,
+    /// The fused pass, overwriting or adding to the gradient.
+    main: Box<GradientEntry>,
     finalize: Option<wgpu::ComputePipeline>,
     weights: wgpu::Buffer,
     scratch: wgpu::Buffer,
     nwg: u32,
     wx: u32,
-}
-
-/// What `main`'s accumulating variant needs to be built (or found in the kernel cache).
-pub(crate) struct AccumulateVariant {
-    kernels: Kernels,
-    constants: Vec<(&'static str, f64)>,
-    layout: wgpu::PipelineLayout,
-}
-
-impl AccumulateVariant {
-    fn pipeline(&self) -> Result<wgpu::ComputePipeline> {
-        let mut constants = self.constants.clone();
-        constants.push(("ACCUMULATE", 1.0));
-        self.kernels
-            .pipeline(Family::Pixel, "main", &constants, &self.layout)
-    }
 }
 
 impl PixelPlan {
@@ -552,12 +534,13 @@ impl PixelPlan {
         } else {
             None
         };
-        let main = pipe("main")?;
-        let accumulate = Box::new(AccumulateVariant {
-            kernels: kernels.clone(),
-            constants: constants.clone(),
-            layout: pipeline_layout.clone(),
-        });
+        let main = Box::new(GradientEntry::new(
+            Family::Pixel,
+            "main",
+            &constants,
+            &pipeline_layout,
+        ));
+        main.pipeline(kernels, false)?;
         let finalize = match spec.reduction {
             Reduction::None => None,
             _ => Some(pipe("finalize")?),
@@ -578,7 +561,6 @@ impl PixelPlan {
             layout,
             prepass,
             main,
-            accumulate,
             finalize,
             weights,
             scratch,
@@ -595,11 +577,7 @@ impl PixelPlan {
         outputs: &Outputs,
     ) -> Result<()> {
         // Fetched first: an error leaves nothing recorded.
-        let main = if outputs.accumulate {
-            self.accumulate.pipeline()?
-        } else {
-            self.main.clone()
-        };
+        let main = self.main.pipeline(&plan.kernels, outputs.accumulate)?;
         encoder.clear_buffer(plan.status_buffer(), 0, None);
         let shape = plan.shape();
         let spec = &self.spec;

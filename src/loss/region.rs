@@ -8,7 +8,7 @@
 
 use crate::distance::{LossMap, LossMapSpec, MapKind};
 use crate::error::{Error, Result};
-use crate::kernels::{Kernels, MAX_WORKGROUPS, WG};
+use crate::kernels::{GradientEntry, Kernels, MAX_WORKGROUPS, WG};
 use crate::loss::bind::{self, bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::loss::params::ParamReader;
 use crate::loss::{Activation, Plan, Reduction};
@@ -1312,10 +1312,6 @@ const SLOTS: [Slot; 9] = [
     Slot::ReadWrite,
 ];
 
-/// The constants of the fused pass that makes the distance map from the volumes (the first
-/// alone: the fused pass that reads a caller's map).
-const FUSED_FROM_VOLUMES: [(&str, f64); 2] = [("FUSED", 1.0), ("MAP_FROM_VOLUMES", 1.0)];
-
 /// Minimum pixels per thread of the statistics pass (see `RegionPlan::new`).
 const STATS_PIXELS_PER_THREAD: usize = 16;
 /// Pixels each grad_pass thread walks (at least), amortising its copy of the coefficients.
@@ -1325,22 +1321,24 @@ const GRAD_PIXELS_PER_THREAD: usize = 4;
 pub(crate) struct RegionPlan {
     pub spec: RegionSpec,
     layout: wgpu::BindGroupLayout,
-    /// The two-pass path's statistics and gradient passes; built on first use for a fused loss,
-    /// whose plain record needs neither (see [`RegionPlan::two_pass`]).
-    two_pass: std::sync::OnceLock<[wgpu::ComputePipeline; 2]>,
+    /// The two-pass path's statistics pass; built on first use for a fused loss, whose plain
+    /// record needs it not (see [`RegionPlan::stats_pass`]).
+    stats_pass: std::sync::OnceLock<wgpu::ComputePipeline>,
+    /// The two-pass path's gradient pass.
+    grad_pass: GradientEntry,
     constants: Vec<(&'static str, f64)>,
     pipeline_layout: wgpu::PipelineLayout,
     combine: wgpu::ComputePipeline,
     finalize: wgpu::ComputePipeline,
     /// boundary and hausdorff-dt (not log): `stats_pass` built with FUSED, which writes the
-    /// gradient too, and for boundary MAP_FROM_VOLUMES (see [`RegionPlan::record_fused`]).
-    stats_fused: Option<wgpu::ComputePipeline>,
-    /// boundary: a plain record makes the map from the distance volumes in the fused pass, where
-    /// it needs each value, instead of a pass writing it and the fused pass reading it back.
-    /// (Hausdorff's map takes two volumes and two powers per value, and the fused pass wants
-    /// each value three times: on lavapipe that cost more than the pass it saved, 245 -> 266-272
-    /// ms at 8×19×128×256, where boundary went 163-187 -> 140-150.)
-    map_from_volumes: bool,
+    /// gradient too (see [`RegionPlan::record_fused`]), reading a map.
+    fused_map: Option<GradientEntry>,
+    /// boundary: the fused pass that makes the map from the distance volumes (MAP_FROM_VOLUMES),
+    /// where it needs each value, instead of a pass writing the map and the fused pass reading it
+    /// back; a plain record uses it. (Hausdorff's map takes two volumes and two powers per
+    /// value: on lavapipe that cost more than the pass it saved, 245 -> 266-272 ms at
+    /// 8×19×128×256, where boundary went 163-187 -> 140-150.)
+    fused_volumes: Option<GradientEntry>,
     loss_final: Option<wgpu::ComputePipeline>,
     weights: wgpu::Buffer,
     /// Distance losses: the map's own kernels and buffer.
@@ -1433,22 +1431,35 @@ impl RegionPlan {
         // The gradient coefficients of these losses do not depend on the statistics.
         let fused =
             matches!(spec.kind, RegionKind::Boundary | RegionKind::Hausdorff) && !spec.log_hd;
-        let map_from_volumes = spec.kind == RegionKind::Boundary;
-        let stats_fused = if fused {
-            let n = if map_from_volumes { 2 } else { 1 };
-            let constants = [&constants[..], &FUSED_FROM_VOLUMES[..n]].concat();
-            Some(kernels.pipeline(Family::Region, "stats_pass", &constants, &pipeline_layout)?)
-        } else {
-            None
+        let fused_entry = |extra: &[(&'static str, f64)]| {
+            let constants = [&constants[..], extra].concat();
+            GradientEntry::new(Family::Region, "stats_pass", &constants, &pipeline_layout)
         };
-        let two_pass = std::sync::OnceLock::new();
-        if !fused {
-            let _ = two_pass.set([pipe("stats_pass")?, pipe("grad_pass")?]);
+        let (fused_map, fused_volumes) = if fused {
+            let volumes = (spec.kind == RegionKind::Boundary)
+                .then(|| fused_entry(&[("FUSED", 1.0), ("MAP_FROM_VOLUMES", 1.0)]));
+            (Some(fused_entry(&[("FUSED", 1.0)])), volumes)
+        } else {
+            (None, None)
+        };
+        let grad_pass =
+            GradientEntry::new(Family::Region, "grad_pass", &constants, &pipeline_layout);
+        let stats_pass = std::sync::OnceLock::new();
+        // Compiled now: what a plain record runs.
+        match (&fused_map, &fused_volumes) {
+            (_, Some(plain)) | (Some(plain), None) => {
+                plain.pipeline(kernels, false)?;
+            }
+            (None, None) => {
+                let _ = stats_pass.set(pipe("stats_pass")?);
+                grad_pass.pipeline(kernels, false)?;
+            }
         }
         Ok(RegionPlan {
-            two_pass,
-            stats_fused,
-            map_from_volumes,
+            stats_pass,
+            grad_pass,
+            fused_map,
+            fused_volumes,
             combine: pipe("combine")?,
             finalize: pipe("finalize")?,
             // A compound loss's pixel term is reduced last (with `none` grad_pass writes it).
@@ -1507,78 +1518,24 @@ impl RegionPlan {
         })
     }
 
-    /// `grad_pass` (`plain`), or for callers that add into their gradient its ACCUMULATE
-    /// variant: compiled on first use through the kernel cache (most callers never accumulate).
-    fn gradient_pipeline(
-        &self,
-        plain: &wgpu::ComputePipeline,
-        kernels: &Kernels,
-        accumulate: bool,
-    ) -> Result<wgpu::ComputePipeline> {
-        if !accumulate {
-            return Ok(plain.clone());
-        }
-        let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
-        kernels.pipeline(
-            Family::Region,
-            "grad_pass",
-            &constants,
-            &self.pipeline_layout,
-        )
-    }
-
     /// Whether the fused pass makes the map from the plan's own volumes: for boundary, unless the
     /// caller gives a map.
     fn fused_from_volumes(&self, map: Option<&wgpu::Buffer>) -> bool {
-        self.map_from_volumes && map.is_none()
+        self.fused_volumes.is_some() && map.is_none()
     }
 
-    /// The fused pass: making the map from the plan's own distance volumes (`from_volumes`) or
-    /// reading a map; with ACCUMULATE for callers that add into their gradient. `plain` is the
-    /// plan's (from the volumes where `map_from_volumes`); the variants are compiled on first
-    /// use.
-    fn fused_pipeline(
-        &self,
-        plain: &wgpu::ComputePipeline,
-        kernels: &Kernels,
-        accumulate: bool,
-        from_volumes: bool,
-    ) -> Result<wgpu::ComputePipeline> {
-        if from_volumes == self.map_from_volumes && !accumulate {
-            return Ok(plain.clone());
-        }
-        let mut constants = self.constants.clone();
-        constants.extend_from_slice(if from_volumes {
-            &FUSED_FROM_VOLUMES[..]
-        } else {
-            &FUSED_FROM_VOLUMES[..1]
-        });
-        if accumulate {
-            constants.push(("ACCUMULATE", 1.0));
-        }
-        kernels.pipeline(
-            Family::Region,
-            "stats_pass",
-            &constants,
-            &self.pipeline_layout,
-        )
-    }
-
-    /// The statistics and gradient passes of the two-pass path (built now if the plan did not).
-    fn two_pass(&self, kernels: &Kernels) -> Result<&[wgpu::ComputePipeline; 2]> {
-        if let Some(p) = self.two_pass.get() {
+    /// The two-pass path's statistics pass (built now if the plan did not).
+    fn stats_pass(&self, kernels: &Kernels) -> Result<&wgpu::ComputePipeline> {
+        if let Some(p) = self.stats_pass.get() {
             return Ok(p);
         }
-        let pipe = |entry| {
-            kernels.pipeline(
-                Family::Region,
-                entry,
-                &self.constants,
-                &self.pipeline_layout,
-            )
-        };
-        let built = [pipe("stats_pass")?, pipe("grad_pass")?];
-        Ok(self.two_pass.get_or_init(|| built))
+        let built = kernels.pipeline(
+            Family::Region,
+            "stats_pass",
+            &self.constants,
+            &self.pipeline_layout,
+        )?;
+        Ok(self.stats_pass.get_or_init(|| built))
     }
 
     /// Binding 3: the weights, or a distance loss's map (the caller's, else the plan's).
@@ -1660,7 +1617,7 @@ impl RegionPlan {
         stats: &wgpu::Buffer,
         map: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        let [stats_pass, _] = self.two_pass(&plan.kernels)?;
+        let stats_pass = self.stats_pass(&plan.kernels)?;
         let shape = plan.shape();
         self.record_own_map(plan, encoder, inputs, map);
         let bind_group = self.bind(plan, inputs, stats, None, self.aux(map));
@@ -1706,14 +1663,13 @@ impl RegionPlan {
         outputs: &Outputs,
         map: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        match &self.stats_fused {
-            Some(fused) => {
-                let fused = self.fused_pipeline(
-                    fused,
-                    &plan.kernels,
-                    outputs.accumulate,
-                    self.fused_from_volumes(map),
-                )?;
+        let fused = match (&self.fused_map, &self.fused_volumes) {
+            (_, Some(volumes)) if self.fused_from_volumes(map) => Some(volumes),
+            (fused_map, _) => fused_map.as_ref(),
+        };
+        match fused {
+            Some(entry) => {
+                let fused = entry.pipeline(&plan.kernels, outputs.accumulate)?;
                 encoder.clear_buffer(plan.status_buffer(), 0, None);
                 self.record_fused(&fused, plan, encoder, inputs, outputs, map);
                 Ok(())
@@ -1770,8 +1726,7 @@ impl RegionPlan {
         outputs: &Outputs,
         map: Option<&wgpu::Buffer>,
     ) -> Result<()> {
-        let [_, plain] = self.two_pass(&plan.kernels)?;
-        let grad_pass = self.gradient_pipeline(plain, &plan.kernels, outputs.accumulate)?;
+        let grad_pass = self.grad_pass.pipeline(&plan.kernels, outputs.accumulate)?;
         // The gradient pass counts bad input.
         encoder.clear_buffer(plan.status_buffer(), 0, None);
         let bind_group = self.bind(plan, inputs, stats, Some(outputs), self.aux(map));

@@ -8,7 +8,7 @@
 //! the backward — `2·iter_ + 9` f32 in all (15 for the default `iter_ = 3`).
 
 use crate::error::{Error, Result};
-use crate::kernels::{Kernels, MAX_WORKGROUPS, WG};
+use crate::kernels::{GradientEntry, Kernels, MAX_WORKGROUPS, WG};
 use crate::loss::bind::{bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::loss::params::ParamReader;
 use crate::loss::region::{Dice, RegionOptions};
@@ -238,9 +238,8 @@ pub(crate) struct SkeletonPlan {
     spec: ClDiceSpec,
     layout: wgpu::BindGroupLayout,
     pipes: Vec<wgpu::ComputePipeline>,
-    /// What `backprop`'s ACCUMULATE variant is built from, on first use.
-    constants: Vec<(&'static str, f64)>,
-    pipeline_layout: wgpu::PipelineLayout,
+    /// `backprop` (the last entry), overwriting or adding to the gradient.
+    backprop: GradientEntry,
     seed_target: wgpu::ComputePipeline,
     stack: wgpu::Buffer,
     skel: wgpu::Buffer,
@@ -280,7 +279,7 @@ impl SkeletonPlan {
             .map(|e| kernels.pipeline(Family::Skeleton, e, &base(false), &pl))
             .collect::<Result<Vec<_>>>()?;
         let seed_target = kernels.pipeline(Family::Skeleton, "seed", &base(true), &pl)?;
-        let constants = base(false);
+        let backprop = GradientEntry::new(Family::Skeleton, "backprop", &base(false), &pl);
         let kept = shape.c() - spec.first;
         let vs = shape.n() * kept * shape.s();
         let iter = spec.loss.iter as usize;
@@ -308,8 +307,7 @@ impl SkeletonPlan {
             spec,
             layout,
             pipes,
-            constants,
-            pipeline_layout: pl,
+            backprop,
             seed_target,
             dice,
             wx,
@@ -404,17 +402,7 @@ impl SkeletonPlan {
         // The pooling kernels: one thread per run of RUN pixels along axis 0.
         let plane = shape.s() / spatial[0];
         let runs = kernels.workgroups(shape.n() * kept * plane * spatial[0].div_ceil(RUN));
-        let backprop = if accumulate {
-            let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
-            kernels.pipeline(
-                Family::Skeleton,
-                "backprop",
-                &constants,
-                &self.pipeline_layout,
-            )?
-        } else {
-            self.pipes[10].clone()
-        };
+        let backprop = self.backprop.pipeline(kernels, accumulate)?;
         let mut pass = kernels.begin_pass(encoder, "segloss cldice");
         let mut run = |pipe: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, x: u32, y: u32| {
             pass.set_bind_group(0, bg, &[]);

@@ -3,7 +3,7 @@
 //! CPU mirror: `src/cpu/topk.rs`.
 
 use crate::error::{Error, Result};
-use crate::kernels::Kernels;
+use crate::kernels::{GradientEntry, Kernels};
 use crate::loss::bind::{self, bind_group, layout_entries, sized, storage, uniform, Slot};
 use crate::loss::params::ParamReader;
 use crate::loss::Plan;
@@ -148,9 +148,8 @@ pub(crate) struct TopkPlan {
     spec: TopkSpec,
     layout: wgpu::BindGroupLayout,
     pipes: Vec<wgpu::ComputePipeline>,
-    /// What `select_grad`'s ACCUMULATE variant is built from, on first use.
-    constants: [(&'static str, f64); 3],
-    pipeline_layout: wgpu::PipelineLayout,
+    /// `select_grad`, overwriting or adding to the gradient (the sixth entry).
+    select_grad: GradientEntry,
     weights: wgpu::Buffer,
     keys: wgpu::Buffer,
     work: wgpu::Buffer,
@@ -193,8 +192,7 @@ impl TopkPlan {
             spec,
             layout,
             pipes,
-            constants,
-            pipeline_layout: pl,
+            select_grad: GradientEntry::new(Family::Topk, "select_grad", &constants, &pl),
             nwg,
             tiles,
         })
@@ -242,17 +240,9 @@ impl TopkPlan {
             )
         };
         let tile_groups = self.tiles.min(crate::kernels::MAX_WORKGROUPS);
-        let select_grad = if outputs.accumulate {
-            let constants = [&self.constants[..], &[("ACCUMULATE", 1.0)]].concat();
-            plan.kernels.pipeline(
-                Family::Topk,
-                "select_grad",
-                &constants,
-                &self.pipeline_layout,
-            )?
-        } else {
-            self.pipes[5].clone()
-        };
+        let select_grad = self
+            .select_grad
+            .pipeline(&plan.kernels, outputs.accumulate)?;
         let mut pass = plan.kernels.begin_pass(encoder, "segloss topk");
         let bg = bind(&base);
         pass.set_bind_group(0, &bg, &[]);
