@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# The GPU tables of BENCHMARKS.md in one run on a machine with a GPU and no network (the
-# `device` tool's machine: NVIDIA driver, PyTorch with CUDA, scipy; no Rust, no Vulkan loader,
-# no MONAI or smp). Two steps:
+# The GPU tables of BENCHMARKS.md, and the GPU tests, in one run on a machine with a GPU and no
+# network (the `device` tool's machine: NVIDIA driver, PyTorch with CUDA, scipy; no Rust, no
+# Vulkan loader, no MONAI or smp). Two steps:
 #
-#   bash benches/device.sh prepare   # here, with network: the release tool in .bin/, the
-#                                    # Vulkan loader's .debs in .gl/, MONAI and smp wheels in
-#                                    # .whl/ (all three folders ignored through .git/info/exclude)
+#   bash benches/device.sh prepare   # here, with network: the release tool and the stripped
+#                                    # GPU test binaries in .bin/, the Vulkan loader's .deb in
+#                                    # .gl/, MONAI and smp wheels in .whl/ (all three folders
+#                                    # ignored through .git/info/exclude)
 #   bash benches/device.sh run       # there, carrying .bin .gl .whl: writes to $OUT (or
-#                                    # /tmp/segloss-device) info.txt, bench-full.jsonl and
-#                                    # compare-*.jsonl, as `segloss bench --json --passes` and
-#                                    # `benches/compare.py --json` print them
+#                                    # /tmp/segloss-device) info.txt, check.txt (`segloss
+#                                    # check`), tests.txt (the GPU test binaries),
+#                                    # bench-full.jsonl (`segloss bench --json --passes`) and
+#                                    # compare.jsonl (`benches/compare.py --json`, every size)
 #
-# `run` also works on a machine that has its own loader and packages (it installs nothing
-# then); PYTHON picks the interpreter (default python3), SEGLOSS the tool (default
-# .bin/segloss), REPEAT the timed repetitions (default 10), SIZES the compare sizes.
+# `run` works through its steps most valuable first, each under a timeout cut to what is left
+# of DEADLINE seconds (default 480), so a slow machine still returns the first tables whole.
+# It also works on a machine that has its own loader and packages (it installs nothing then);
+# PYTHON picks the interpreter (default python3), SEGLOSS the tool (default .bin/segloss),
+# REPEAT the timed repetitions (default 10), SIZES the compare sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,9 +28,29 @@ prepare() {
     cargo build --release --example segloss
     mkdir -p .bin .gl .whl /tmp/amd64/partial
     cp target/release/examples/segloss .bin/
+    # The test binaries that need an adapter (cli needs cargo's build tree; gradcheck and the
+    # unit tests are CPU-only), stripped and packed. They find tests/fixtures under the
+    # manifest directory compiled into them, which `run` links to the checkout there.
+    local tb
+    tb=$(mktemp -d)
+    cargo test --release --no-run 2>&1 | grep -o 'target/release/deps/[a-z_]*-[0-9a-f]*' |
+        while read -r f; do
+            case $(basename "$f") in
+                distance-* | fixtures-* | gpu_vs_cpu-* | lovasz-* | region-* | runtime-* | \
+                    shaders-* | sort-* | topology-* | validation-*)
+                    cp "$f" "$tb/$(basename "$f" | sed 's/-[0-9a-f]*$//')"
+                    strip "$tb/$(basename "$f" | sed 's/-[0-9a-f]*$//')"
+                    ;;
+            esac
+        done
+    tar -C "$tb" -cJf .bin/tests.tar.xz .
+    rm -rf "$tb"
+    pwd >.bin/manifest_dir
     local o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64)
     apt-get "${o[@]}" update
-    (cd .gl && apt-get "${o[@]}" download libvulkan1)
+    # The loader alone is not enough: NVIDIA's Vulkan driver lives in libGLX_nvidia, which
+    # hands out no vkCreateInstance without the GL vendor-neutral dispatch (glvnd) libraries.
+    (cd .gl && apt-get "${o[@]}" download libvulkan1 libglvnd0 libglx0 libgl1 libegl1 libopengl0 libgles2)
     # Their dependencies (numpy, torch, timm, huggingface-hub, safetensors, pillow,
     # torchvision, tqdm) are on the device image already.
     "${PYTHON:-python3}" -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
@@ -35,13 +59,20 @@ prepare() {
     du -sh .bin .gl .whl
 }
 
+# Seconds a step may take: its own limit, cut to what is left before the deadline.
+budget() {
+    local left=$((DEADLINE_AT - $(date +%s)))
+    if ((left < $1)); then echo $((left > 1 ? left : 1)); else echo "$1"; fi
+}
+
 run() {
     local out=${OUT:-/tmp/segloss-device}
     local py=${PYTHON:-python3}
     local tool=${SEGLOSS:-.bin/segloss}
     local repeat=${REPEAT:-10}
+    DEADLINE_AT=$(($(date +%s) + ${DEADLINE:-480}))
     mkdir -p "$out"
-    if ! ldconfig -p | grep -q 'libvulkan\.so\.1' && [ -d .gl ]; then
+    if [ -d .gl ] && ! ldconfig -p | grep -q 'libGLdispatch\.so\.0'; then
         for f in .gl/*.deb; do dpkg -x "$f" /; done
         ldconfig
     fi
@@ -51,21 +82,45 @@ run() {
         export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
     fi
     export WGPU_BACKEND=vulkan PYTHONUNBUFFERED=1
-    if ! "$tool" info >"$out/info.txt" 2>&1; then
-        # The NVIDIA image keeps its Vulkan driver manifest outside the loader's search path.
-        export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-        "$tool" info >"$out/info.txt" 2>&1
-    fi
+    # The NVIDIA image keeps its Vulkan driver manifest outside the loader's search path.
+    local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    if [ -f "$icd" ]; then export VK_DRIVER_FILES=$icd; fi
+    "$tool" info >"$out/info.txt" 2>&1 || { cat "$out/info.txt"; exit 1; }
     cat "$out/info.txt"
-    { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true; } >>"$out/info.txt"
+    { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem \
+        --format=csv || true; } >>"$out/info.txt"
     "$py" -c 'import torch, monai, segmentation_models_pytorch as s, scipy; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "monai", monai.__version__, "smp", s.__version__, "scipy", scipy.__version__)' | tee -a "$out/info.txt"
+
+    echo "== segloss check"
+    timeout "$(budget 90)" "$tool" check 2>&1 | tee "$out/check.txt" || echo "check: failed or cut" | tee -a "$out/check.txt"
+
+    echo "== segloss bench"
     # Exits 1 when a case does not fit the adapter's limits; that case's row says so.
-    "$tool" bench --json --passes --repeat "$repeat" --cpu-repeat 1 | tee "$out/bench-full.jsonl" \
-        || echo "bench: some cases did not run (their rows say why)" >&2
-    for size in ${SIZES:-2,19,32,64 2,19,64,128 8,19,64,128 4,19,128,256 8,19,128,256}; do
-        "$py" benches/compare.py --size "$size" --repeat "$repeat" --segloss "$tool" --json \
-            | tee "$out/compare-${size//,/x}.jsonl"
-    done
+    timeout "$(budget 200)" "$tool" bench --json --passes --repeat "$repeat" --cpu-repeat 1 \
+        | tee "$out/bench-full.jsonl" || echo "bench: failed, cut, or some cases did not run (their rows say why)" >&2
+
+    echo "== compare"
+    local sizes=(${SIZES:-8,19,128,256 2,14,64,64,64 2,19,32,64 4,19,128,256 8,19,64,128})
+    compare "${sizes[0]}"
+
+    echo "== GPU tests"
+    local tests=/tmp/segloss-tests manifest
+    mkdir -p "$tests" && tar -C "$tests" -xJf .bin/tests.tar.xz
+    manifest=$(cat .bin/manifest_dir)
+    if [ ! -e "$manifest" ]; then mkdir -p "$(dirname "$manifest")" && ln -s "$PWD" "$manifest"; fi
+    for t in "$tests"/*; do
+        echo "-- $(basename "$t")"
+        timeout "$(budget 90)" "$t" 2>&1 | grep -E '^test |test result|panicked|GPU tests on|FAILED|failures' \
+            || echo "$(basename "$t"): failed or cut"
+    done | tee "$out/tests.txt"
+
+    for size in "${sizes[@]:1}"; do compare "$size"; done
+    echo "== done with $((DEADLINE_AT - $(date +%s))) s to spare"
+}
+
+compare() {
+    timeout "$(budget 150)" "$py" benches/compare.py --size "$1" --repeat "$repeat" --segloss "$tool" \
+        --json | tee -a "$out/compare.jsonl" || echo "compare $1: failed or cut" >&2
 }
 
 case "${1:-}" in

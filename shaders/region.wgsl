@@ -150,7 +150,7 @@ fn partials_offset() -> u32 {
 }
 
 fn pixel_partials_offset() -> u32 {
-    return partials_offset() + params.n * params.wx * (params.c + 1u);
+    return partials_offset() + params.n * params.wx * PARTIAL_SLOTS * (params.c + 1u);
 }
 
 fn region_weight(c: u32) -> f32 {
@@ -370,35 +370,44 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     }
 }
 
+// One workgroup per (slot, image), a grid of (C + 1) × N: its threads add the image's
+// wx × PARTIAL_SLOTS partials of that slot, each a fixed stride of them, then one workgroup sum
+// (a fixed order, so reproducible). A single thread per slot walking them all took 0.6 ms of a
+// 1.2 ms dice on an H200.
 @compute @workgroup_size(WG)
-fn combine(lane: Lane) {
+fn combine(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let slots = params.c + 1u;
-    // Per image: add the wx partials in order.
-    for (var i = lane.lid; i < params.n * slots; i = i + WG) {
-        let n = i / slots;
-        let c = i - n * slots;
-        var v = vec4<f32>(0.0);
-        let per_image = params.wx * PARTIAL_SLOTS;
-        for (var x = 0u; x < per_image; x = x + 1u) {
-            v = v + scratch[partials_offset() + (n * per_image + x) * slots + c];
-        }
+    let c = wid.x;
+    let n = wid.y;
+    let per_image = params.wx * PARTIAL_SLOTS;
+    let first = partials_offset() + n * per_image * slots + c;
+    var v = vec4<f32>(0.0);
+    for (var x = lane.lid; x < per_image; x = x + WG) {
+        v = v + scratch[first + x * slots];
+    }
+    let total = wg_sum4(v, lane);
+    if lane.lid == 0u {
         if BATCH {
-            // Park the image's sum in its first partial; the batch sum follows.
-            scratch[partials_offset() + (n * per_image) * slots + c] = v;
+            // Park the image's sum in its first partial (read only by this workgroup above);
+            // combine_batch adds the images.
+            scratch[first] = total;
         } else {
-            stats[i] = v;
+            stats[n * slots + c] = total;
         }
     }
-    if BATCH {
-        storageBarrier();
-        // The whole batch: add the images in order.
-        for (var c = lane.lid; c < slots; c = c + WG) {
-            var v = vec4<f32>(0.0);
-            for (var n = 0u; n < params.n; n = n + 1u) {
-                v = v + scratch[partials_offset() + (n * params.wx * PARTIAL_SLOTS) * slots + c];
-            }
-            stats[c] = v;
+}
+
+// BATCH: the whole batch's statistics, the images' sums (parked by `combine`) added in order.
+@compute @workgroup_size(WG)
+fn combine_batch(lane: Lane) {
+    let slots = params.c + 1u;
+    let per_image = params.wx * PARTIAL_SLOTS;
+    for (var c = lane.lid; c < slots; c = c + WG) {
+        var v = vec4<f32>(0.0);
+        for (var n = 0u; n < params.n; n = n + 1u) {
+            v = v + scratch[partials_offset() + n * per_image * slots + c];
         }
+        stats[c] = v;
     }
 }
 

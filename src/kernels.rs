@@ -28,6 +28,11 @@ pub(crate) struct Inner {
     pub(crate) device: wgpu::Device,
     pub(crate) limits: wgpu::Limits,
     subgroups: bool,
+    /// `partial_slots()`: the most subgroups a workgroup can have on this device.
+    partial_slots: usize,
+    /// The adapter runs shaders on the CPU (lavapipe, WARP, SwiftShader): few threads, each
+    /// workgroup costly, so per-thread work is sized differently (`per_thread`).
+    software: bool,
     modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
     layouts: Mutex<HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
@@ -73,11 +78,20 @@ impl Kernels {
                 )),
                 Some(s) => s,
             };
+        let info = device.adapter_info();
+        // A workgroup has at most WG / (smallest subgroup) subgroups; WebGPU's smallest is 4,
+        // the bound where the adapter reports none.
+        let partial_slots = match subgroups {
+            true => WG as usize / (info.subgroup_min_size as usize).clamp(4, WG as usize),
+            false => 1,
+        };
         Ok(Kernels {
             inner: Arc::new(Inner {
                 device: device.clone(),
                 limits: device.limits(),
                 subgroups,
+                partial_slots,
+                software: info.device_type == wgpu::DeviceType::Cpu,
                 modules: Mutex::default(),
                 layouts: Mutex::default(),
                 pipelines: Mutex::default(),
@@ -180,14 +194,23 @@ impl Kernels {
         Ok(pipeline)
     }
 
-    /// Partial sums one workgroup of a partials-writing pass leaves in memory (`PARTIAL_SLOTS`
-    /// in shaders/common/reduce_*.wgsl): one per subgroup, at most WG / 4 (WebGPU's smallest
-    /// subgroup), or one per workgroup without subgroups.
+    /// Partial sums one workgroup of a partials-writing pass leaves in memory (the override
+    /// `PARTIAL_SLOTS` of shaders/common/reduce_*.wgsl, which the host sets to this): one per
+    /// subgroup, so WG over the adapter's smallest subgroup size (8 on NVIDIA, 32 on lavapipe),
+    /// or one per workgroup without subgroups.
     pub(crate) fn partial_slots(&self) -> usize {
-        if self.uses_subgroups() {
-            WG as usize / 4
+        self.inner.partial_slots
+    }
+
+    /// Items one thread of a grid-stride pass walks (at least): `software` on an adapter that
+    /// runs shaders on the CPU, where each workgroup's closing reduction costs more than the
+    /// pixels it summarises when threads hold only a few, else `gpu`, which needs tens of
+    /// thousands of threads in flight to hide memory latency.
+    pub(crate) fn per_thread(&self, software: usize, gpu: usize) -> usize {
+        if self.inner.software {
+            software
         } else {
-            1
+            gpu
         }
     }
 

@@ -108,8 +108,9 @@ fn wg_exclusive_scan_f32(v: f32, lane: Lane) -> f32 {
     return r;
 }
 // Partial sums written to memory (see common/reduce_subgroup.wgsl): without subgroups, one
-// partial per workgroup from the shared-memory tree.
-const PARTIAL_SLOTS: u32 = 1u;
+// partial per workgroup from the shared-memory tree. An override, as there, that the host sets to
+// the same value.
+override PARTIAL_SLOTS: u32 = 1u;
 
 fn part_sum4(v: vec4<f32>, lane: Lane) -> vec4<f32> {
     return wg_sum4(v, lane);

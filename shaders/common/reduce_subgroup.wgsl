@@ -64,7 +64,9 @@ fn wg_sum4(v: vec4<f32>, lane: Lane) -> vec4<f32> {
 // third of its time in them). A workgroup owns PARTIAL_SLOTS slots: WebGPU's smallest subgroup
 // is 4 lanes, so at most WG / 4 subgroups; thread 0 writes zeros to the slots past
 // `num_subgroups` (`part_unused_from`), so a reader adds all PARTIAL_SLOTS in a fixed order.
-const PARTIAL_SLOTS: u32 = WG / 4u;
+// The host sets it to WG over the adapter's smallest subgroup size (`Kernels::partial_slots`),
+// so no slot is left empty where the subgroup size is fixed; the default holds for any adapter.
+override PARTIAL_SLOTS: u32 = WG / 4u;
 
 fn part_sum4(v: vec4<f32>, lane: Lane) -> vec4<f32> {
     return subgroupAdd(v);

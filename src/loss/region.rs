@@ -1329,6 +1329,8 @@ pub(crate) struct RegionPlan {
     constants: Vec<(&'static str, f64)>,
     pipeline_layout: wgpu::PipelineLayout,
     combine: wgpu::ComputePipeline,
+    /// With `batch`: the batch's statistics from the images' (after `combine`).
+    combine_batch: Option<wgpu::ComputePipeline>,
     finalize: wgpu::ComputePipeline,
     /// boundary and hausdorff-dt (not log): `stats_pass` built with FUSED, which writes the
     /// gradient too (see [`RegionPlan::record_fused`]), reading a map.
@@ -1362,6 +1364,14 @@ impl RegionPlan {
                 shape.n()
             )));
         }
+        // `combine` runs one workgroup per class (and one more) and image.
+        if shape.c() + 1 > max_dim {
+            return Err(Error::Shape(format!(
+                "{} channels exceed this device's {} workgroups per dimension, less one",
+                shape.c(),
+                max_dim
+            )));
+        }
         let per_image = (MAX_WORKGROUPS as usize / shape.n()).max(1);
         // grad_pass runs a grid of gx × N workgroups (one row per image), so that the image, and
         // with it the segment's coefficients, is the same for the whole workgroup: each thread
@@ -1369,15 +1379,16 @@ impl RegionPlan {
         // loading them per element (on lavapipe those loads were half of the pass).
         let gx = shape
             .s()
-            .div_ceil(WG as usize * GRAD_PIXELS_PER_THREAD)
+            .div_ceil(WG as usize * kernels.per_thread(GRAD_PIXELS_PER_THREAD, 1))
             .clamp(1, per_image);
         let nwg = (gx * shape.n()) as u32;
-        // Each stats-pass thread walks at least STATS_PIXELS_PER_THREAD pixels: the pass ends in
-        // one workgroup reduction per class, which costs more than the pixels it summarises
-        // when threads hold only one or two (on software adapters, many times more).
+        // On a software adapter each stats-pass thread walks at least STATS_PIXELS_PER_THREAD
+        // pixels: the pass ends in one subgroup sum per class, which costs more than the pixels
+        // it summarises when threads hold only one or two. A GPU wants a thread per pixel: with
+        // 16 the 8×19×128×256 statistics ran 64 workgroups, a twentieth of an H200's threads.
         let wx = shape
             .s()
-            .div_ceil(WG as usize * STATS_PIXELS_PER_THREAD)
+            .div_ceil(WG as usize * kernels.per_thread(STATS_PIXELS_PER_THREAD, 1))
             .clamp(1, per_image) as u32;
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let act = match spec.act {
@@ -1418,6 +1429,7 @@ impl RegionPlan {
             ("WASS_GDL", flag(spec.wass_gdl)),
             ("LOG_HD", flag(spec.log_hd)),
             super::cache_constant(shape.c()),
+            ("PARTIAL_SLOTS", kernels.partial_slots() as f64),
         ];
         let (layout, pipeline_layout) = kernels.layout(Family::Region, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Region, entry, &constants, &pipeline_layout);
@@ -1461,6 +1473,7 @@ impl RegionPlan {
             fused_map,
             fused_volumes,
             combine: pipe("combine")?,
+            combine_batch: spec.batch.then(|| pipe("combine_batch")).transpose()?,
             finalize: pipe("finalize")?,
             // A compound loss's pixel term is reduced last (with `none` grad_pass writes it).
             loss_final: match (spec.pix, spec.reduction) {
@@ -1627,9 +1640,19 @@ impl RegionPlan {
         pass.set_bind_group(0, &bind_group, &[]);
         pass.set_pipeline(stats_pass);
         pass.dispatch_workgroups(self.wx, shape.n() as u32, 1);
-        pass.set_pipeline(&self.combine);
-        pass.dispatch_workgroups(1, 1, 1);
+        self.record_combine(&mut pass, shape);
         Ok(())
+    }
+
+    /// The statistics from the stats pass's partials (bound to `pass` already): per image, and
+    /// with `batch` then for the batch.
+    fn record_combine(&self, pass: &mut wgpu::ComputePass<'_>, shape: &Shape) {
+        pass.set_pipeline(&self.combine);
+        pass.dispatch_workgroups(shape.c() as u32 + 1, shape.n() as u32, 1);
+        if let Some(batch) = &self.combine_batch {
+            pass.set_pipeline(batch);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
     }
 
     /// A distance loss's map into the plan's own buffer, unless the caller gives one in `map`.
@@ -1711,8 +1734,7 @@ impl RegionPlan {
         pass.set_bind_group(0, &bind_group, &[]);
         pass.set_pipeline(stats_fused);
         pass.dispatch_workgroups(self.wx, plan.shape().n() as u32, 1);
-        pass.set_pipeline(&self.combine);
-        pass.dispatch_workgroups(1, 1, 1);
+        self.record_combine(&mut pass, plan.shape());
         pass.set_pipeline(&self.finalize);
         pass.dispatch_workgroups(1, 1, 1);
     }
