@@ -65,12 +65,9 @@ budget() {
     if ((left < $1)); then echo $((left > 1 ? left : 1)); else echo "$1"; fi
 }
 
-run() {
-    local out=${OUT:-/tmp/segloss-device}
-    local py=${PYTHON:-python3}
-    local tool=${SEGLOSS:-.bin/segloss}
-    local repeat=${REPEAT:-10}
-    DEADLINE_AT=$(($(date +%s) + ${DEADLINE:-480}))
+# The Vulkan loader and the Python packages where the machine lacks them, the environment, and
+# info.txt (adapter, driver, GPU, versions). Uses run's or ab's locals.
+setup() {
     mkdir -p "$out"
     if [ -d .gl ] && ! ldconfig -p | grep -q 'libGLdispatch\.so\.0'; then
         for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -90,6 +87,16 @@ run() {
     { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem \
         --format=csv || true; } >>"$out/info.txt"
     "$py" -c 'import torch, monai, segmentation_models_pytorch as s, scipy; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "monai", monai.__version__, "smp", s.__version__, "scipy", scipy.__version__)' | tee -a "$out/info.txt"
+
+}
+
+run() {
+    local out=${OUT:-/tmp/segloss-device}
+    local py=${PYTHON:-python3}
+    local tool=${SEGLOSS:-.bin/segloss}
+    local repeat=${REPEAT:-10}
+    DEADLINE_AT=$(($(date +%s) + ${DEADLINE:-480}))
+    setup
 
     echo "== segloss check"
     timeout "$(budget 90)" "$tool" check 2>&1 | tee "$out/check.txt" || echo "check: failed or cut" | tee -a "$out/check.txt"
@@ -118,6 +125,29 @@ run() {
     echo "== done with $((DEADLINE_AT - $(date +%s))) s to spare"
 }
 
+# Interleaved benches of several builds on the same GPU, for before/after figures:
+#   bash benches/device.sh ab old=.bin/segloss-old new=.bin/segloss ...
+# writes ab.jsonl: `segloss bench --json --passes --no-cpu` rows, each with "build" and "round"
+# keys added; ROUNDS rounds (default 2) of every build in turn, LOSSES the losses (default all).
+ab() {
+    local out=${OUT:-/tmp/segloss-device}
+    local py=${PYTHON:-python3}
+    local tool=${SEGLOSS:-.bin/segloss}
+    local repeat=${REPEAT:-10}
+    DEADLINE_AT=$(($(date +%s) + ${DEADLINE:-480}))
+    setup
+    local round spec
+    for round in $(seq "${ROUNDS:-2}"); do
+        for spec in "$@"; do
+            echo "== ab: ${spec%%=*}, round $round"
+            timeout "$(budget 120)" "${spec#*=}" bench --json --passes --no-cpu --repeat "$repeat" \
+                ${LOSSES:+--losses "$LOSSES"} \
+                | sed "s/^{/{\"build\":\"${spec%%=*}\",\"round\":$round,/" | tee -a "$out/ab.jsonl" \
+                || echo "ab ${spec%%=*}: failed, cut, or some cases did not run" >&2
+        done
+    done
+}
+
 compare() {
     timeout "$(budget 150)" "$py" benches/compare.py --size "$1" --repeat "$repeat" --segloss "$tool" \
         --json | tee -a "$out/compare.jsonl" || echo "compare $1: failed or cut" >&2
@@ -126,8 +156,12 @@ compare() {
 case "${1:-}" in
     prepare) prepare ;;
     run) run ;;
+    ab)
+        shift
+        ab "$@"
+        ;;
     *)
-        echo "usage: bash benches/device.sh prepare|run" >&2
+        echo "usage: bash benches/device.sh prepare|run|ab NAME=BINARY..." >&2
         exit 2
         ;;
 esac

@@ -13,6 +13,16 @@ pub struct KernelOptions {
     /// created with [`wgpu::Features::SUBGROUP`]; `Some(false)` forces the shared-memory fallback.
     /// `Some(true)` on a device without the feature is an error.
     pub subgroups: Option<bool>,
+    /// Tune the kernels for a software adapter (`Some(true)`) or for a GPU (`Some(false)`).
+    /// `None` (default) decides by the adapter's device type ([`wgpu::DeviceType::Cpu`] is
+    /// software). Results agree either way up to rounding; the choice only moves time:
+    /// - software: each thread of a grid-stride pass walks many pixels, so the passes end in few
+    ///   partial sums; and a pixel's channels (C <= [`crate::loss::PIXEL_CACHE`]) are read from
+    ///   memory once into private arrays, since every storage load is costly on a CPU.
+    /// - GPU: a thread per pixel, to keep enough threads in flight; and no private arrays, which
+    ///   a GPU keeps in slow local memory when indexed by a loop counter: it reads a pixel's
+    ///   channels again, from its caches (on an H200 this halved cross-entropy's time).
+    pub software_tuning: Option<bool>,
 }
 
 /// The compiled kernels of one device, and the entry point to plan losses.
@@ -52,6 +62,8 @@ impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernels")
             .field("subgroups", &self.inner.subgroups)
+            .field("software_tuning", &self.inner.software)
+            .field("partial_slots", &self.inner.partial_slots)
             .field(
                 "max_storage_buffer_binding_size",
                 &self.inner.limits.max_storage_buffer_binding_size,
@@ -91,7 +103,9 @@ impl Kernels {
                 limits: device.limits(),
                 subgroups,
                 partial_slots,
-                software: info.device_type == wgpu::DeviceType::Cpu,
+                software: options
+                    .software_tuning
+                    .unwrap_or(info.device_type == wgpu::DeviceType::Cpu),
                 modules: Mutex::default(),
                 layouts: Mutex::default(),
                 pipelines: Mutex::default(),
@@ -203,7 +217,7 @@ impl Kernels {
     }
 
     /// Items one thread of a grid-stride pass walks (at least): `software` on an adapter that
-    /// runs shaders on the CPU, where each workgroup's closing reduction costs more than the
+    /// runs shaders on the CPU (see [`KernelOptions::software_tuning`]), where each workgroup's closing reduction costs more than the
     /// pixels it summarises when threads hold only a few, else `gpu`, which needs tens of
     /// thousands of threads in flight to hide memory latency.
     pub(crate) fn per_thread(&self, software: usize, gpu: usize) -> usize {
@@ -212,6 +226,13 @@ impl Kernels {
         } else {
             gpu
         }
+    }
+
+    /// Whether the kernels that walk a pixel's `c` channels several times keep them in private
+    /// arrays (the `CACHED` override of shaders/common/pixel_cache.wgsl): on a software adapter,
+    /// when they fit (see [`KernelOptions::software_tuning`]).
+    pub(crate) fn pixel_cache(&self, c: usize) -> bool {
+        self.inner.software && c <= crate::loss::PIXEL_CACHE
     }
 
     /// Workgroups for a grid-stride pass over `items` work items: enough to fill a large GPU,

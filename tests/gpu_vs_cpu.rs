@@ -70,8 +70,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn gpu_matches_cpu(shape in shape_strategy(), (name, mut params, dense, ignore) in loss_strategy(), seed in any::<u64>(), weighted in any::<bool>()) {
-        let (gpu, kernels) = gpu();
+    fn gpu_matches_cpu(shape in shape_strategy(), (name, mut params, dense, ignore) in loss_strategy(), seed in any::<u64>(), weighted in any::<bool>(), tuned in any::<bool>()) {
+        // Half the cases with the kernels a GPU gets (no pixel cache, a thread per pixel).
+        let (gpu, default) = gpu();
+        let kernels = if tuned { gpu_tuned() } else { default };
         let mut rng = Rng::new(seed);
         if weighted && (name == "cross-entropy" || name == "bce") {
             params.push(format!("weight={}", weights(&mut rng, shape.c())));
@@ -81,7 +83,7 @@ proptest! {
         let kind = if dense { TargetKind::Dense } else { TargetKind::Labels };
         let t = targets(&mut rng, &shape, kind, label_classes(&loss, &shape), ignore.then_some(9), false);
         let z = rng.logits(shape.numel(), 4.0);
-        let what = format!("{name} {params:?} {:?} {kind:?}", shape.dims());
+        let what = format!("{name} {params:?} {:?} {kind:?} gpu_tuned={tuned}", shape.dims());
         assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
     }
 }
@@ -221,9 +223,11 @@ fn extreme_logits_stay_finite() {
 /// needed), for every family that keeps a pixel in hand.
 #[test]
 fn channels_at_and_beyond_the_pixel_cache() {
-    let (gpu, kernels) = gpu();
+    let (gpu, default) = gpu();
     let cache = segloss::loss::PIXEL_CACHE;
-    for c in [cache, cache + 1] {
+    // The default kernels (lavapipe: software tuning, so CACHED up to PIXEL_CACHE), and those a
+    // GPU gets (never CACHED).
+    for (kernels, c) in [(default, cache), (default, cache + 1), (gpu_tuned(), cache)] {
         let shape = Shape::new(2, c, &[5, 7]).unwrap();
         for (name, params, kind) in [
             (
@@ -261,7 +265,7 @@ fn channels_at_and_beyond_the_pixel_cache() {
                 false,
             );
             let z = rng.logits(shape.numel(), 3.0);
-            let what = format!("{name} {params:?} {kind:?} C={c}");
+            let what = format!("{name} {params:?} {kind:?} C={c} {kernels:?}");
             assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
         }
     }

@@ -171,6 +171,35 @@ fn gpu_matches_cpu() {
     }
 }
 
+/// The kernels tuned for a GPU (a thread per pixel: many statistics workgroups, whose partials
+/// `combine` adds in strides; no pixel cache) give what the CPU reference gives, on this
+/// (software) adapter too.
+#[test]
+fn gpu_tuning_matches_cpu() {
+    let (gpu, _) = gpu();
+    let kernels = gpu_tuned();
+    let shapes = [
+        // 40 statistics workgroups, 1280 partials per class for combine's 256 threads
+        Shape::new(1, 2, &[100, 101]).unwrap(),
+        Shape::new(3, 4, &[33, 31]).unwrap(),
+        Shape::new(2, 3, &[7, 40, 9]).unwrap(),
+    ];
+    let mut rng = Rng::new(11);
+    for (name, params) in LOSSES {
+        for shape in &shapes {
+            let kind = TargetKind::Labels;
+            let Ok(loss) =
+                Loss::parse(name, params).and_then(|l| l.validate(shape, kind).map(|_| l))
+            else {
+                continue;
+            };
+            let (z, t) = inputs(&mut rng, &loss, shape, kind, params);
+            let what = format!("GPU tuning: {name} {params:?} {:?}", shape.dims());
+            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, shape, &z, t.view());
+        }
+    }
+}
+
 /// Two simulated ranks, each with half of the batch: summing their statistics buffers and running
 /// the backward on each gives the gradient one device computes for the whole batch (batch=true).
 #[test]

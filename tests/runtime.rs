@@ -92,6 +92,7 @@ fn reduction_agrees_with_f64_and_is_reproducible() {
         &gpu.device,
         KernelOptions {
             subgroups: Some(false),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -137,6 +138,7 @@ fn subgroup_and_fallback_kernels_agree_with_cpu() {
         &gpu.device,
         KernelOptions {
             subgroups: Some(false),
+            ..Default::default()
         },
     )
     .unwrap();

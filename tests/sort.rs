@@ -234,6 +234,7 @@ fn segmented_scan_matches_the_cpu() {
         &gpu.device,
         segloss::KernelOptions {
             subgroups: Some(false),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -276,6 +277,7 @@ fn subgroup_and_fallback_sorts_agree() {
         &gpu.device,
         segloss::KernelOptions {
             subgroups: Some(false),
+            ..Default::default()
         },
     )
     .unwrap();

@@ -204,7 +204,7 @@ impl LovaszPlan {
             ("HINGE", flag(spec.hinge)),
             ("PER_IMAGE", flag(spec.per_image)),
             ("ALL_CLASSES", flag(spec.all_classes)),
-            super::cache_constant(shape.c()),
+            super::cache_constant(kernels, shape.c()),
         ];
         let (layout, pl) = kernels.layout(Family::Lovasz, &layout_entries(&SLOTS));
         let pipes = ENTRIES

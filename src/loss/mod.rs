@@ -23,15 +23,17 @@ pub use region::{
 pub use skeleton::ClDice;
 pub use topk::TopK;
 
-/// Channels a pixel's kernels keep in private arrays, reading each logit from memory once
-/// (`PIXEL_CACHE` in shaders/common/pixel_cache.wgsl; checked by a test). Plans with more
-/// channels read them again where needed.
+/// Channels a pixel's kernels keep in private arrays on a software adapter, reading each logit
+/// from memory once (`PIXEL_CACHE` in shaders/common/pixel_cache.wgsl; checked by a test). Plans
+/// with more channels, and every plan on a GPU, read them again where needed (see
+/// [`KernelOptions::software_tuning`](crate::KernelOptions)).
 pub const PIXEL_CACHE: usize = 32;
 
 /// The `CACHED` pipeline constant of the kernels that read a pixel's C channels
-/// (shaders/common/pixel_cache.wgsl): whether they fit the private arrays.
-pub(crate) fn cache_constant(c: usize) -> (&'static str, f64) {
-    ("CACHED", if c <= PIXEL_CACHE { 1.0 } else { 0.0 })
+/// (shaders/common/pixel_cache.wgsl): whether they keep them in private arrays
+/// ([`Kernels::pixel_cache`](crate::Kernels)).
+pub(crate) fn cache_constant(kernels: &crate::Kernels, c: usize) -> (&'static str, f64) {
+    ("CACHED", if kernels.pixel_cache(c) { 1.0 } else { 0.0 })
 }
 
 /// How the per-element losses are combined, as the reference defines it.

@@ -525,7 +525,7 @@ impl PixelPlan {
             ("REDUCTION", reduction),
             ("PER_IMAGE_NORM", flag(spec.per_image_norm())),
             ("PREPASS", flag(spec.needs_prepass())),
-            super::cache_constant(shape.c()),
+            super::cache_constant(kernels, shape.c()),
         ];
         let (layout, pipeline_layout) = kernels.layout(Family::Pixel, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Pixel, entry, &constants, &pipeline_layout);

@@ -1428,7 +1428,7 @@ impl RegionPlan {
             ),
             ("WASS_GDL", flag(spec.wass_gdl)),
             ("LOG_HD", flag(spec.log_hd)),
-            super::cache_constant(shape.c()),
+            super::cache_constant(kernels, shape.c()),
             ("PARTIAL_SLOTS", kernels.partial_slots() as f64),
         ];
         let (layout, pipeline_layout) = kernels.layout(Family::Region, &layout_entries(&SLOTS));

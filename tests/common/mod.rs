@@ -26,6 +26,19 @@ pub fn gpu() -> &'static (Gpu, Kernels) {
     })
 }
 
+/// Kernels on the test device tuned for a GPU whatever the adapter (a thread per pixel, no pixel
+/// cache: `KernelOptions::software_tuning`), so that lavapipe also runs what a GPU runs.
+pub fn gpu_tuned() -> &'static Kernels {
+    static KERNELS: OnceLock<Kernels> = OnceLock::new();
+    KERNELS.get_or_init(|| {
+        let options = segloss::KernelOptions {
+            software_tuning: Some(false),
+            ..Default::default()
+        };
+        Kernels::with_options(&gpu().0.device, options).expect("GPU-tuned kernels")
+    })
+}
+
 /// A second device on the test adapter whose storage bindings hold 64 KiB (16 384 f32), to reach
 /// the paths for tensors larger than one binding cheaply.
 pub fn small_binding_device() -> (Gpu, Kernels) {
