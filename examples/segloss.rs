@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use npyz::{DType, NpyFile, TypeChar, WriterBuilder};
 use segloss::readback::{download, read_status, upload, zeros};
@@ -42,9 +42,10 @@ usage:
                    weight=1,2,0.5); repeatable, the last occurrence of a key wins
         --backend  gpu (default) or cpu (the reference implementation)
         --grad     writes the gradient as float32 .npy, the logits' shape
-        --repeat   runs forward+backward R more times on the resident buffers and adds
-                   \"ms\" (median wall ms per call, submit to completion) and, where the
-                   device has timestamp queries, \"gpu_ms\" (median GPU time per call)
+        --repeat   runs forward+backward R more times on the resident buffers (after
+                   untimed calls filling 0.2 s, so a GPU that idled is back at its clocks)
+                   and adds \"ms\" (median wall ms per call, submit to completion) and, where
+                   the device has timestamp queries, \"gpu_ms\" (median GPU time per call)
       Output keys: \"loss\" (a number for reduction mean/sum; for reduction none an array,
       flattened in C order, of shape \"loss_shape\": [N, *S] for cross-entropy, [N, C', *S]
       for the others, C' the channels in the loss), \"loss_shape\" ([] for a number),
@@ -78,7 +79,8 @@ usage:
       Every loss (or those listed) at a 2D size (8x19x128x256; small: 2x19x32x64) and a 3D
       size (2x14x64x64x64; small: 1x14x16x16x16), C = 1 or 2 for the binary losses: median
       GPU time (timestamp queries where the adapter has them, else wall time submit to
-      completion, on resident buffers) and CPU reference time; the unavoidable bytes (logits
+      completion, on resident buffers, after untimed calls filling 0.2 s) and CPU reference
+      time; the unavoidable bytes (logits
       and targets read once per pass over them, gradient written once) and their rate, next
       to a copy kernel's rate on the same adapter (the roofline) and the fraction reached.
       --passes also times every compute pass of each loss on its own (pass timestamps;
@@ -932,9 +934,8 @@ fn edt(args: &[String]) -> CliResult<ExitCode> {
         let out: Vec<f32> = download(device, queue, &out_buf, plan.len())?;
         let mut timing = Timing::default();
         if let Some(r) = repeat {
-            // The call above was the warm-up.
             let ts = Timestamps::new(&gpu);
-            timing = time_gpu(&gpu, &ts, r, false, |enc| {
+            timing = time_gpu(&gpu, &ts, r, |enc| {
                 Ok(plan.record(enc, &mask_buf, &out_buf)?)
             })?;
         }
@@ -1066,9 +1067,8 @@ fn eval_gpu(
 
     let mut timing = Timing::default();
     if let Some(r) = repeat {
-        // The call above was the warm-up.
         let ts = Timestamps::new(&gpu);
-        timing = time_gpu(&gpu, &ts, r, false, |enc| {
+        timing = time_gpu(&gpu, &ts, r, |enc| {
             plan.record(enc, &inputs, &outputs)?;
             Ok(())
         })?;
@@ -1730,20 +1730,34 @@ fn time_passes(
     Ok(out)
 }
 
-/// Submits what `record` records `repeat` times (after one untimed warm-up call if `warm_up`),
-/// each call on its own and waited for; the timestamps, where there are, bracket the recorded
+/// Untimed calls before the timed ones fill at least this long (and are at least one): a GPU
+/// that idled while the CPU reference ran (or while a Python reference prepared its inputs)
+/// clocks down, and one short call does not bring it back. On an H200, one warm-up call after
+/// the CPU reference left latency-bound passes up to 4.8× slower than back-to-back runs.
+const WARM_UP: Duration = Duration::from_millis(200);
+
+/// Submits what `record` records `repeat` times, after untimed warm-up calls (`WARM_UP`), each
+/// call on its own and waited for; the timestamps, where there are, bracket the recorded
 /// passes and are read back outside the timed call.
 fn time_gpu(
     gpu: &Gpu,
     ts: &Option<Timestamps>,
     repeat: usize,
-    warm_up: bool,
     mut record: impl FnMut(&mut segloss::wgpu::CommandEncoder) -> CliResult<()>,
 ) -> CliResult<Timing> {
     let (device, queue) = (&gpu.device, &gpu.queue);
+    let warm = Instant::now();
+    loop {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        record(&mut encoder)?;
+        wait(device, queue.submit([encoder.finish()]))?;
+        if warm.elapsed() >= WARM_UP {
+            break;
+        }
+    }
     let mut wall = Vec::new();
     let mut on_gpu = Vec::new();
-    for k in (if warm_up { 0 } else { 1 })..=repeat {
+    for _ in 0..repeat {
         let mut encoder = device.create_command_encoder(&Default::default());
         if let Some(ts) = ts {
             encoder.write_timestamp(&ts.set, 0);
@@ -1756,11 +1770,7 @@ fn time_gpu(
         let t = Instant::now();
         let index = queue.submit([commands]);
         wait(device, index)?;
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        if k == 0 {
-            continue; // warm-up
-        }
-        wall.push(ms);
+        wall.push(t.elapsed().as_secs_f64() * 1e3);
         if let Some(ts) = ts {
             let mut encoder = device.create_command_encoder(&Default::default());
             encoder.resolve_query_set(&ts.set, 0..2, &ts.resolve, 0);
@@ -1863,7 +1873,7 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
         .max()
         .unwrap_or(1);
     let roof = kernels.roofline_plan(roof_len)?;
-    let roof_ms = time_gpu(&gpu, &ts, repeat, true, |enc| {
+    let roof_ms = time_gpu(&gpu, &ts, repeat, |enc| {
         roof.record(enc);
         Ok(())
     })?
@@ -1927,7 +1937,7 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
                 targets: &yb,
             };
             let outputs = Outputs::new(&lb, &gb);
-            let gpu_ms = time_gpu(&gpu, &ts, repeat, true, |enc| {
+            let gpu_ms = time_gpu(&gpu, &ts, repeat, |enc| {
                 plan.record(enc, &inputs, &outputs)?;
                 Ok(())
             })?
