@@ -246,3 +246,23 @@ fn readme_loss_table_matches_the_registry() {
     }
     assert!(rows >= Loss::NAMES.len());
 }
+
+/// A region loss runs a grid of (C + 1) × N workgroups to combine its statistics: more channels
+/// than a grid dimension holds is refused at planning, naming the count, not recorded.
+#[test]
+fn channels_beyond_the_workgroup_grid_are_refused() {
+    let (_, kernels) = gpu();
+    let max_dim = kernels.limits().max_compute_workgroups_per_dimension as usize;
+    let loss = Loss::parse("dice", &[]).unwrap();
+    let too_many = Shape::new(1, max_dim, &[1]).unwrap();
+    let e = kernels
+        .plan(&loss, too_many, TargetKind::Labels)
+        .err()
+        .expect("a plan with C + 1 workgroups past the limit");
+    assert!(
+        e.to_string().contains(&format!("{max_dim} channels")),
+        "{e}"
+    );
+    let most = Shape::new(1, max_dim - 1, &[1]).unwrap();
+    kernels.plan(&loss, most, TargetKind::Labels).unwrap();
+}
