@@ -65,9 +65,15 @@ budget() {
     if ((left < $1)); then echo $((left > 1 ? left : 1)); else echo "$1"; fi
 }
 
-# The Vulkan loader and the Python packages where the machine lacks them, the environment, and
-# info.txt (adapter, driver, GPU, versions). Uses run's or ab's locals.
+# The settings (globals: out, py, tool, repeat, DEADLINE_AT), the Vulkan loader and the Python
+# packages where the machine lacks them, the environment, and info.txt (adapter, driver, GPU,
+# versions).
 setup() {
+    out=${OUT:-/tmp/segloss-device}
+    py=${PYTHON:-python3}
+    tool=${SEGLOSS:-.bin/segloss}
+    repeat=${REPEAT:-10}
+    DEADLINE_AT=$(($(date +%s) + ${DEADLINE:-480}))
     mkdir -p "$out"
     if [ -d .gl ] && ! ldconfig -p | grep -q 'libGLdispatch\.so\.0'; then
         for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -87,15 +93,9 @@ setup() {
     { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem \
         --format=csv || true; } >>"$out/info.txt"
     "$py" -c 'import torch, monai, segmentation_models_pytorch as s, scipy; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "monai", monai.__version__, "smp", s.__version__, "scipy", scipy.__version__)' | tee -a "$out/info.txt"
-
 }
 
 run() {
-    local out=${OUT:-/tmp/segloss-device}
-    local py=${PYTHON:-python3}
-    local tool=${SEGLOSS:-.bin/segloss}
-    local repeat=${REPEAT:-10}
-    DEADLINE_AT=$(($(date +%s) + ${DEADLINE:-480}))
     setup
 
     echo "== segloss check"
@@ -130,11 +130,6 @@ run() {
 # writes ab.jsonl: `segloss bench --json --passes --no-cpu` rows, each with "build" and "round"
 # keys added; ROUNDS rounds (default 2) of every build in turn, LOSSES the losses (default all).
 ab() {
-    local out=${OUT:-/tmp/segloss-device}
-    local py=${PYTHON:-python3}
-    local tool=${SEGLOSS:-.bin/segloss}
-    local repeat=${REPEAT:-10}
-    DEADLINE_AT=$(($(date +%s) + ${DEADLINE:-480}))
     setup
     local round spec
     for round in $(seq "${ROUNDS:-2}"); do
