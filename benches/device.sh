@@ -125,18 +125,21 @@ run() {
     echo "== done with $((DEADLINE_AT - $(date +%s))) s to spare"
 }
 
-# Interleaved benches of several builds on the same GPU, for before/after figures:
-#   bash benches/device.sh ab old=.bin/segloss-old new=.bin/segloss ...
-# writes ab.jsonl: `segloss bench --json --passes --no-cpu` rows, each with "build" and "round"
-# keys added; ROUNDS rounds (default 2) of every build in turn, LOSSES the losses (default all).
+# Interleaved benches of several builds (or of one build's flags) on the same GPU, for
+# before/after figures:
+#   bash benches/device.sh ab old=.bin/segloss-old new=.bin/segloss "soft=.bin/segloss --tuning software"
+# writes ab.jsonl: `segloss bench --json --passes --no-cpu` rows (plus the flags after the
+# binary), each with "build" and "round" keys added; ROUNDS rounds (default 2) of every build in
+# turn, LOSSES the losses (default all).
 ab() {
     setup
-    local round spec
+    local round spec words
     for round in $(seq "${ROUNDS:-2}"); do
         for spec in "$@"; do
             echo "== ab: ${spec%%=*}, round $round"
-            timeout "$(budget 120)" "${spec#*=}" bench --json --passes --no-cpu --repeat "$repeat" \
-                ${LOSSES:+--losses "$LOSSES"} \
+            read -r -a words <<<"${spec#*=}"
+            timeout "$(budget 120)" "${words[0]}" bench --json --passes --no-cpu --repeat "$repeat" \
+                ${LOSSES:+--losses "$LOSSES"} "${words[@]:1}" \
                 | sed "s/^{/{\"build\":\"${spec%%=*}\",\"round\":$round,/" | tee -a "$out/ab.jsonl" \
                 || echo "ab ${spec%%=*}: failed, cut, or some cases did not run" >&2
         done

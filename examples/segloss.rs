@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use npyz::{DType, NpyFile, TypeChar, WriterBuilder};
 use segloss::readback::{download, read_status, upload, zeros};
 use segloss::{
-    Gpu, GpuOptions, Inputs, Kernels, Loss, LossOutput, Outputs, Reduction, Shape, TargetKind,
-    Targets,
+    Gpu, GpuOptions, Inputs, KernelOptions, Kernels, Loss, LossOutput, Outputs, Reduction, Shape,
+    TargetKind, Targets,
 };
 use serde_json::{json, Map, Value};
 
@@ -33,7 +33,7 @@ usage:
       The adapter, backend, driver, features and limits in use.
 
   segloss eval --loss NAME --logits Z.npy --target Y.npy [--param KEY=VALUE]...
-               [--backend gpu|cpu] [--grad G.npy] [--repeat R]
+               [--backend gpu|cpu] [--grad G.npy] [--repeat R] [--tuning auto|gpu|software]
       Computes the loss and dL/dlogits and prints one JSON object on stdout.
         --logits   float32 [N, C, *S], 1 to 3 spatial dimensions, C order
         --target   labels: any integer dtype (or bool), shape [N, *S] or [N, 1, *S],
@@ -69,13 +69,13 @@ usage:
       Output keys: \"shape\", \"spacing\", \"signed\", \"method\", \"backend\", \"adapter\",
       \"sum\" and \"max\" (of the distances, in f64).
 
-  segloss check [--seed N]
+  segloss check [--seed N] [--tuning auto|gpu|software]
       Every loss, several parameter variants each, on seeded random inputs: GPU against the
       CPU reference. Prints a table; exits non-zero if any case fails (loss relative error or
       gradient error relative to max |grad| above 1e-4).
 
   segloss bench [--preset full|small] [--losses A,B,...] [--repeat R] [--cpu-repeat R]
-                [--no-cpu] [--passes] [--json]
+                [--no-cpu] [--passes] [--json] [--tuning auto|gpu|software]
       Every loss (or those listed) at a 2D size (8x19x128x256; small: 2x19x32x64) and a 3D
       size (2x14x64x64x64; small: 1x14x16x16x16), C = 1 or 2 for the binary losses: median
       GPU time (timestamp queries where the adapter has them, else wall time submit to
@@ -91,6 +91,9 @@ usage:
       the others still run, and the exit status is 1.
 
 losses: the names of LOSSES.md (segloss check lists them all)
+--tuning: the kernels' tuning (eval, check, bench): gpu (a thread per pixel, channels read
+  again from the caches) or software (many pixels per thread, channels kept in private arrays);
+  auto (default) by the adapter's device type. Results agree up to rounding.
 environment: WGPU_BACKEND=vulkan|metal|dx12 picks the backend (default: any of those three)
 ";
 
@@ -299,14 +302,31 @@ fn required<'a>(
 /// Validation errors wgpu reports outside error scopes; by default it would panic on them.
 static UNCAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-fn open_gpu() -> CliResult<(Gpu, Kernels)> {
+/// `--tuning`: the kernels' tuning (`KernelOptions::software_tuning`), by default the adapter's.
+fn tuning_flag(command: &str, flags: &[(&'static str, String)]) -> CliResult<Option<bool>> {
+    match get(flags, "tuning") {
+        None | Some("auto") => Ok(None),
+        Some("gpu") => Ok(Some(false)),
+        Some("software") => Ok(Some(true)),
+        Some(t) => usage(format!(
+            "{command}: --tuning must be auto, gpu or software, got `{t}`"
+        )),
+    }
+}
+
+/// The device, and kernels tuned as `tuning` says (`None`: for the adapter's type).
+fn open_gpu(tuning: Option<bool>) -> CliResult<(Gpu, Kernels)> {
     let gpu = Gpu::new(&GpuOptions::default())?;
     gpu.device
         .on_uncaptured_error(Arc::new(|e: segloss::wgpu::Error| {
             let mut errors = UNCAPTURED.lock().unwrap_or_else(|p| p.into_inner());
             errors.push(e.to_string());
         }));
-    let kernels = Kernels::new(&gpu.device)?;
+    let options = KernelOptions {
+        software_tuning: tuning,
+        ..Default::default()
+    };
+    let kernels = Kernels::with_options(&gpu.device, options)?;
     Ok((gpu, kernels))
 }
 
@@ -331,7 +351,7 @@ fn wait(device: &segloss::wgpu::Device, index: segloss::wgpu::SubmissionIndex) -
 
 fn info() -> CliResult<ExitCode> {
     use segloss::wgpu::Features;
-    let (gpu, kernels) = open_gpu()?;
+    let (gpu, kernels) = open_gpu(None)?;
     let i = gpu.adapter.get_info();
     let f = gpu.device.features();
     let l = gpu.device.limits();
@@ -351,6 +371,14 @@ fn info() -> CliResult<ExitCode> {
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<38} {v}\n"));
     line("adapter", i.name.clone());
     line("device type", format!("{:?}", i.device_type));
+    line(
+        "kernel tuning",
+        if kernels.software_tuned() {
+            "software (many pixels per thread, pixel cache)".to_string()
+        } else {
+            "gpu (a thread per pixel, no pixel cache)".to_string()
+        },
+    );
     line("backend", format!("{:?}", i.backend));
     line(
         "driver",
@@ -748,6 +776,7 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
             flag("backend"),
             flag("grad"),
             flag("repeat"),
+            flag("tuning"),
         ],
     )?;
     let name = required(C, &flags, "loss")?;
@@ -765,6 +794,7 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
     }
     let gpu_backend = backend_flag(C, &flags)?;
     let repeat = repeat_flag(C, &flags)?;
+    let tuning = tuning_flag(C, &flags)?;
     let grad_path = get(&flags, "grad");
 
     let loss = Loss::from_name(name, &params)?;
@@ -774,7 +804,7 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
     loss.validate(&shape, kind)?;
 
     let (out, adapter, timing) = if gpu_backend {
-        eval_gpu(&loss, &shape, &z, &targets, repeat)?
+        eval_gpu(&loss, &shape, &z, &targets, repeat, tuning)?
     } else {
         let run = || segloss::cpu::forward_backward(&loss, &shape, &z, targets.view());
         let out = run()?;
@@ -921,7 +951,7 @@ fn edt(args: &[String]) -> CliResult<ExitCode> {
     };
 
     let (out, adapter, timing) = if gpu_backend {
-        let (gpu, kernels) = open_gpu()?;
+        let (gpu, kernels) = open_gpu(None)?;
         let (device, queue) = (&gpu.device, &gpu.queue);
         let plan = kernels.distance_plan(count, spatial, &options)?;
         let words: Vec<u32> = masks.iter().map(|&m| u32::from(m)).collect();
@@ -1037,8 +1067,9 @@ fn eval_gpu(
     z: &[f32],
     targets: &OwnedTargets,
     repeat: Option<usize>,
+    tuning: Option<bool>,
 ) -> CliResult<(LossOutput, String, Timing)> {
-    let (gpu, kernels) = open_gpu()?;
+    let (gpu, kernels) = open_gpu(tuning)?;
     let (device, queue) = (&gpu.device, &gpu.queue);
     let adapter = gpu.adapter.get_info().name;
     let view = targets.view();
@@ -1468,7 +1499,8 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
 
 fn check(args: &[String]) -> CliResult<ExitCode> {
     const TOL: f64 = 1e-4;
-    let flags = parse_flags("check", args, &[flag("seed")])?;
+    let flags = parse_flags("check", args, &[flag("seed"), flag("tuning")])?;
+    let tuning = tuning_flag("check", &flags)?;
     let seed = match get(&flags, "seed") {
         None => 0,
         Some(s) => s.parse::<u64>().or_else(|_| {
@@ -1483,7 +1515,7 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
             return failed(format!("check has no cases for the loss `{name}`"));
         }
     }
-    let (gpu, kernels) = open_gpu()?;
+    let (gpu, kernels) = open_gpu(tuning)?;
     let mut rows: Vec<[String; 7]> = Vec::new();
     let mut failures = 0;
     for (k, c) in CASES.iter().enumerate() {
@@ -1810,8 +1842,10 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
                 name: "passes",
                 repeatable: false,
             },
+            flag("tuning"),
         ],
     )?;
+    let tuning = tuning_flag(C, &flags)?;
     let small = match get(&flags, "preset") {
         None | Some("full") => false,
         Some("small") => true,
@@ -1847,7 +1881,7 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
     } else {
         [(8, 19, vec![128, 256]), (2, 14, vec![64, 64, 64])]
     };
-    let (gpu, kernels) = open_gpu()?;
+    let (gpu, kernels) = open_gpu(tuning)?;
     let adapter = gpu.adapter.get_info();
     if by_pass
         && !gpu

@@ -216,6 +216,11 @@ impl Kernels {
         self.inner.partial_slots
     }
 
+    /// Whether the kernels are tuned for a software adapter ([`KernelOptions::software_tuning`]).
+    pub fn software_tuned(&self) -> bool {
+        self.inner.software
+    }
+
     /// Items one thread of a grid-stride pass walks (at least): `software` on an adapter that
     /// runs shaders on the CPU (see [`KernelOptions::software_tuning`]), where each workgroup's closing reduction costs more than the
     /// pixels it summarises when threads hold only a few, else `gpu`, which needs tens of

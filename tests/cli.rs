@@ -775,6 +775,11 @@ fn bad_input_fails_with_one_clear_line() {
             "seed",
         ),
         (
+            "check with a bad tuning",
+            s(&["check", "--tuning", "fast"]),
+            "fast",
+        ),
+        (
             "bench with a bad preset",
             s(&["bench", "--preset", "huge"]),
             "huge",
@@ -870,6 +875,25 @@ fn check_passes_on_every_loss() {
         assert!(s.contains(name), "check has no `{name}` row:\n{s}");
     }
     assert!(s.contains("PASS"), "{s}");
+}
+
+/// Every case again with the kernels a GPU gets (a thread per pixel, no pixel cache), so that
+/// lavapipe runs those code paths for every loss too.
+#[test]
+fn check_passes_with_gpu_tuning() {
+    let out = segloss(&["check", "--tuning", "gpu"]);
+    let s = ok(&["check", "--tuning", "gpu"], &out);
+    assert!(!s.contains("FAIL"), "check --tuning gpu failed:\n{s}");
+    // "P of T cases passed": every case ran and passed.
+    let summary = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let counts: Vec<usize> = summary
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        summary.ends_with("cases passed") && counts.len() == 2 && counts[0] == counts[1],
+        "{s}"
+    );
 }
 
 /// The split-phase example: two simulated ranks reproduce the single-device gradient.
