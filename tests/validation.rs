@@ -255,10 +255,9 @@ fn channels_beyond_the_workgroup_grid_are_refused() {
     let max_dim = kernels.limits().max_compute_workgroups_per_dimension as usize;
     let loss = Loss::parse("dice", &[]).unwrap();
     let too_many = Shape::new(1, max_dim, &[1]).unwrap();
-    let e = kernels
-        .plan(&loss, too_many, TargetKind::Labels)
-        .err()
-        .expect("a plan with C + 1 workgroups past the limit");
+    let Err(e) = kernels.plan(&loss, too_many, TargetKind::Labels) else {
+        panic!("a plan with C + 1 workgroups past the limit");
+    };
     assert!(
         e.to_string().contains(&format!("{max_dim} channels")),
         "{e}"
