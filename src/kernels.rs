@@ -221,10 +221,10 @@ impl Kernels {
         self.inner.software
     }
 
-    /// Items one thread of a grid-stride pass walks (at least): `software` on an adapter that
-    /// runs shaders on the CPU (see [`KernelOptions::software_tuning`]), where each workgroup's closing reduction costs more than the
-    /// pixels it summarises when threads hold only a few, else `gpu`, which needs tens of
-    /// thousands of threads in flight to hide memory latency.
+    /// Items one thread of a grid-stride pass walks (at least): `software` when tuned for a
+    /// software adapter (see [`KernelOptions::software_tuning`]), where each workgroup's closing
+    /// reduction costs more than the pixels it summarises when threads hold only a few, else
+    /// `gpu`, which needs tens of thousands of threads in flight to hide memory latency.
     pub(crate) fn per_thread(&self, software: usize, gpu: usize) -> usize {
         if self.inner.software {
             software
