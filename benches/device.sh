@@ -4,9 +4,10 @@
 # Vulkan loader, no MONAI or smp). Two steps:
 #
 #   bash benches/device.sh prepare   # here, with network: the release tool and the stripped
-#                                    # GPU test binaries in .bin/, the Vulkan loader's .deb in
-#                                    # .gl/, MONAI and smp wheels in .whl/ (all three folders
-#                                    # ignored through .git/info/exclude)
+#                                    # GPU test binaries in .bin/ (with BRANCHES="b1 b2" also
+#                                    # those branches' tools, .bin/segloss-b1 ...), the Vulkan
+#                                    # loader's .deb in .gl/, MONAI and smp wheels in .whl/ (all
+#                                    # three folders ignored through .git/info/exclude)
 #   bash benches/device.sh run       # there, carrying .bin .gl .whl: writes to $OUT (or
 #                                    # /tmp/segloss-device) info.txt, check.txt (`segloss
 #                                    # check`), tests.txt (the GPU test binaries),
@@ -46,6 +47,16 @@ prepare() {
     tar -C "$tb" -cJf .bin/tests.tar.xz .
     rm -rf "$tb"
     pwd >.bin/manifest_dir
+    # BRANCHES="a b": those branches' tools too, as .bin/segloss-a ..., for `ab` (each built in
+    # a git worktree under /tmp, with one shared target folder).
+    local b wt
+    for b in ${BRANCHES:-}; do
+        wt=/tmp/segloss-wt-$b
+        [ -d "$wt" ] || git worktree add -q "$wt" "$b"
+        git -C "$wt" checkout -q "$b"
+        (cd "$wt" && CARGO_TARGET_DIR=/tmp/segloss-wt-target cargo build --release --example segloss)
+        cp /tmp/segloss-wt-target/release/examples/segloss ".bin/segloss-$b"
+    done
     local o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64)
     apt-get "${o[@]}" update
     # The loader alone is not enough: NVIDIA's Vulkan driver lives in libGLX_nvidia, which
