@@ -4,8 +4,8 @@
 # Vulkan loader, no MONAI or smp). Two steps:
 #
 #   bash benches/device.sh prepare   # here, with network: the release tool and the stripped
-#                                    # GPU test binaries in .bin/ (with BRANCHES="b1 b2" also
-#                                    # those branches' tools, .bin/segloss-b1 ...), the Vulkan
+#                                    # GPU test binaries in .bin/ (with EXPERIMENTS="x.patch"
+#                                    # also HEAD + x.patch, .bin/segloss-x ...), the Vulkan
 #                                    # loader's .deb in .gl/, MONAI and smp wheels in .whl/ (all
 #                                    # three folders ignored through .git/info/exclude)
 #   bash benches/device.sh run       # there, carrying .bin .gl .whl: writes to $OUT (or
@@ -47,15 +47,18 @@ prepare() {
     tar -C "$tb" -cJf .bin/tests.tar.xz .
     rm -rf "$tb"
     pwd >.bin/manifest_dir
-    # BRANCHES="a b": those branches' tools too, as .bin/segloss-a ..., for `ab` (each built in
-    # a git worktree under /tmp, with one shared target folder).
-    local b wt
-    for b in ${BRANCHES:-}; do
-        wt=/tmp/segloss-wt-$b
-        [ -d "$wt" ] || git worktree add -q "$wt" "$b"
-        git -C "$wt" checkout -q "$b"
+    # EXPERIMENTS="benches/experiments/a.patch ...": HEAD with each patch applied, built in a
+    # git worktree under /tmp (one shared target folder), as .bin/segloss-a ..., for `ab`.
+    local patch name wt
+    for patch in ${EXPERIMENTS:-}; do
+        name=$(basename "$patch" .patch)
+        wt=/tmp/segloss-wt-$name
+        git worktree remove --force "$wt" 2>/dev/null || true
+        git worktree add -q --detach "$wt" HEAD
+        git -C "$wt" apply "$PWD/$patch"
         (cd "$wt" && CARGO_TARGET_DIR=/tmp/segloss-wt-target cargo build --release --example segloss)
-        cp /tmp/segloss-wt-target/release/examples/segloss ".bin/segloss-$b"
+        cp /tmp/segloss-wt-target/release/examples/segloss ".bin/segloss-$name"
+        git worktree remove --force "$wt"
     done
     local o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64)
     apt-get "${o[@]}" update
