@@ -21,7 +21,7 @@ pub struct KernelOptions {
     ///   memory once into private arrays, since every storage load is costly on a CPU.
     /// - GPU: a thread per pixel, to keep enough threads in flight; and no private arrays, which
     ///   a GPU keeps in slow local memory when indexed by a loop counter: it reads a pixel's
-    ///   channels again, from its caches (on an H200 this halved cross-entropy's time).
+    ///   channels again, from its caches (on an H200 cross-entropy went from 0.087 to 0.048 ms).
     pub software_tuning: Option<bool>,
 }
 
@@ -40,8 +40,8 @@ pub(crate) struct Inner {
     subgroups: bool,
     /// `partial_slots()`: the most subgroups a workgroup can have on this device.
     partial_slots: usize,
-    /// The adapter runs shaders on the CPU (lavapipe, WARP, SwiftShader): few threads, each
-    /// workgroup costly, so per-thread work is sized differently (`per_thread`).
+    /// Tuned for an adapter that runs shaders on the CPU (lavapipe, WARP, SwiftShader: few
+    /// threads, every storage load costly): `per_thread`, `pixel_cache`.
     software: bool,
     modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
     layouts: Mutex<HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
