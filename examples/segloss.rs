@@ -80,9 +80,9 @@ usage:
       size (2x14x64x64x64; small: 1x14x16x16x16), C = 1 or 2 for the binary losses: median
       GPU time (timestamp queries where the adapter has them, else wall time submit to
       completion, on resident buffers, after untimed calls filling 0.2 s) and CPU reference
-      time; the unavoidable bytes (logits
-      and targets read once per pass over them, gradient written once) and their rate, next
-      to a copy kernel's rate on the same adapter (the roofline) and the fraction reached.
+      time; the unavoidable bytes (logits and targets read once per pass over them, gradient
+      written once) and their rate, next to a copy kernel's rate on the same adapter (the
+      roofline) and the fraction reached.
       --passes also times every compute pass of each loss on its own (pass timestamps;
       median over the repeats, summed per pass label, with the count of such passes), to
       show which pass takes the time (JSON: a \"passes\" array of label, count, ms).
@@ -1744,9 +1744,7 @@ fn time_passes(
     }
     for i in 0..passes {
         let label = &calls[0][i].label;
-        let mut ms: Vec<f64> = calls.iter().map(|c| c[i].ms).collect();
-        ms.sort_by(f64::total_cmp);
-        let median = ms[ms.len() / 2];
+        let median = median(calls.iter().map(|c| c[i].ms).collect());
         match out.iter_mut().find(|p| &p.label == label) {
             Some(p) => {
                 p.count += 1;

@@ -854,6 +854,15 @@ fn label_dl_dp(seg: u32, c: u32, p: f32, coef_scale: f32, hot: i32, hot_x: f32) 
     return coef_scale * d;
 }
 
+// dl/dp of class c at a valid pixel: `label_dl_dp` for one-hot labels (`hot`, `hot_x` as
+// grad_pixel reads them once per pixel), else `class_dl_dp`.
+fn pixel_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32, e: u32, n: u32, hot: i32, hot_x: f32) -> f32 {
+    if by_label() {
+        return label_dl_dp(seg, c, p, coef_scale, hot, hot_x);
+    }
+    return class_dl_dp(seg, c, p, g, coef_scale, label, e, n);
+}
+
 // The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits,
 // from the pixel's last `px_softmax` (whose cached exps `px_softmax_at` reuses); `aux` is Σ_k w_k t'_k for dense cross-entropy and log p_y for exp-log.
 fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32) -> vec2<f32> {
@@ -937,13 +946,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
             let e = base + c * params.s;
             let pc = px_prob(base, c, lse);
             let t = px_target(base, c, label);
-            var d = 0.0;
-            if by_label() {
-                d = label_dl_dp(seg, c, pc, coef_scale, hot, hot_x);
-            } else {
-                d = class_dl_dp(seg, c, pc, t, coef_scale, label, e, n);
-            }
-            dot = dot + pc * d;
+            dot = dot + pc * pixel_dl_dp(seg, c, pc, t, coef_scale, label, e, n, hot, hot_x);
             let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
             ce_a = ce_a + pixel_weight(c) * ts;
         }
@@ -956,12 +959,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
         let z = px_logit(base, c);
         let pc = px_prob(base, c, lse);
         let t = px_target(base, c, label);
-        var d = 0.0;
-        if by_label() {
-            d = label_dl_dp(seg, c, pc, coef_scale, hot, hot_x);
-        } else {
-            d = class_dl_dp(seg, c, pc, t, coef_scale, label, e, n);
-        }
+        let d = pixel_dl_dp(seg, c, pc, t, coef_scale, label, e, n, hot, hot_x);
         var g = d;
         if ACT == ACT_SOFTMAX {
             g = pc * (d - dot);
