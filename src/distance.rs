@@ -137,7 +137,8 @@ pub struct DistanceOptions {
 impl DistanceOptions {
     /// Checks the options against the spatial extents of the masks, as
     /// [`Kernels::distance_plan`] does: 1 to 3 non-zero extents, and no spacing or one positive
-    /// finite value per axis. For callers of the CPU reference ([`crate::cpu::distance`]), which
+    /// finite value per axis, whose square is a normal f32 and with which the grid's squared
+    /// diagonal stays below `f32::MAX / 8` (the transforms add squared distances). For callers of the CPU reference ([`crate::cpu::distance`]), which
     /// assumes valid input.
     pub fn validate(&self, spatial: &[usize]) -> Result<()> {
         grid(spatial, &self.spacing).map(|_| ())
@@ -219,6 +220,30 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
     for (a, &d) in spatial.iter().enumerate() {
         dims[a] = d as u32;
         sp[a] = spacing.get(a).copied().unwrap_or(1.0);
+    }
+    // The transforms work on squared distances in f32: the smallest (a spacing squared) must
+    // not underflow, and the largest (the grid's diagonal squared), with the envelope's sums
+    // of two such values, must not overflow, or an INF - INF could make a NaN that hides the
+    // envelope's end markers. That allows spacings from about 1e-19 to a diagonal of ~6e18 units.
+    if let Some(x) = spacing.iter().find(|x| *x * *x < f32::MIN_POSITIVE) {
+        return Err(Error::Parameter {
+            loss: "distance",
+            name: "spacing".into(),
+            message: format!("{x:e} is too small: its square underflows f32"),
+        });
+    }
+    let diagonal: f64 = (0..3)
+        .map(|a| (dims[a] as f64 * sp[a] as f64).powi(2))
+        .sum();
+    if diagonal > f32::MAX as f64 / 8.0 {
+        return Err(Error::Parameter {
+            loss: "distance",
+            name: "spacing".into(),
+            message: format!(
+                "{spacing:?} is too large for extents {spatial:?}: the squared diagonal \
+                 {diagonal:e} would overflow f32"
+            ),
+        });
     }
     Ok((dims, sp))
 }

@@ -6,6 +6,20 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::shader::{self, Family};
 
+/// The most 4-byte elements one storage binding may hold, whatever the device allows (2^31):
+/// the kernels index with u32, and a grid-stride loop's index plus its stride (at most
+/// 65535 workgroups of 256 threads) must not wrap around. Vulkan devices allow at most 4 GiB
+/// per binding (2^30 floats) anyway.
+pub const MAX_BINDING_ELEMENTS: u64 = 1 << 31;
+
+/// The runtime checks naga compiles into the shaders: all of them except loop bounding, which
+/// every loop here does without (see the SAFETY note in [`Kernels::pipeline`]).
+fn runtime_checks() -> wgpu::ShaderRuntimeChecks {
+    let mut checks = wgpu::ShaderRuntimeChecks::checked();
+    checks.force_loop_bounding = false;
+    checks
+}
+
 /// Options of [`Kernels::with_options`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KernelOptions {
@@ -181,10 +195,21 @@ impl Kernels {
             .entry(family)
             .or_insert_with(|| {
                 let src = shader::compose(family, self.inner.subgroups);
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(family.file()),
                     source: wgpu::ShaderSource::Wgsl(src.into()),
-                })
+                };
+                // SAFETY: the one check turned off is naga's loop bounding (a counter added to
+                // every loop so that a loop that never ends is not undefined behaviour). Every
+                // loop of these shaders ends: counted loops over validated extents; grid-stride
+                // loops, whose index cannot wrap because every binding holds fewer than 2^31
+                // elements and a stride is at most 65535·256 (`check_binding`, `Shape::new`);
+                // halving and doubling loops over WG; and the distance envelope's data loops,
+                // whose index moves one way to an end marker the same pass wrote (distance
+                // arguments are bounded so that no NaN can hide a marker: `distance::grid`).
+                // Bounds checks and integer division checks stay on. The counter cost every
+                // loop iteration 5-12% of each loss's time on lavapipe (BENCHMARKS.md).
+                unsafe { device.create_shader_module_trusted(desc, runtime_checks()) }
             })
             .clone();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -248,15 +273,23 @@ impl Kernels {
         (items.div_ceil(WG as usize) as u64).clamp(1, cap as u64) as u32
     }
 
-    /// The most bytes one storage binding (and the buffer behind it) may hold on this device.
+    /// The most bytes one storage binding (and the buffer behind it) may hold on this device,
+    /// and at most [`MAX_BINDING_ELEMENTS`] 4-byte elements.
     pub(crate) fn max_binding_bytes(&self) -> u64 {
         let l = &self.inner.limits;
-        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
+        l.max_storage_buffer_binding_size
+            .min(l.max_buffer_size)
+            .min(MAX_BINDING_ELEMENTS * 4)
     }
 
-    /// Checks that one binding of `bytes` fits the device's storage binding limit.
+    /// Checks that one binding of `bytes` fits the device's storage binding limit, and holds
+    /// fewer than [`MAX_BINDING_ELEMENTS`] 4-byte elements.
     pub(crate) fn check_binding(&self, name: &'static str, bytes: u64) -> Result<()> {
-        let limit = self.inner.limits.max_storage_buffer_binding_size;
+        let limit = self
+            .inner
+            .limits
+            .max_storage_buffer_binding_size
+            .min(MAX_BINDING_ELEMENTS * 4);
         if bytes > limit {
             return Err(Error::TooLarge { name, bytes, limit });
         }

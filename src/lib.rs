@@ -47,7 +47,7 @@ pub mod sort;
 mod tensor;
 
 pub use error::{Error, Result};
-pub use kernels::{KernelOptions, Kernels, MAX_WORKGROUPS, WG};
+pub use kernels::{KernelOptions, Kernels, MAX_BINDING_ELEMENTS, MAX_WORKGROUPS, WG};
 pub use loss::{Activation, Loss, Plan, Reduction, Status};
 pub use readback::{run_blocking, Gpu, GpuOptions, LossOutput};
 pub use tensor::{Inputs, Outputs, Shape, TargetKind, Targets};

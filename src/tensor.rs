@@ -13,7 +13,8 @@ pub struct Shape {
 
 impl Shape {
     /// A shape `[n, c, *spatial]`. Every extent must be at least 1, `spatial` must have 1 to 3
-    /// entries, and the element count must fit in 32 bits (the kernels index with `u32`).
+    /// entries, and the element count must be below 2^31 (the kernels index with `u32`, and
+    /// a grid-stride index plus its stride must not wrap: [`crate::MAX_BINDING_ELEMENTS`]).
     pub fn new(n: usize, c: usize, spatial: &[usize]) -> Result<Self> {
         if spatial.is_empty() || spatial.len() > 3 {
             return Err(Error::Shape(format!(
@@ -29,11 +30,11 @@ impl Shape {
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
         match numel {
-            Some(e) if e <= u32::MAX as u64 => {}
+            Some(e) if e < crate::kernels::MAX_BINDING_ELEMENTS => {}
             _ => {
                 return Err(Error::Shape(format!(
                     "{all:?} has more than {} elements",
-                    u32::MAX
+                    crate::kernels::MAX_BINDING_ELEMENTS - 1
                 )))
             }
         }

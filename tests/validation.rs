@@ -19,6 +19,9 @@ fn bad_shapes() {
     assert!(err_text(Shape::new(1, 3, &[])).contains("1 to 3"));
     assert!(err_text(Shape::new(1, 3, &[2, 2, 2, 2])).contains("4 spatial"));
     assert!(err_text(Shape::new(1 << 20, 1 << 10, &[1 << 10])).contains("more than"));
+    // Below 2^31 elements, so that no kernel index wraps (MAX_BINDING_ELEMENTS).
+    assert!(err_text(Shape::new(1 << 10, 1 << 10, &[1 << 11])).contains("2147483647"));
+    assert!(Shape::new(1 << 10, 1 << 10, &[(1 << 11) - 1]).is_ok());
     assert!(err_text(Shape::from_dims(&[2, 3])).contains("[N, C, *S]"));
 }
 
@@ -27,6 +30,18 @@ fn bad_parameters_name_the_value() {
     let shape = Shape::new(1, 3, &[4, 4]).unwrap();
     let cases: &[(&str, &[&str], TargetKind, &str)] = &[
         ("dice-x", &[], TargetKind::Labels, "unknown loss `dice-x`"),
+        (
+            "boundary",
+            &["spacing=1,0"],
+            TargetKind::Labels,
+            "loss `boundary`: bad value for `spacing`: 0 is not a positive number",
+        ),
+        (
+            "hausdorff-dt",
+            &["spacing=1,1e19"],
+            TargetKind::Labels,
+            "loss `hausdorff-dt`: bad value for `spacing`: [1.0, 1e19] is too large",
+        ),
         (
             "cross-entropy",
             &["gama=2"],
@@ -264,4 +279,18 @@ fn channels_beyond_the_workgroup_grid_are_refused() {
     );
     let most = Shape::new(1, max_dim - 1, &[1]).unwrap();
     kernels.plan(&loss, most, TargetKind::Labels).unwrap();
+}
+
+#[test]
+fn distance_spacing_must_keep_squared_distances_finite() {
+    use segloss::distance::DistanceOptions;
+    let with = |spacing: &[f32]| DistanceOptions {
+        spacing: spacing.to_vec(),
+        ..DistanceOptions::default()
+    };
+    assert!(with(&[1e-18, 1e16]).validate(&[256, 256]).is_ok());
+    // The square of 1e-20 underflows f32; a 256-pixel axis of 1e18 overflows it.
+    assert!(err_text(with(&[1e-20, 1.0]).validate(&[4, 4])).contains("1e-20 is too small"));
+    assert!(err_text(with(&[1.0, 1e18]).validate(&[4, 256])).contains("too large"));
+    assert!(err_text(with(&[0.0, 1.0]).validate(&[4, 4])).contains("not a positive"));
 }

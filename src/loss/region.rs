@@ -709,18 +709,15 @@ impl HausdorffDt {
 }
 
 fn check_spacing(loss: &'static str, spacing: &[f32], shape: &Shape) -> Result<Vec<f32>> {
-    let dims = shape.spatial().len();
-    if !spacing.is_empty() && spacing.len() != dims {
-        let msg = format!("{} values given for {dims} spatial axes", spacing.len());
-        return Err(param_err(loss, "spacing", msg));
-    }
-    if let Some(x) = spacing.iter().find(|x| !x.is_finite() || **x <= 0.0) {
-        return Err(param_err(
+    // The distance transform's own checks, under the loss's name.
+    crate::distance::grid(&shape.spatial(), spacing).map_err(|e| match e {
+        Error::Parameter { name, message, .. } => Error::Parameter {
             loss,
-            "spacing",
-            format!("{x} is not a positive number"),
-        ));
-    }
+            name,
+            message,
+        },
+        other => other,
+    })?;
     Ok(spacing.to_vec())
 }
 
