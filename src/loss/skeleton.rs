@@ -403,8 +403,11 @@ impl SkeletonPlan {
         let plane = shape.s() / spatial[0];
         let runs = kernels.workgroups(shape.n() * kept * plane * spatial[0].div_ceil(RUN));
         let backprop = self.backprop.pipeline(kernels, accumulate)?;
-        let mut pass = kernels.begin_pass(encoder, "segloss cldice");
-        let mut run = |pipe: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, x: u32, y: u32| {
+        // A pass per dispatch, labelled with its kernel, so that `bench --passes` shows which
+        // step of the skeleton takes the time (they share one label per kernel).
+        let mut run = |entry: usize, pipe: &wgpu::ComputePipeline, bg: &wgpu::BindGroup, x, y| {
+            let label = format!("segloss cldice {}", ENTRIES[entry]);
+            let mut pass = kernels.begin_pass(encoder, &label);
             pass.set_bind_group(0, bg, &[]);
             pass.set_pipeline(pipe);
             pass.dispatch_workgroups(x, y, 1);
@@ -412,24 +415,24 @@ impl SkeletonPlan {
         let p = &self.pipes;
         // The target's skeleton, then the prediction's.
         for (seed, keep) in [(&self.seed_target, true), (&p[0], false)] {
-            run(seed, &steps[0], pixels, 1);
+            run(0, seed, &steps[0], pixels, 1);
             for bg in &steps {
-                run(&p[1], bg, runs, 1);
-                run(&p[2], bg, runs, 1);
+                run(1, &p[1], bg, runs, 1);
+                run(2, &p[2], bg, runs, 1);
             }
             if keep {
-                run(&p[3], &steps[0], elems, 1);
+                run(3, &p[3], &steps[0], elems, 1);
             }
         }
-        run(&p[4], &steps[0], self.wx, shape.n() as u32);
-        run(&p[5], &steps[0], 1, 1);
-        run(&p[6], &steps[0], elems, 1);
+        run(4, &p[4], &steps[0], self.wx, shape.n() as u32);
+        run(5, &p[5], &steps[0], 1, 1);
+        run(6, &p[6], &steps[0], elems, 1);
         for bg in steps.iter().rev() {
-            run(&p[7], bg, runs, 1);
-            run(&p[8], bg, runs, 1);
-            run(&p[9], bg, runs, 1);
+            run(7, &p[7], bg, runs, 1);
+            run(8, &p[8], bg, runs, 1);
+            run(9, &p[9], bg, runs, 1);
         }
-        run(&backprop, &steps[0], pixels, 1);
+        run(10, &backprop, &steps[0], pixels, 1);
         Ok(())
     }
 }
