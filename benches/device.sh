@@ -142,18 +142,24 @@ run() {
 # Interleaved benches of several builds (or of one build's flags) on the same GPU, for
 # before/after figures:
 #   bash benches/device.sh ab old=.bin/segloss-old new=.bin/segloss "soft=.bin/segloss --tuning software"
+#   bash benches/device.sh ab run1="SEGLOSS_EXPERIMENT_RUN=1 .bin/segloss-gpu-cldice-run"
 # writes ab.jsonl: `segloss bench --json --passes --no-cpu` rows (plus the flags after the
-# binary), each with "build" and "round" keys added; ROUNDS rounds (default 2) of every build in
-# turn, LOSSES the losses (default all).
+# binary; VAR=VALUE words before it are its environment), each with "build" and "round" keys
+# added; ROUNDS rounds (default 2) of every build in turn, LOSSES the losses (default all).
 ab() {
     setup
-    local round spec words
+    local round spec words envs
     for round in $(seq "${ROUNDS:-2}"); do
         for spec in "$@"; do
             echo "== ab: ${spec%%=*}, round $round"
             read -r -a words <<<"${spec#*=}"
-            timeout "$(budget 120)" "${words[0]}" bench --json --passes --no-cpu --repeat "$repeat" \
-                ${LOSSES:+--losses "$LOSSES"} "${words[@]:1}" \
+            envs=()
+            while [[ ${words[0]} == *=* ]]; do
+                envs+=("${words[0]}")
+                words=("${words[@]:1}")
+            done
+            timeout "$(budget 120)" env "${envs[@]}" "${words[0]}" bench --json --passes --no-cpu \
+                --repeat "$repeat" ${LOSSES:+--losses "$LOSSES"} "${words[@]:1}" \
                 | sed "s/^{/{\"build\":\"${spec%%=*}\",\"round\":$round,/" | tee -a "$out/ab.jsonl" \
                 || echo "ab ${spec%%=*}: failed, cut, or some cases did not run" >&2
         done
