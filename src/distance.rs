@@ -138,7 +138,8 @@ impl DistanceOptions {
     /// Checks the options against the spatial extents of the masks, as
     /// [`Kernels::distance_plan`] does: 1 to 3 non-zero extents, and no spacing or one positive
     /// finite value per axis, whose square is a normal f32 and with which the grid's squared
-    /// diagonal stays below `f32::MAX / 8` (the transforms add squared distances). For callers of the CPU reference ([`crate::cpu::distance`]), which
+    /// diagonal stays below [`NO_SOURCE`]` / 4` (the transforms work on squared distances in
+    /// f32). For callers of the CPU reference ([`crate::cpu::distance`]), which
     /// assumes valid input.
     pub fn validate(&self, spatial: &[usize]) -> Result<()> {
         grid(spatial, &self.spacing).map(|_| ())
@@ -221,10 +222,11 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
         dims[a] = d as u32;
         sp[a] = spacing.get(a).copied().unwrap_or(1.0);
     }
-    // The transforms work on squared distances in f32: the smallest (a spacing squared) must
-    // not underflow, and the largest (the grid's diagonal squared), with the envelope's sums
-    // of two such values, must not overflow, or an INF - INF could make a NaN that hides the
-    // envelope's end markers. That allows spacings from about 1e-19 to a diagonal of ~6e18 units.
+    // The transforms work on squared distances in f32, with NO_SOURCE (1e30) standing for
+    // "none yet": the smallest distance (a spacing squared) must not underflow, and the largest
+    // (the grid's diagonal squared) must stay well below NO_SOURCE, or real distances would read
+    // as "none" and the envelope's sums of two of them could overflow. That allows spacings
+    // from about 1.1e-19 to a diagonal of 5e14 units.
     if let Some(x) = spacing.iter().find(|x| *x * *x < f32::MIN_POSITIVE) {
         return Err(Error::Parameter {
             loss: "distance",
@@ -235,18 +237,29 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
     let diagonal: f64 = (0..3)
         .map(|a| (dims[a] as f64 * sp[a] as f64).powi(2))
         .sum();
-    if diagonal > f32::MAX as f64 / 8.0 {
+    if diagonal >= NO_SOURCE as f64 / 4.0 {
         return Err(Error::Parameter {
             loss: "distance",
             name: "spacing".into(),
             message: format!(
-                "{spacing:?} is too large for extents {spatial:?}: the squared diagonal \
-                 {diagonal:e} would overflow f32"
+                "[{}] is too large for extents {spatial:?}: the squared diagonal {diagonal:.2e} \
+                 must stay below {:e}",
+                spacing
+                    .iter()
+                    .map(|x| format!("{x:e}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                NO_SOURCE / 4.0
             ),
         });
     }
     Ok((dims, sp))
 }
+
+/// The squared distance that stands for "no pixel of the other class yet" in the GPU
+/// transforms (`INF` in shaders/common/distance_values.wgsl; checked by a test): every real
+/// squared distance must stay below it, which bounds the spacing ([`DistanceOptions::validate`]).
+pub const NO_SOURCE: f32 = 1e30;
 
 /// Lines of up to this many pixels keep the exact transform's envelope in private memory (per
 /// invocation, four arrays of this length) and need no scratch buffer; longer lines take 4·len + 1 floats of a storage

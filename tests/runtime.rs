@@ -301,6 +301,18 @@ fn wgsl_constants_match_rust() {
         ),
         "PRIVATE_LINE differs between distance.wgsl and src/distance.rs"
     );
+    let (_, inf) = distance
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some("INF"))
+        .expect("const INF in common/distance_values.wgsl");
+    assert!(
+        matches!(
+            distance.global_expressions[inf.init],
+            naga::Expression::Literal(naga::Literal::F32(v)) if v == segloss::distance::NO_SOURCE
+        ),
+        "INF differs between common/distance_values.wgsl and NO_SOURCE in src/distance.rs"
+    );
     assert_eq!(constant("STATUS_BAD_LABEL") as usize, Status::BAD_LABEL);
     assert_eq!(
         constant("STATUS_NONFINITE_LOGIT") as usize,

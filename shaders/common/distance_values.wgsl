@@ -7,7 +7,8 @@
 // inside the mask, and ±INF where there is none (an empty or full mask). Needs
 // common/activation.wgsl (pow_nonneg).
 
-// Squared distances at or above this are "no source yet".
+// Squared distances at or above this are "no source yet". Must match `NO_SOURCE` in
+// src/distance.rs (checked by a test), which keeps every real squared distance below it.
 const INF: f32 = 1e30;
 
 // The distance to the nearest pixel of the other class (0 when there is none), and whether the
