@@ -81,8 +81,9 @@ pub enum Error {
         /// The device's limit.
         limit: u64,
     },
-    /// The GPU saw bad values in the inputs (see [`crate::Status`]).
-    #[error("bad input seen on the GPU: {0}")]
+    /// Bad values in the inputs, counted by the GPU (its status buffer) or by the CPU
+    /// reference (see [`crate::Status`]).
+    #[error("bad input: {0}")]
     BadInput(crate::Status),
     /// wgpu reported a failure (validation, out of memory, mapping, device lost).
     #[error("wgpu: {0}")]

@@ -407,3 +407,38 @@ fn pass_timing_labels_every_pass() {
         "timing is off"
     );
 }
+
+/// With C = 1, labels mean a class index for the softmax cross-entropies (only 0 is valid) and
+/// a binary mask {0, 1} for every other loss: the GPU counts the same bad labels as the CPU
+/// reference for every loss that takes labels at C = 1. (topk's GPU kernels once read label 1
+/// as a mask, took channel 1 of a one-channel tensor, and returned 0 with no error.)
+#[test]
+fn single_channel_labels_mean_the_same_on_gpu_and_cpu() {
+    let (gpu, kernels) = gpu();
+    let shape = Shape::new(2, 1, &[6, 7]).unwrap();
+    let z = Rng::new(5).logits(shape.numel(), 2.0);
+    let labels: Vec<i32> = (0..shape.pixels()).map(|i| (i % 3 == 0) as i32).collect();
+    let ones = labels.iter().filter(|&&l| l == 1).count() as u32;
+    let t = segloss::Targets::Labels(&labels);
+    let mut refused = Vec::new();
+    for name in Loss::NAMES {
+        let Ok(loss) = Loss::parse(name, &[]) else {
+            continue;
+        };
+        if loss.validate(&shape, TargetKind::Labels).is_err() {
+            continue;
+        }
+        let on_gpu = kernels.run_blocking(&gpu.queue, &loss, &shape, &z, t);
+        let on_cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t);
+        match (on_gpu, on_cpu) {
+            (Err(Error::BadInput(g)), Err(Error::BadInput(c))) => {
+                assert_eq!(g, c, "{name}");
+                assert_eq!(g.bad_labels, ones, "{name}");
+                refused.push(*name);
+            }
+            (Ok(_), Ok(_)) => {}
+            (g, c) => panic!("{name}: GPU {:?}, CPU {:?}", g.err(), c.err()),
+        }
+    }
+    assert_eq!(refused, ["cross-entropy", "topk"]);
+}

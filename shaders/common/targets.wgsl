@@ -3,7 +3,8 @@
 //
 // The includer defines: `params` with fields `c`, `s`, `ignore_index`; the bindings `logits`
 // (f32) and `targets` (i32 labels or f32 dense, as u32 words); the overrides DENSE, HAS_IGNORE
-// and ACT (one of the ACT_* below). With C = 1, labels are a binary mask {0, 1}.
+// and ACT (one of the ACT_* below). With C = 1, labels are a binary mask {0, 1}, unless the
+// host sets CLASS_LABELS (softmax cross-entropy, as topk: a label is a class index, so only 0).
 // CPU mirror: `Ctx` in src/cpu/region.rs.
 
 #include "common/pixel_cache.wgsl"
@@ -16,8 +17,10 @@ const PIX_VALID: u32 = 0u;
 const PIX_IGNORED: u32 = 1u;
 const PIX_BAD: u32 = 2u;
 
+override CLASS_LABELS: bool = false;
+
 fn binary_labels() -> bool {
-    return params.c == 1u;
+    return !CLASS_LABELS && params.c == 1u;
 }
 
 fn label_of(p: u32) -> i32 {

@@ -164,6 +164,8 @@ impl TopkPlan {
             ("DENSE", 0.0),
             ("HAS_IGNORE", flag(spec.ignore_index.is_some())),
             ("ACT", 0.0),
+            // Softmax cross-entropy: with C = 1 the only valid label is 0, not a binary mask.
+            ("CLASS_LABELS", 1.0),
         ];
         let (layout, pl) = kernels.layout(Family::Topk, &layout_entries(&SLOTS));
         let pipes = ENTRIES
