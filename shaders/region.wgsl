@@ -458,21 +458,41 @@ fn wass_alpha(l: u32, count: f32) -> f32 {
     return select(1.0, 0.0, l == 0u);
 }
 
+// (σ(-z), σ(z)) = (P0, P1) of unified-focal's one channel (C = 1, sigmoid). P0 is not taken as
+// 1 - P1: near P1 = 1 that keeps only P1's rounding, and MONAI's clamp at 1e-7 then lets a
+// gradient through where the exact P0 is below it (z = 16.1 to 16.5: errors of 0.4 of the
+// largest gradient against the CPU reference).
+fn sigmoid_pair(z: f32) -> vec2<f32> {
+    return vec2<f32>(sigmoid(-z), sigmoid(z));
+}
+
 // unified-focal's probabilities and targets of one pixel: (P0, P1, g0, g1), P clamped to
 // [ε, 1 - ε]; with C = 1 the pixel is the pair (1 - σ(z), σ(z)) and (1 - t, t), as MONAI.
 fn unified_probs(base: u32, label: i32, lse: f32) -> vec4<f32> {
     var p = vec2<f32>(0.0);
     var g = vec2<f32>(0.0);
     if params.c == 1u {
-        p.y = prob(logits[base], lse);
-        p.x = 1.0 - p.y;
+        p = sigmoid_pair(logits[base]);
         g.y = target_at(base, 0u, label);
         g.x = 1.0 - g.y;
     } else {
         p = vec2<f32>(prob(logits[base], lse), prob(logits[base + params.s], lse));
         g = vec2<f32>(target_at(base, 0u, label), target_at(base + params.s, 1u, label));
     }
-    return vec4<f32>(clamp(p, vec2<f32>(UF_EPS), vec2<f32>(1.0 - UF_EPS)), g);
+    return vec4<f32>(uf_clamp(p), g);
+}
+
+// MONAI's clamp of the pair (P0, P1) to [ε, 1 - ε], with P_c > 1 - ε tested as the other's
+// P < ε: the same in exact arithmetic (P0 + P1 = 1), and exact in f32, where P_c near 1 is not.
+fn uf_clamp(p: vec2<f32>) -> vec2<f32> {
+    let lo = vec2<f32>(UF_EPS);
+    return select(max(p, lo), vec2<f32>(1.0 - UF_EPS), p.yx < lo);
+}
+
+// Where the clamp passes the gradient (both P in [ε, 1 - ε]; tested as in `uf_clamp`).
+fn uf_inside(p: vec2<f32>) -> vec2<f32> {
+    let lo = vec2<f32>(UF_EPS);
+    return vec2<f32>(p >= lo) * vec2<f32>(p.yx >= lo);
 }
 
 fn gdl_weight(g: f32) -> f32 {
@@ -863,6 +883,30 @@ fn pixel_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32, e:
     return class_dl_dp(seg, c, p, g, coef_scale, label, e, n);
 }
 
+// -log p_y under the softmax, accurate however close p_y is to 1: log1p of the exps other than
+// the largest one's (which is exactly 1), minus z_y - max. The difference lse - z_y of two large
+// numbers would drop every digit of a small result, and exp-log raises it to gamma - 1 < 0, so
+// those digits are its gradient (logits of scale 5: errors of 4e-3 of the largest gradient
+// against the CPU reference; now as for small logits).
+fn neg_log_prob(base: u32, y: u32) -> f32 {
+    var m = px_logit(base, 0u);
+    var top = 0u;
+    for (var c = 1u; c < params.c; c = c + 1u) {
+        let z = px_logit(base, c);
+        if z > m {
+            m = z;
+            top = c;
+        }
+    }
+    var rest = 0.0;
+    for (var c = 0u; c < params.c; c = c + 1u) {
+        if c != top {
+            rest = rest + exp(px_logit(base, c) - m);
+        }
+    }
+    return log1p_pos(rest) - (px_logit(base, y) - m);
+}
+
 // The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits,
 // from the pixel's last `px_softmax` (whose cached exps `px_softmax_at` reuses); `aux` is Σ_k w_k t'_k for dense cross-entropy and log p_y for exp-log.
 fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32) -> vec2<f32> {
@@ -878,8 +922,13 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32)
         if x > 0.0 {
             d = -params.pixel_gamma * wy * pow_nonneg(x, params.pixel_gamma - 1.0);
         }
-        let p = px_softmax_at(c, z - lse_ce);
-        return vec2<f32>(hit * wy * pow_nonneg(max(x, 0.0), params.pixel_gamma), d * (hit - p));
+        // At y, hit - p_y = 1 - exp(-x), from x itself: 1 - p_y from a p_y near 1 would keep
+        // only its first digits, and they are multiplied by x^(γ-1).
+        var q = -px_softmax_at(c, z - lse_ce);
+        if hit > 0.0 {
+            q = one_minus_exp_neg(x);
+        }
+        return vec2<f32>(hit * wy * pow_nonneg(max(x, 0.0), params.pixel_gamma), d * q);
     }
     if PIX == PIX_CE {
         if binary_labels() {
@@ -952,7 +1001,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
         }
     }
     if PIX == PIX_EXPLOG {
-        ce_a = px_logit(base, u32(label)) - lse_ce;   // log p_y
+        ce_a = -neg_log_prob(base, u32(label));   // log p_y
     }
     for (var c = 0u; c < params.c; c = c + 1u) {
         let e = base + c * params.s;
@@ -1045,7 +1094,9 @@ fn unified_pixel(seg: u32, base: u32, label: i32, lse: f32, coef_scale: f32, pix
     // AFL: (1-δ)(1-P0)^γ·(-g0 ln P0) + δ·(-g1 ln P1).
     let dl = params.beta;
     let gm = params.gamma;
-    let q0 = 1.0 - pc.x;
+    // 1 - P0 is P1 (clamped alike), not a difference that loses P1's digits when P0 is near 1
+    // (a confident background pixel, where (1 - P0)^(γ-1) magnifies them).
+    let q0 = pc.y;
     let afl = (1.0 - dl) * pow_nonneg(q0, gm) * (-g.x * log(pc.x)) + dl * (-g.y * log(pc.y));
     let dafl0 = (1.0 - dl) * g.x * (gm * pow_nonneg(q0, gm - 1.0) * log(pc.x) - pow_nonneg(q0, gm) / pc.x);
     let dafl1 = -dl * g.y / pc.y;
@@ -1053,16 +1104,14 @@ fn unified_pixel(seg: u32, base: u32, label: i32, lse: f32, coef_scale: f32, pix
     // The clamp passes no gradient where it clamped.
     var p = vec2<f32>(0.0);
     if params.c == 1u {
-        p.y = prob(logits[base], lse);
-        p.x = 1.0 - p.y;
+        p = sigmoid_pair(logits[base]);
     } else {
         p = vec2<f32>(prob(logits[base], lse), prob(logits[base + params.s], lse));
     }
-    let inside = vec2<f32>(p >= vec2<f32>(UF_EPS)) * vec2<f32>(p <= vec2<f32>(1.0 - UF_EPS));
-    d = d * inside;
+    d = d * uf_inside(p);
     if params.c == 1u {
-        // P1 = σ(z), P0 = 1 - σ(z).
-        write_grad(base, (d.y - d.x) * p.y * (1.0 - p.y));
+        // P1 = σ(z), P0 = 1 - σ(z) = σ(-z).
+        write_grad(base, (d.y - d.x) * p.y * p.x);
     } else {
         let dot = p.x * d.x + p.y * d.y;
         write_grad(base, p.x * (d.x - dot));

@@ -1,13 +1,25 @@
 // Numerically stable activations and their pieces, shared by every loss family.
 // The CPU mirror is src/cpu/activation.rs.
 
-// log(1 + u) for u >= 0, accurate for tiny u (WGSL has no log1p): below 1e-4 the cubic series is
-// exact to f32 round-off, above it `log(1 + u)` loses nothing that matters.
+// log(1 + u) for u >= 0, accurate to a few f32 ulps relative also for small u (WGSL has no
+// log1p, and promises its log near 1 only to 2^-21 absolute): below 1/16 the alternating series
+// to u^6, whose remainder is under u^7/7 (6e-8 of the value at 1/16); above it `log(1 + u)`,
+// whose absolute error is then at most ~1e-5 of the value.
 fn log1p_pos(u: f32) -> f32 {
-    if u < 1e-4 {
-        return u * (1.0 - u * (0.5 - u * (1.0 / 3.0)));
+    if u < 0.0625 {
+        return u * (1.0 - u * (1.0 / 2.0 - u * (1.0 / 3.0 - u * (1.0 / 4.0 - u * (1.0 / 5.0 - u * (1.0 / 6.0))))));
     }
     return log(1.0 + u);
+}
+
+// 1 - exp(-x) for x >= 0, accurate to a few f32 ulps relative also for small x (WGSL has no
+// expm1): below 1/16 the alternating series to x^6 (remainder under x^7/5040), above it
+// 1 - exp(-x), at least 0.06.
+fn one_minus_exp_neg(x: f32) -> f32 {
+    if x < 0.0625 {
+        return x * (1.0 - x * (1.0 / 2.0 - x * (1.0 / 6.0 - x * (1.0 / 24.0 - x * (1.0 / 120.0 - x * (1.0 / 720.0))))));
+    }
+    return 1.0 - exp(-x);
 }
 
 // log σ(x) = min(x, 0) - log(1 + exp(-|x|)); never overflows (|x| = 100 is fine).

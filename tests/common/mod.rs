@@ -144,9 +144,10 @@ pub fn targets(
     }
 }
 
-/// Labels valid for `loss` on `shape`: {0, 1} for the binary form (C = 1, not cross-entropy).
+/// Labels valid for `loss` on `shape`: {0, 1} for the binary form (C = 1, not the softmax
+/// cross-entropies, whose labels are class indices).
 pub fn label_classes(loss: &Loss, shape: &Shape) -> usize {
-    if shape.c() == 1 && !matches!(loss, Loss::CrossEntropy(_)) {
+    if shape.c() == 1 && !matches!(loss, Loss::CrossEntropy(_) | Loss::TopK(_)) {
         2
     } else {
         shape.c()
