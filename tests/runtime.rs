@@ -271,47 +271,40 @@ fn gpu_only_problems_reach_the_status_buffer() {
     }
 }
 
+/// The value of the WGSL `const name` in `module`.
+fn wgsl_const(module: &naga::Module, name: &str) -> naga::Literal {
+    let (_, c) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no const {name}"));
+    match module.global_expressions[c.init] {
+        naga::Expression::Literal(l) => l,
+        ref e => panic!("{name}: unexpected {e:?}"),
+    }
+}
+
 #[test]
 fn wgsl_constants_match_rust() {
     let module = segloss::shader::validate(segloss::shader::Family::Pixel, false).unwrap();
     let constant = |name: &str| -> u32 {
-        let (_, c) = module
-            .constants
-            .iter()
-            .find(|(_, c)| c.name.as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("no const {name}"));
-        match module.global_expressions[c.init] {
-            naga::Expression::Literal(naga::Literal::U32(v)) => v,
-            ref e => panic!("{name}: unexpected {e:?}"),
+        match wgsl_const(&module, name) {
+            naga::Literal::U32(v) => v,
+            l => panic!("{name}: not a u32: {l:?}"),
         }
     };
     assert_eq!(constant("WG"), segloss::WG);
     assert_eq!(constant("PIXEL_CACHE") as usize, segloss::loss::PIXEL_CACHE);
     let distance = segloss::shader::validate(segloss::shader::Family::Distance, false).unwrap();
-    let (_, private_line) = distance
-        .constants
-        .iter()
-        .find(|(_, c)| c.name.as_deref() == Some("PRIVATE_LINE"))
-        .expect("const PRIVATE_LINE in distance.wgsl");
-    assert!(
-        matches!(
-            distance.global_expressions[private_line.init],
-            naga::Expression::Literal(naga::Literal::U32(v))
-                if v as usize == segloss::distance::PRIVATE_LINE
-        ),
-        "PRIVATE_LINE differs between distance.wgsl and src/distance.rs"
+    assert_eq!(
+        wgsl_const(&distance, "PRIVATE_LINE"),
+        naga::Literal::U32(segloss::distance::PRIVATE_LINE as u32),
+        "PRIVATE_LINE in distance.wgsl and src/distance.rs"
     );
-    let (_, inf) = distance
-        .constants
-        .iter()
-        .find(|(_, c)| c.name.as_deref() == Some("INF"))
-        .expect("const INF in common/distance_values.wgsl");
-    assert!(
-        matches!(
-            distance.global_expressions[inf.init],
-            naga::Expression::Literal(naga::Literal::F32(v)) if v == segloss::distance::NO_SOURCE
-        ),
-        "INF differs between common/distance_values.wgsl and NO_SOURCE in src/distance.rs"
+    assert_eq!(
+        wgsl_const(&distance, "INF"),
+        naga::Literal::F32(segloss::distance::NO_SOURCE),
+        "INF in common/distance_values.wgsl and NO_SOURCE in src/distance.rs"
     );
     assert_eq!(constant("STATUS_BAD_LABEL") as usize, Status::BAD_LABEL);
     assert_eq!(
