@@ -69,10 +69,12 @@ usage:
       Output keys: \"shape\", \"spacing\", \"signed\", \"method\", \"backend\", \"adapter\",
       \"sum\" and \"max\" (of the distances, in f64).
 
-  segloss check [--seed N] [--tuning auto|gpu|software]
+  segloss check [--seed N] [--tuning auto|gpu|software] [--logit-scale S]
       Every loss, several parameter variants each, on seeded random inputs: GPU against the
       CPU reference. Prints a table; exits non-zero if any case fails (loss relative error or
       gradient error relative to max |grad| above 1e-4).
+        --logit-scale  logits uniform in [-S, S] (default 4); larger S checks the confident,
+                       saturated regime of a trained network
 
   segloss bench [--preset full|small] [--losses A,B,...] [--repeat R] [--cpu-repeat R]
                 [--no-cpu] [--passes] [--json] [--tuning auto|gpu|software]
@@ -1499,8 +1501,21 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
 
 fn check(args: &[String]) -> CliResult<ExitCode> {
     const TOL: f64 = 1e-4;
-    let flags = parse_flags("check", args, &[flag("seed"), flag("tuning")])?;
+    let flags = parse_flags(
+        "check",
+        args,
+        &[flag("seed"), flag("tuning"), flag("logit-scale")],
+    )?;
     let tuning = tuning_flag("check", &flags)?;
+    let scale = match get(&flags, "logit-scale") {
+        None => 4.0,
+        Some(s) => match s.parse::<f32>() {
+            Ok(v) if v.is_finite() && v > 0.0 => v,
+            _ => usage(format!(
+                "check: --logit-scale must be a positive number, got `{s}`"
+            ))?,
+        },
+    };
     let seed = match get(&flags, "seed") {
         None => 0,
         Some(s) => s.parse::<u64>().or_else(|_| {
@@ -1537,7 +1552,7 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
             Gen::Dense(true) => "dense 0/1".to_string(),
             Gen::Dense(false) => "dense".to_string(),
         };
-        let result = run_case(&kernels, &gpu, c, &mut rng);
+        let result = run_case(&kernels, &gpu, c, &mut rng, scale);
         let (le, ge, verdict) = match result {
             Ok((le, ge)) => {
                 let pass = le <= TOL && ge <= TOL;
@@ -1588,7 +1603,8 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
         line
     };
     let mut s = format!(
-        "segloss check: GPU ({}) against the CPU reference, seed {seed}, tolerance {TOL:.0e}\n\
+        "segloss check: GPU ({}) against the CPU reference, seed {seed}, logits in ±{scale}, \
+         tolerance {TOL:.0e}\n\
          loss rel err: max |gpu - cpu| / max(max |cpu loss|, 1e-3); \
          grad err: max |gpu - cpu| / max(max |cpu grad|, 1e-3)\n\n",
         gpu.describe()
@@ -1614,7 +1630,13 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
     })
 }
 
-fn run_case(kernels: &Kernels, gpu: &Gpu, c: &Case, rng: &mut Rng) -> CliResult<(f64, f64)> {
+fn run_case(
+    kernels: &Kernels,
+    gpu: &Gpu,
+    c: &Case,
+    rng: &mut Rng,
+    scale: f32,
+) -> CliResult<(f64, f64)> {
     let params: Vec<(String, String)> = c
         .params
         .iter()
@@ -1626,10 +1648,10 @@ fn run_case(kernels: &Kernels, gpu: &Gpu, c: &Case, rng: &mut Rng) -> CliResult<
     let loss = Loss::from_name(c.loss, &params)?;
     let shape = Shape::from_dims(c.dims)?;
     let z: Vec<f32> = (0..shape.numel())
-        .map(|_| (rng.unit() * 2.0 - 1.0) * 4.0)
+        .map(|_| (rng.unit() * 2.0 - 1.0) * scale)
         .collect();
-    // With one channel every loss but cross-entropy reads labels as a binary mask.
-    let classes = if shape.c() == 1 && c.loss != "cross-entropy" {
+    // With one channel every loss but the softmax cross-entropies reads labels as a binary mask.
+    let classes = if shape.c() == 1 && c.loss != "cross-entropy" && c.loss != "topk" {
         2
     } else {
         shape.c()
