@@ -202,7 +202,7 @@ impl Kernels {
                 // SAFETY: the one check turned off is naga's loop bounding (a counter added to
                 // every loop so that a loop that never ends is not undefined behaviour). Every
                 // loop of these shaders ends: counted loops over validated extents; grid-stride
-                // loops, whose index cannot wrap because every binding holds fewer than 2^31
+                // loops, whose index cannot wrap because every binding holds at most 2^31
                 // elements and a stride is at most 65535·256 (`check_binding`, `Shape::new`);
                 // halving and doubling loops over WG; and the distance envelope's data loops,
                 // whose index moves one way to an end marker the same pass wrote (distance
@@ -283,7 +283,7 @@ impl Kernels {
     }
 
     /// Checks that one binding of `bytes` fits the device's storage binding limit, and holds
-    /// fewer than [`MAX_BINDING_ELEMENTS`] 4-byte elements.
+    /// at most [`MAX_BINDING_ELEMENTS`] 4-byte elements.
     pub(crate) fn check_binding(&self, name: &'static str, bytes: u64) -> Result<()> {
         let limit = self
             .inner
