@@ -9,8 +9,8 @@ Run from the repository root, in an environment with
                               [--segloss target/release/examples/segloss]
 
 On the same inputs, each reference runs forward + backward (on CUDA when torch sees a GPU, else
-on the CPU) `--repeat` times after a warm-up, and segloss runs through `segloss eval --repeat`
-(its "gpu_ms" where the adapter has timestamp queries, else "ms"). Prints one line per pair with
+on the CPU) `--repeat` times after a warm-up of 0.2 s, and segloss runs through
+`segloss eval --repeat` (its "gpu_ms" where the adapter has timestamp queries, else "ms"). Prints one line per pair with
 the median milliseconds and the ratio reference / segloss (> 1: segloss is faster), and with
 --json one JSON object per pair.
 
@@ -34,8 +34,14 @@ import torch
 
 
 def median_ms(fn, repeat: int, sync) -> float:
-    fn()  # warm-up
-    sync()
+    # Warm-up as `segloss eval --repeat` has it: untimed calls filling 0.2 s (at least one), so
+    # that allocator caches and GPU clocks have settled for both sides.
+    start = time.perf_counter()
+    while True:
+        fn()
+        sync()
+        if time.perf_counter() - start >= 0.2:
+            break
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
