@@ -1603,11 +1603,16 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
         line
     };
     let mut s = format!(
-        "segloss check: GPU ({}) against the CPU reference, seed {seed}, logits in ±{scale}, \
-         tolerance {TOL:.0e}\n\
+        "segloss check: GPU ({}, {} tuning) against the CPU reference, seed {seed}, logits in \
+         ±{scale}, tolerance {TOL:.0e}\n\
          loss rel err: max |gpu - cpu| / max(max |cpu loss|, 1e-3); \
          grad err: max |gpu - cpu| / max(max |cpu grad|, 1e-3)\n\n",
-        gpu.describe()
+        gpu.describe(),
+        if kernels.software_tuned() {
+            "software"
+        } else {
+            "GPU"
+        }
     );
     s.push_str(&fmt_row(&header));
     let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();

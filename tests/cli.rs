@@ -915,7 +915,10 @@ fn check_passes_with_gpu_tuning_and_confident_logits() {
     let out = segloss(&args);
     let s = ok(&args, &out);
     assert!(!s.contains("FAIL"), "{args:?} failed:\n{s}");
-    assert!(s.contains("logits in ±20,"), "{s}");
+    assert!(
+        s.contains("GPU tuning)") && s.contains("logits in ±20,"),
+        "{s}"
+    );
     // "P of T cases passed": every case ran and passed.
     let summary = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     let counts: Vec<usize> = summary
