@@ -49,6 +49,24 @@ fn p_at(i: u32) -> f32 {
     return sigmoid(logits[i]);
 }
 
+// p_i - p_j, accurate also where both are near 1: there as the difference of their complements
+// σ(-z), which keep their digits (σ(z) near 1 keeps only its first ones, and the length term
+// divides such differences by sqrt(d² + eps), eps = 1e-8, magnifying what they lost).
+fn p_diff(i: u32, j: u32) -> f32 {
+    let zi = logits[i];
+    let zj = logits[j];
+    if zi > 0.0 && zj > 0.0 {
+        return sigmoid(-zj) - sigmoid(-zi);
+    }
+    return sigmoid(zi) - sigmoid(zj);
+}
+
+// σ'(z) = σ(z)·σ(-z), both factors with their digits.
+fn p_slope(i: u32) -> f32 {
+    let z = logits[i];
+    return sigmoid(z) * sigmoid(-z);
+}
+
 // Binary target of pixel i: dense mask value, or label == 1 (labels must be 0 or 1).
 fn g_at(i: u32) -> f32 {
     if DENSE {
@@ -100,7 +118,7 @@ fn term_diffs(n: u32, b: u32) -> vec3<f32> {
     var d = vec3<f32>(0.0);
     for (var a = 0u; a < params.ndims; a = a + 1u) {
         let st = axis_stride(a);
-        d[a] = p_at(base + 2u * st) - p_at(base + st);
+        d[a] = p_diff(base + 2u * st, base + st);
     }
     return d;
 }
@@ -121,7 +139,8 @@ fn sums(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         let p = p_at(i);
         let g = g_at(i);
         acc.y = acc.y + p * (g - 1.0) * (g - 1.0);
-        acc.z = acc.z + (1.0 - p) * g * g;
+        // 1 - p as σ(-z), which keeps its digits where p is near 1.
+        acc.z = acc.z + sigmoid(-logits[i]) * g * g;
         if is_base(s) {
             acc.x = acc.x + term_length(term_diffs(n, s));
         }
@@ -180,11 +199,10 @@ fn grad_pass(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     for (var i = gid.x; i < total; i = i + nwg.x * WG) {
         let n = i / params.s;
         let s = i - n * params.s;
-        let p = p_at(i);
         let g = g_at(i);
         let dregion = s1 * (g - 1.0) * (g - 1.0) - s2 * g * g;
         let dp = params.w_length * length_grad(n, s) + params.lambda_region * dregion;
-        let v = params.grad_scale * dp * p * (1.0 - p);
+        let v = params.grad_scale * dp * p_slope(i);
         if ACCUMULATE {
             grad[i] = grad[i] + v;
         } else {

@@ -29,6 +29,39 @@ fn active_contour_gpu_matches_cpu() {
     }
 }
 
+/// Near-perfect predictions (logits ±12 that agree with blob labels, plus noise): the length
+/// term divides differences of probabilities near 1 by sqrt(d² + 1e-8); taken as σ(z_a) - σ(z_b)
+/// they kept few digits (4e-4 of the largest gradient), as differences of σ(-z) they keep them.
+#[test]
+fn active_contour_near_perfect_predictions_match_cpu() {
+    let (gpu, kernels) = gpu();
+    let loss = Loss::parse("active-contour", &[]).unwrap();
+    let shape = Shape::new(2, 1, &[12, 13]).unwrap();
+    for seed in 0..6 {
+        let mut rng = Rng::new(seed);
+        // Blobs of 3×3 pixels, random classes.
+        let blobs: Vec<i32> = (0..2 * 4 * 5).map(|_| rng.below(2) as i32).collect();
+        let labels: Vec<i32> = (0..shape.pixels())
+            .map(|p| {
+                let (n, y, x) = (p / 156, (p % 156) / 13, p % 13);
+                blobs[n * 20 + (y / 3) * 5 + (x / 3).min(4)]
+            })
+            .collect();
+        for scale in [8.0, 12.0] {
+            let noise = rng.logits(shape.numel(), 1.0);
+            let z: Vec<f32> = labels
+                .iter()
+                .zip(&noise)
+                .map(|(&l, &e)| if l == 1 { scale } else { -scale } + e)
+                .collect();
+            let t = segloss::Targets::Labels(&labels);
+            let what = format!("near-perfect, seed {seed}, scale {scale}");
+            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t);
+            assert_gpu_matches_cpu((gpu, gpu_tuned()), &what, &loss, &shape, &z, t);
+        }
+    }
+}
+
 #[test]
 fn active_contour_cpu_gradient_matches_finite_differences() {
     let mut rng = Rng::new(9);
