@@ -300,18 +300,25 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             }
             if by_label() {
                 // One-hot labels: Σ p^k takes every channel, Σ p·g and Σ g^k only the label's.
+                // exp-log also sums the errors p + g - 2pg in .w: p off the label, 1 - p_y at it.
+                let y = hot_channel(label);
                 for (var j = 0u; j < chunk; j = j + 1u) {
                     let c = c0 + j;
                     if c >= FIRST_CHANNEL {
                         let p = px_prob(base, c, lse);
                         acc[j].y = acc[j].y + select(p, p * p, SQUARED);
+                        if LOSS == R_EXPLOG && i32(c) != y {
+                            acc[j].w = acc[j].w + p;
+                        }
                     }
                 }
-                let y = hot_channel(label);
                 if y >= i32(max(c0, FIRST_CHANNEL)) && y < i32(c0 + chunk) {
                     let j = u32(y) - c0;
                     acc[j].x = acc[j].x + px_prob(base, u32(y), lse);
                     acc[j].z = acc[j].z + 1.0;
+                    if LOSS == R_EXPLOG {
+                        acc[j].w = acc[j].w + one_minus_prob(base, u32(y), lse);
+                    }
                 }
             }
             for (var j = 0u; j < chunk && !by_label(); j = j + 1u) {
@@ -632,8 +639,12 @@ fn finalize_segment(seg: u32) -> f32 {
             let st = stat_at(seg, c);
             let num = 2.0 * st.x + params.smooth_nr;
             let den = st.y + st.z + params.smooth_nr;
-            let d = num / den;
-            let x = -log(d);
+            // 1 - Dice from the summed errors (Σ p + g - 2pg = Σ p + Σ g - 2 Σ pg, without the
+            // subtraction that keeps few digits of a Dice near 1), and -ln Dice from it: a power
+            // gamma - 1 < 0 of it is the gradient.
+            let u = st.w / den;
+            let d = 1.0 - u;
+            let x = neg_log_one_minus(u);
             var dterm = 0.0;
             if x > 0.0 {
                 dterm = -params.gamma * pow_nonneg(x, params.gamma - 1.0) / d;
@@ -883,28 +894,28 @@ fn pixel_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32, e:
     return class_dl_dp(seg, c, p, g, coef_scale, label, e, n);
 }
 
-// -log p_y under the softmax, accurate however close p_y is to 1: log1p of the exps other than
-// the largest one's (which is exactly 1), minus z_y - max. The difference lse - z_y of two large
-// numbers would drop every digit of a small result, and exp-log raises it to gamma - 1 < 0, so
-// those digits are its gradient (logits of scale 5: errors of 4e-3 of the largest gradient
-// against the CPU reference; now as for small logits).
-fn neg_log_prob(base: u32, y: u32) -> f32 {
-    var m = px_logit(base, 0u);
-    var top = 0u;
-    for (var c = 1u; c < params.c; c = c + 1u) {
-        let z = px_logit(base, c);
-        if z > m {
-            m = z;
-            top = c;
-        }
-    }
+// 1 - p_y under the softmax of `lse`, as Σ_{c≠y} p_c: the sum keeps its digits where p_y is near
+// 1 (a confident, right pixel), which 1 - p_y would lose.
+fn one_minus_prob(base: u32, y: u32, lse: f32) -> f32 {
     var rest = 0.0;
     for (var c = 0u; c < params.c; c = c + 1u) {
-        if c != top {
-            rest = rest + exp(px_logit(base, c) - m);
+        if c != y {
+            rest = rest + px_prob(base, c, lse);
         }
     }
-    return log1p_pos(rest) - (px_logit(base, y) - m);
+    return rest;
+}
+
+// -log p_y under the softmax of `lse`: -log(1 - (1 - p_y)) by series where p_y > 1/2, lse - z_y
+// elsewhere (no longer a difference of nearly equal numbers there). exp-log raises it to
+// gamma - 1 < 0, so a small value's digits are its gradient (lse - z_y everywhere: errors of
+// 4e-3 of the largest gradient with logits of scale 5).
+fn neg_log_prob(base: u32, y: u32, lse: f32) -> f32 {
+    let q = one_minus_prob(base, y, lse);
+    if q < 0.5 {
+        return neg_log_one_minus(q);
+    }
+    return lse - px_logit(base, y);
 }
 
 // The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits,
@@ -988,20 +999,30 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
         hot_x = seg_coef(seg, u32(hot)).x;
     }
     // Softmax: dL/dz_j = p_j (dl/dp_j - Σ_c p_c dl/dp_c); dense cross-entropy needs Σ w t'.
+    // At the label's class y, dl/dp_y - Σ_c p_c dl/dp_c is taken as
+    // dl/dp_y·Σ_{c≠y} p_c - Σ_{c≠y} p_c dl/dp_c (the same, as Σ p = 1): where p_y is near 1
+    // (a confident, right pixel) the first form subtracts two nearly equal numbers.
     var dot = known_dot;
+    var rest_p = 0.0;
+    var rest_pd = 0.0;
     var ce_a = 0.0;
     if !fused_dot() && (ACT == ACT_SOFTMAX || (PIX == PIX_CE && ce_softmax && DENSE)) {
         for (var c = 0u; c < params.c; c = c + 1u) {
             let e = base + c * params.s;
             let pc = px_prob(base, c, lse);
             let t = px_target(base, c, label);
-            dot = dot + pc * pixel_dl_dp(seg, c, pc, t, coef_scale, label, e, n, hot, hot_x);
+            let pd = pc * pixel_dl_dp(seg, c, pc, t, coef_scale, label, e, n, hot, hot_x);
+            dot = dot + pd;
+            if i32(c) != hot {
+                rest_p = rest_p + pc;
+                rest_pd = rest_pd + pd;
+            }
             let ts = (1.0 - params.label_smoothing) * t + params.label_smoothing / f32(params.c);
             ce_a = ce_a + pixel_weight(c) * ts;
         }
     }
     if PIX == PIX_EXPLOG {
-        ce_a = -neg_log_prob(base, u32(label));   // log p_y
+        ce_a = -neg_log_prob(base, u32(label), lse_ce);   // log p_y
     }
     for (var c = 0u; c < params.c; c = c + 1u) {
         let e = base + c * params.s;
@@ -1011,7 +1032,11 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
         let d = pixel_dl_dp(seg, c, pc, t, coef_scale, label, e, n, hot, hot_x);
         var g = d;
         if ACT == ACT_SOFTMAX {
-            g = pc * (d - dot);
+            if !fused_dot() && i32(c) == hot {
+                g = pc * (d * rest_p - rest_pd);
+            } else {
+                g = pc * (d - dot);
+            }
         } else if ACT == ACT_SIGMOID {
             g = d * pc * (1.0 - pc);
         }

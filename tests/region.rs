@@ -452,3 +452,38 @@ fn confident_logits_match_cpu() {
         "{ran:?}"
     );
 }
+
+/// Near-perfect predictions (logits ±8 and ±12 that agree with blob labels, plus noise): exp-log
+/// raises -ln Dice_c to gamma - 1 < 0, and a Dice near 1 taken as num / den kept few digits of
+/// 1 - Dice (loss values off by 3e-4 of themselves). Now 1 - Dice comes from the summed errors.
+#[test]
+fn exp_log_near_perfect_predictions_match_cpu() {
+    let (gpu, kernels) = gpu();
+    let loss = Loss::parse("exp-log", &[]).unwrap();
+    let shape = Shape::new(2, 4, &[12, 13]).unwrap();
+    for seed in 0..3 {
+        let mut rng = Rng::new(seed);
+        // Blobs of 3×3 pixels, random classes.
+        let blobs: Vec<i32> = (0..2 * 4 * 5).map(|_| rng.below(4) as i32).collect();
+        let labels: Vec<i32> = (0..shape.pixels())
+            .map(|p| {
+                let (n, y, x) = (p / 156, (p % 156) / 13, p % 13);
+                blobs[n * 20 + (y / 3) * 5 + (x / 3).min(4)]
+            })
+            .collect();
+        for scale in [8.0, 12.0] {
+            let noise = rng.logits(shape.numel(), 1.0);
+            let z: Vec<f32> = (0..shape.numel())
+                .map(|e| {
+                    let (n, c, s) = (e / (4 * 156), (e / 156) % 4, e % 156);
+                    let hot = labels[n * 156 + s] == c as i32;
+                    (if hot { scale } else { 0.0 }) + noise[e]
+                })
+                .collect();
+            let t = segloss::Targets::Labels(&labels);
+            let what = format!("exp-log near-perfect, seed {seed}, scale {scale}");
+            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t);
+            assert_gpu_matches_cpu((gpu, gpu_tuned()), &what, &loss, &shape, &z, t);
+        }
+    }
+}

@@ -22,6 +22,15 @@ fn one_minus_exp_neg(x: f32) -> f32 {
     return 1.0 - exp(-x);
 }
 
+// -log(1 - u) for 0 <= u < 1, accurate to a few f32 ulps relative also for small u: below 1/16
+// the series u + u²/2 + ... + u^7/7 (remainder under u^8/(8·(1 - u))), above it -log(1 - u).
+fn neg_log_one_minus(u: f32) -> f32 {
+    if u < 0.0625 {
+        return u * (1.0 + u * (1.0 / 2.0 + u * (1.0 / 3.0 + u * (1.0 / 4.0 + u * (1.0 / 5.0 + u * (1.0 / 6.0 + u * (1.0 / 7.0)))))));
+    }
+    return -log(1.0 - u);
+}
+
 // log σ(x) = min(x, 0) - log(1 + exp(-|x|)); never overflows (|x| = 100 is fine).
 fn log_sigmoid(x: f32) -> f32 {
     return min(x, 0.0) - log1p_pos(exp(-abs(x)));
