@@ -300,8 +300,10 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             }
             if by_label() {
                 // One-hot labels: Σ p^k takes every channel, Σ p·g and Σ g^k only the label's.
-                // exp-log also sums the errors p + g - 2pg in .w: p off the label, 1 - p_y at it.
+                // exp-log also sums the errors p + g - 2pg in .w: p off the label, 1 - p_y at it
+                // (the other channels' p, summed here when one chunk holds them all).
                 let y = hot_channel(label);
+                var rest = 0.0;
                 for (var j = 0u; j < chunk; j = j + 1u) {
                     let c = c0 + j;
                     if c >= FIRST_CHANNEL {
@@ -309,6 +311,7 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                         acc[j].y = acc[j].y + select(p, p * p, SQUARED);
                         if LOSS == R_EXPLOG && i32(c) != y {
                             acc[j].w = acc[j].w + p;
+                            rest = rest + p;
                         }
                     }
                 }
@@ -317,7 +320,10 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                     acc[j].x = acc[j].x + px_prob(base, u32(y), lse);
                     acc[j].z = acc[j].z + 1.0;
                     if LOSS == R_EXPLOG {
-                        acc[j].w = acc[j].w + one_minus_prob(base, u32(y), lse);
+                        if chunk < params.c || FIRST_CHANNEL > 0u {
+                            rest = one_minus_prob(base, u32(y), lse);
+                        }
+                        acc[j].w = acc[j].w + rest;
                     }
                 }
             }
@@ -906,16 +912,15 @@ fn one_minus_prob(base: u32, y: u32, lse: f32) -> f32 {
     return rest;
 }
 
-// -log p_y under the softmax of `lse`: -log(1 - (1 - p_y)) by series where p_y > 1/2, lse - z_y
-// elsewhere (no longer a difference of nearly equal numbers there). exp-log raises it to
-// gamma - 1 < 0, so a small value's digits are its gradient (lse - z_y everywhere: errors of
-// 4e-3 of the largest gradient with logits of scale 5).
-fn neg_log_prob(base: u32, y: u32, lse: f32) -> f32 {
-    let q = one_minus_prob(base, y, lse);
+// -log p_y from q = 1 - p_y (as `one_minus_prob` sums it) and z_y - lse: -log(1 - q) by series
+// where p_y > 1/2, lse - z_y elsewhere (no longer a difference of nearly equal numbers there).
+// exp-log raises it to gamma - 1 < 0, so a small value's digits are its gradient (lse - z_y
+// everywhere: errors of 4e-3 of the largest gradient with logits of scale 5).
+fn neg_log_prob(q: f32, log_p: f32) -> f32 {
     if q < 0.5 {
         return neg_log_one_minus(q);
     }
-    return lse - px_logit(base, y);
+    return -log_p;
 }
 
 // The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits,
@@ -1022,7 +1027,9 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
         }
     }
     if PIX == PIX_EXPLOG {
-        ce_a = -neg_log_prob(base, u32(label), lse_ce);   // log p_y
+        // log p_y, with 1 - p_y from the walk above (exp-log's softmax is the region's: lse_ce
+        // is lse, and hot is y).
+        ce_a = -neg_log_prob(rest_p, px_logit(base, u32(label)) - lse_ce);
     }
     for (var c = 0u; c < params.c; c = c + 1u) {
         let e = base + c * params.s;

@@ -39,14 +39,7 @@ fn active_contour_near_perfect_predictions_match_cpu() {
     let shape = Shape::new(2, 1, &[12, 13]).unwrap();
     for seed in 0..6 {
         let mut rng = Rng::new(seed);
-        // Blobs of 3×3 pixels, random classes.
-        let blobs: Vec<i32> = (0..2 * 4 * 5).map(|_| rng.below(2) as i32).collect();
-        let labels: Vec<i32> = (0..shape.pixels())
-            .map(|p| {
-                let (n, y, x) = (p / 156, (p % 156) / 13, p % 13);
-                blobs[n * 20 + (y / 3) * 5 + (x / 3).min(4)]
-            })
-            .collect();
+        let labels = blob_labels(&mut rng, &shape, 2);
         for scale in [8.0, 12.0] {
             let noise = rng.logits(shape.numel(), 1.0);
             let z: Vec<f32> = labels

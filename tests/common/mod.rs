@@ -144,6 +144,22 @@ pub fn targets(
     }
 }
 
+/// Labels of a 2-D `shape` ([N, C, H, W]) in blobs of 3×3 pixels, each a random class of
+/// `classes`: the coherent regions a near-perfect prediction agrees with.
+pub fn blob_labels(rng: &mut Rng, shape: &Shape, classes: usize) -> Vec<i32> {
+    let (h, w) = (shape.spatial()[0], shape.spatial()[1]);
+    let (bh, bw) = (h.div_ceil(3), w.div_ceil(3));
+    let blobs: Vec<i32> = (0..shape.n() * bh * bw)
+        .map(|_| rng.below(classes) as i32)
+        .collect();
+    (0..shape.pixels())
+        .map(|p| {
+            let (n, y, x) = (p / (h * w), (p % (h * w)) / w, p % w);
+            blobs[(n * bh + y / 3) * bw + x / 3]
+        })
+        .collect()
+}
+
 /// Labels valid for `loss` on `shape`: {0, 1} for the binary form (C = 1, not the softmax
 /// cross-entropies, whose labels are class indices).
 pub fn label_classes(loss: &Loss, shape: &Shape) -> usize {
