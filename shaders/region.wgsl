@@ -924,25 +924,26 @@ fn neg_log_prob(q: f32, log_p: f32) -> f32 {
 }
 
 // The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits,
-// from the pixel's last `px_softmax` (whose cached exps `px_softmax_at` reuses); `aux` is Σ_k w_k t'_k for dense cross-entropy and log p_y for exp-log.
-fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32) -> vec2<f32> {
+// from the pixel's last `px_softmax` (whose cached exps `px_softmax_at` reuses); `aux` is
+// (Σ_k w_k t'_k, 0) for dense cross-entropy and (log p_y, 1 - p_y) for exp-log.
+fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: vec2<f32>) -> vec2<f32> {
     if PIX == PIX_COMBO {
         return bce_term(z, t, params.beta, 1.0 - params.beta);
     }
     if PIX == PIX_EXPLOG {
         // w_y·x^γ with x = -log p_y: d/dz_c = -γ·w_y·x^(γ-1)·([c = y] - p_c); loss once, at y.
         let wy = scratch[COEF_OFFSET + u32(label)].w;
-        let x = -aux;
+        let x = -aux.x;
         let hit = f32(i32(c) == label);
         var d = 0.0;
         if x > 0.0 {
             d = -params.pixel_gamma * wy * pow_nonneg(x, params.pixel_gamma - 1.0);
         }
-        // At y, hit - p_y = 1 - exp(-x), from x itself: 1 - p_y from a p_y near 1 would keep
-        // only its first digits, and they are multiplied by x^(γ-1).
+        // At y, hit - p_y is the sum of the other classes' p (aux.y): 1 - p_y from a p_y near 1
+        // would keep only its first digits, and they are multiplied by x^(γ-1).
         var q = -px_softmax_at(c, z - lse_ce);
         if hit > 0.0 {
-            q = one_minus_exp_neg(x);
+            q = aux.y;
         }
         return vec2<f32>(hit * wy * pow_nonneg(max(x, 0.0), params.pixel_gamma), d * q);
     }
@@ -956,7 +957,7 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: f32)
         let p = px_softmax_at(c, lp);
         if DENSE {
             let ts = (1.0 - eps) * t + eps / f32(params.c);
-            return ce_dense_term(lp, p, ts, pixel_weight(c), aux);
+            return ce_dense_term(lp, p, ts, pixel_weight(c), aux.x);
         }
         let hit = f32(i32(c) == label);
         return ce_label_term(lp, p, hit, pixel_weight(u32(label)), pixel_weight(c), eps,
@@ -1011,6 +1012,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
     var rest_p = 0.0;
     var rest_pd = 0.0;
     var ce_a = 0.0;
+    var ce_q = 0.0;
     if !fused_dot() && (ACT == ACT_SOFTMAX || (PIX == PIX_CE && ce_softmax && DENSE)) {
         for (var c = 0u; c < params.c; c = c + 1u) {
             let e = base + c * params.s;
@@ -1030,6 +1032,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
         // log p_y, with 1 - p_y from the walk above (exp-log's softmax is the region's: lse_ce
         // is lse, and hot is y).
         ce_a = -neg_log_prob(rest_p, px_logit(base, u32(label)) - lse_ce);
+        ce_q = rest_p;
     }
     for (var c = 0u; c < params.c; c = c + 1u) {
         let e = base + c * params.s;
@@ -1048,7 +1051,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
             g = d * pc * (1.0 - pc);
         }
         if PIX != PIX_NONE {
-            let lg = pixel_term(e, c, z, t, label, lse_ce, ce_a);
+            let lg = pixel_term(e, c, z, t, label, lse_ce, vec2<f32>(ce_a, ce_q));
             pixel_loss = pixel_loss + lg.x;
             g = g + pixel_mult * lg.y;
             let item = scratch[COEF_OFFSET + seg * params.c + c].z;

@@ -12,16 +12,6 @@ fn log1p_pos(u: f32) -> f32 {
     return log(1.0 + u);
 }
 
-// 1 - exp(-x) for x >= 0, accurate to a few f32 ulps relative also for small x (WGSL has no
-// expm1): below 1/16 the alternating series to x^6 (remainder under x^7/5040), above it
-// 1 - exp(-x), at least 0.06.
-fn one_minus_exp_neg(x: f32) -> f32 {
-    if x < 0.0625 {
-        return x * (1.0 - x * (1.0 / 2.0 - x * (1.0 / 6.0 - x * (1.0 / 24.0 - x * (1.0 / 120.0 - x * (1.0 / 720.0))))));
-    }
-    return 1.0 - exp(-x);
-}
-
 // -log(1 - u) for 0 <= u < 1, accurate to a few f32 ulps relative also for small u: below 1/16
 // the series u + u²/2 + ... + u^7/7 (remainder under u^8/(8·(1 - u))), above it -log(1 - u).
 fn neg_log_one_minus(u: f32) -> f32 {
