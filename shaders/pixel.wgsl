@@ -57,7 +57,7 @@ struct Params {
     n: u32,
     c: u32,
     s: u32,
-    nwg: u32,               // workgroups of main (= number of loss partials)
+    nwg: u32,               // workgroups of main (PARTIAL_SLOTS loss partials each)
     ignore_index: i32,
     accumulate: u32,        // unused here (ACCUMULATE); kept for the shared layout
     label_smoothing: f32,
@@ -80,7 +80,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> class_weights: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(5) var<storage, read_write> loss_out: array<f32>;
-// [norm (4) | image norm (n) | prepass partials (3 * n * wx) | loss partials (nwg)]
+// [norm (4) | image norm (n) | prepass partials (3 * n * wx * PARTIAL_SLOTS) |
+//  loss partials (nwg * PARTIAL_SLOTS)]: one partial per subgroup (common/reduce.wgsl's
+// `part_sum4`), so that no pass ends in a workgroup barrier.
 @group(0) @binding(6) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(7) var<storage, read_write> status: array<atomic<u32>>;
 
@@ -92,8 +94,9 @@ fn pre_offset() -> u32 {
     return IMAGE_NORM_OFFSET + params.n;
 }
 
+// Prepass partials of one kind: PARTIAL_SLOTS per (image, workgroup), image by image.
 fn pre_count() -> u32 {
-    return params.n * params.wx;
+    return params.n * params.wx * PARTIAL_SLOTS;
 }
 
 fn loss_partials_offset() -> u32 {
@@ -216,14 +219,20 @@ fn prepass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             }
         }
     }
-    let a = wg_sum(valid_weight, lane);
-    let b = wg_sum(valid_pixels, lane);
-    let d = wg_sum(negative_mass, lane);
+    let sums = part_sum4(vec4<f32>(valid_weight, valid_pixels, negative_mass, 0.0), lane);
+    let row = pre_offset() + (n * params.wx + wid.x) * PARTIAL_SLOTS;
+    if part_writer(lane) {
+        let i = row + part_slot(lane);
+        scratch[i] = sums.x;
+        scratch[i + pre_count()] = sums.y;
+        scratch[i + 2u * pre_count()] = sums.z;
+    }
     if lane.lid == 0u {
-        let i = n * params.wx + wid.x;
-        scratch[pre_offset() + i] = a;
-        scratch[pre_offset() + pre_count() + i] = b;
-        scratch[pre_offset() + 2u * pre_count() + i] = d;
+        for (var k = part_unused_from(lane); k < PARTIAL_SLOTS; k = k + 1u) {
+            scratch[row + k] = 0.0;
+            scratch[row + k + pre_count()] = 0.0;
+            scratch[row + k + 2u * pre_count()] = 0.0;
+        }
     }
 }
 
@@ -243,11 +252,12 @@ fn prepare(lane: Lane) {
     let valid_pixels = sum_partials(pre_offset() + count, count, lane);
     let negative_mass = sum_partials(pre_offset() + 2u * count, count, lane);
     if PER_IMAGE_NORM {
-        // One thread per image adds that image's wx partials in order.
+        // One thread per image adds that image's wx * PARTIAL_SLOTS partials in order.
+        let per_image = params.wx * PARTIAL_SLOTS;
         for (var n = lane.lid; n < params.n; n = n + WG) {
             var v = 0.0;
-            for (var x = 0u; x < params.wx; x = x + 1u) {
-                v = v + scratch[pre_offset() + count + n * params.wx + x];
+            for (var x = 0u; x < per_image; x = x + 1u) {
+                v = v + scratch[pre_offset() + count + n * per_image + x];
             }
             scratch[IMAGE_NORM_OFFSET + n] = select(0.0, 1.0 / v, v > 0.0);
         }
@@ -305,8 +315,9 @@ fn store_none(n: u32, s: u32, c: u32, l: f32) {
 fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
     let cs = params.c;
     let eps = params.label_smoothing;
-    // Loop 1: log-sum-exp, and for dense targets A = Σ_k w_k t'_k with t' = (1-ε) t + ε/C.
-    let lse = px_softmax(base, 0u);
+    // The log-sum-exp from px_load's walk; loop 1 (dense targets): A = Σ_k w_k t'_k with
+    // t' = (1-ε) t + ε/C.
+    let lse = px_softmax();
     var a = 0.0;
     var wy = 0.0;
     if DENSE {
@@ -322,7 +333,7 @@ fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
     for (var c = 0u; c < cs; c = c + 1u) {
         let e = base + c * params.s;
         let lp = px_logit(base, c) - lse;     // log p_c
-        let p = px_softmax_at(c, lp);
+        let p = exp(lp);
         let w = weight_of(c);
         var lg = vec2<f32>(0.0);
         if DENSE {
@@ -387,21 +398,21 @@ fn focal_alpha_weight(c: u32) -> f32 {
 // off before its softmax when include_background = false).
 fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
     let first = FIRST_CHANNEL;
-    // Loop 1: log-sum-exp over the kept channels.
-    let lse = px_softmax(base, first);
-    // Loop 2: loss, and G = Σ_c dl_c/dlog p_c.
+    // The log-sum-exp over the kept channels, from px_load's walk.
+    let lse = px_softmax();
+    // Loop 1: loss, and G = Σ_c dl_c/dlog p_c.
     var l = 0.0;
     var gsum = 0.0;
     for (var c = first; c < params.c; c = c + 1u) {
         let lp = px_logit(base, c) - lse;
-        let p = px_softmax_at(c, lp);
+        let p = exp(lp);
         let t = target_at(base, c, label);
         let lg = focal_softmax_term(t, focal_alpha_weight(c), lp, p, params.gamma);
         store_none(n, s, c, lg.x);
         l = l + lg.x;
         gsum = gsum + lg.y;
     }
-    // Loop 3: dl/dz_j = dl_j/dlog p_j - p_j G (chain rule through log-softmax).
+    // Loop 2: dl/dz_j = dl_j/dlog p_j - p_j G (chain rule through log-softmax).
     for (var c = 0u; c < params.c; c = c + 1u) {
         let e = base + c * params.s;
         if c < first {
@@ -409,7 +420,7 @@ fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 
             continue;
         }
         let lp = px_logit(base, c) - lse;
-        let p = px_softmax_at(c, lp);
+        let p = exp(lp);
         let t = target_at(base, c, label);
         let g = focal_softmax_term(t, focal_alpha_weight(c), lp, p, params.gamma).y - p * gsum;
         write_grad(e, mult * g);
@@ -467,16 +478,22 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     }
     count_bad(bad_labels, bad_logits, bad_targets);
     if REDUCTION != REDUCE_NONE {
-        let total = wg_sum(acc, lane);
+        let total = part_sum4(vec4<f32>(acc, 0.0, 0.0, 0.0), lane).x;
+        let row = loss_partials_offset() + wid.x * PARTIAL_SLOTS;
+        if part_writer(lane) {
+            scratch[row + part_slot(lane)] = total;
+        }
         if lane.lid == 0u {
-            scratch[loss_partials_offset() + wid.x] = total;
+            for (var k = part_unused_from(lane); k < PARTIAL_SLOTS; k = k + 1u) {
+                scratch[row + k] = 0.0;
+            }
         }
     }
 }
 
 @compute @workgroup_size(WG)
 fn finalize(lane: Lane) {
-    let total = sum_partials(loss_partials_offset(), params.nwg, lane);
+    let total = sum_partials(loss_partials_offset(), params.nwg * PARTIAL_SLOTS, lane);
     if lane.lid == 0u {
         loss_out[0] = total * loss_multiplier();
     }

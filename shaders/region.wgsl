@@ -924,7 +924,7 @@ fn neg_log_prob(q: f32, log_p: f32) -> f32 {
 }
 
 // The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits,
-// from the pixel's last `px_softmax` (whose cached exps `px_softmax_at` reuses); `aux` is
+// from the pixel's last `px_softmax`; `aux` is
 // (Σ_k w_k t'_k, 0) for dense cross-entropy and (log p_y, 1 - p_y) for exp-log.
 fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: vec2<f32>) -> vec2<f32> {
     if PIX == PIX_COMBO {
@@ -941,7 +941,7 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: vec2
         }
         // At y, hit - p_y is the sum of the other classes' p (aux.y): 1 - p_y from a p_y near 1
         // would keep only its first digits, and they are multiplied by x^(γ-1).
-        var q = -px_softmax_at(c, z - lse_ce);
+        var q = -exp(z - lse_ce);
         if hit > 0.0 {
             q = aux.y;
         }
@@ -954,7 +954,7 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: vec2
         }
         let eps = params.label_smoothing;
         let lp = z - lse_ce;
-        let p = px_softmax_at(c, lp);
+        let p = exp(lp);
         if DENSE {
             let ts = (1.0 - eps) * t + eps / f32(params.c);
             return ce_dense_term(lp, p, ts, pixel_weight(c), aux.x);
@@ -996,7 +996,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
     var lse_ce = lse;
     let ce_softmax = (PIX == PIX_CE && !binary_labels()) || PIX == PIX_EXPLOG;
     if ce_softmax && ACT != ACT_SOFTMAX {
-        lse_ce = px_softmax(base, 0u);
+        lse_ce = px_softmax();
     }
     // by_label: the label's class and its coef.x.
     let hot = hot_channel(label);

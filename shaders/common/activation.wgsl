@@ -36,16 +36,22 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 // Online log-sum-exp over a channel loop: state = (running max, sum of exp(z - max)).
-// Start from `lse_start(z0)`, feed every other channel to `lse_push`, read with `lse_value`.
+// Start from `lse_start(z0)` (or `LSE_EMPTY`), feed every other channel to `lse_push`, read with
+// `lse_value`. The CPU mirror (`log_sum_exp`) takes the max first; the two differ in rounding.
 fn lse_start(z: f32) -> vec2<f32> {
     return vec2<f32>(z, 1.0);
 }
 
+// The state of no channel: pushing any finite z gives (z, 1); -inf adds nothing.
+const LSE_EMPTY = vec2<f32>(-3.4028235e38, 0.0);
+
+// One exp per channel and no data-dependent branch: a new max rescales the sum by
+// exp(old max - z), an old one adds exp(z - max), and both are exp(-|z - max|). (A branch runs
+// both sides' exps wherever the lanes of a SIMD group disagree.)
 fn lse_push(state: vec2<f32>, z: f32) -> vec2<f32> {
-    if z > state.x {
-        return vec2<f32>(z, state.y * exp(state.x - z) + 1.0);
-    }
-    return vec2<f32>(state.x, state.y + exp(z - state.x));
+    let d = z - state.x;
+    let e = exp(-abs(d));
+    return vec2<f32>(max(state.x, z), select(state.y + e, state.y * e + 1.0, d > 0.0));
 }
 
 fn lse_value(state: vec2<f32>) -> f32 {

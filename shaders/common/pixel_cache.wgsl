@@ -1,12 +1,13 @@
 // The pixel in hand, read from memory once. A kernel that walks one pixel's C channels several
-// times (log-sum-exp, loss terms, gradient) calls `px_load` once and then reads through
-// `px_logit` / `px_dense_target` / `px_softmax_at`: with C <= PIXEL_CACHE they come from private
+// times (loss terms, gradient) calls `px_load` once, which also takes the log-sum-exp, and then
+// reads through `px_logit` / `px_dense_target`: with C <= PIXEL_CACHE they come from private
 // arrays (registers or L1 on a GPU), otherwise from memory again. On a CPU driver every storage
 // load is a bounds-checked gather, so reading each element once instead of two to four times is
 // most of a pass's time (lavapipe: cross-entropy 305 -> 95 ms, see BENCHMARKS.md).
 //
 // The includer defines `params` with fields `c` and `s`, the bindings `logits` (f32) and
-// `targets` (u32 words), and the override DENSE. Needs common/grid.wgsl (is_nonfinite).
+// `targets` (u32 words), and the override DENSE. Needs common/grid.wgsl (is_nonfinite) and
+// common/activation.wgsl (the online log-sum-exp).
 
 // Must match `PIXEL_CACHE` in src/loss/mod.rs (checked by a test).
 const PIXEL_CACHE: u32 = 32u;
@@ -18,26 +19,26 @@ const PIXEL_CACHE: u32 = 32u;
 override CACHED: bool = false;
 var<private> px_z: array<f32, PIXEL_CACHE>;
 var<private> px_t: array<f32, PIXEL_CACHE>;
-// exp(z_c - max) after `px_softmax`, 1 / their sum, and the max found by `px_load`.
-var<private> px_e: array<f32, PIXEL_CACHE>;
-var<private> px_inv: f32;
-var<private> px_max: f32;
+// The online log-sum-exp state of the last `px_load` (see `lse_push`).
+var<private> px_lse: vec2<f32>;
 
 fn px_cached() -> bool {
     return CACHED;
 }
 
 // Reads the channels of the pixel whose channel 0 is at `base` (and, for DENSE, its targets),
-// keeping the max over channels [first, C) for `px_softmax`; returns the number of non-finite
-// logits and of non-finite dense targets among them.
+// and takes the log-sum-exp over channels [first, C) for `px_softmax` in the same walk (one exp
+// per channel; a separate walk over the cached channels cost lavapipe a fifth of a region loss's
+// time, and a GPU a second read of every logit); returns the number of non-finite logits and of
+// non-finite dense targets among them.
 fn px_load(base: u32, first: u32) -> vec2<u32> {
     var bad = vec2<u32>(0u);
-    px_max = logits[base + first * params.s];
+    px_lse = LSE_EMPTY;
     for (var c = 0u; c < params.c; c = c + 1u) {
         let z = logits[base + c * params.s];
         bad.x = bad.x + u32(is_nonfinite(z));
         if c >= first {
-            px_max = max(px_max, z);
+            px_lse = lse_push(px_lse, z);
         }
         if px_cached() {
             px_z[c] = z;
@@ -68,26 +69,9 @@ fn px_dense_target(base: u32, c: u32) -> f32 {
     return bitcast<f32>(targets[base + c * params.s]);
 }
 
-// log Σ_{c >= first} exp(z_c), `first` as given to `px_load` (whose max it uses): one exp per
-// channel and no data-dependent branch (the online form's branch runs both sides' exps when the
-// lanes of a SIMD group disagree); the same formula as the CPU mirror. Keeps the exps.
-fn px_softmax(base: u32, first: u32) -> f32 {
-    var sum = 0.0;
-    for (var c = first; c < params.c; c = c + 1u) {
-        let e = exp(px_logit(base, c) - px_max);
-        if px_cached() {
-            px_e[c] = e;
-        }
-        sum = sum + e;
-    }
-    px_inv = 1.0 / sum;
-    return px_max + log(sum);
-}
-
-// p_c of the last `px_softmax`, from its cached exp (else exp(lp), lp = z_c - its result).
-fn px_softmax_at(c: u32, lp: f32) -> f32 {
-    if px_cached() {
-        return px_e[c] * px_inv;
-    }
-    return exp(lp);
+// log Σ_{c >= first} exp(z_c) of the last `px_load(base, first)`. The class probabilities are
+// then exp(px_logit(base, c) - this): one more exp per channel instead of a cache of the exps,
+// whose private array cost lavapipe more than the exps (a private access is a gather there).
+fn px_softmax() -> f32 {
+    return lse_value(px_lse);
 }

@@ -99,7 +99,7 @@ fn px_target(base: u32, c: u32, label: i32) -> f32 {
 // `act_prepare` for the pixel loaded by `px_load(base, 0u)`.
 fn px_prepare(base: u32) -> f32 {
     if ACT == ACT_SOFTMAX {
-        return px_softmax(base, 0u);
+        return px_softmax();
     }
     return 0.0;
 }
@@ -107,7 +107,7 @@ fn px_prepare(base: u32) -> f32 {
 // The activation of channel c after `px_prepare` (`lse` its result).
 fn px_prob(base: u32, c: u32, lse: f32) -> f32 {
     if ACT == ACT_SOFTMAX {
-        return px_softmax_at(c, px_logit(base, c) - lse);
+        return exp(px_logit(base, c) - lse);
     }
     return prob(px_logit(base, c), lse);
 }

@@ -457,6 +457,9 @@ pub struct PixelParams {
 }
 
 // params, logits, targets, class_weights, grad, loss_out, scratch, status
+/// Minimum pixels per thread of the prepass on a software adapter (see `PixelPlan::new`).
+const PREPASS_PIXELS_PER_THREAD: usize = 64;
+
 const SLOTS: [Slot; 8] = [
     Slot::Uniform,
     Slot::Read,
@@ -495,10 +498,16 @@ impl PixelPlan {
                     shape.n()
                 )));
             }
+            // On a software adapter each thread walks at least PREPASS_PIXELS_PER_THREAD
+            // pixels: the pass reads one label per pixel, so its workgroup's closing sum would
+            // otherwise cost more than its pixels (cross-entropy 2×14×64³ on lavapipe: 5 of
+            // 17 ms with a thread per pixel).
             let per_image = (crate::kernels::MAX_WORKGROUPS as usize / shape.n()).max(1);
             shape
                 .s()
-                .div_ceil(crate::kernels::WG as usize)
+                .div_ceil(
+                    crate::kernels::WG as usize * kernels.per_thread(PREPASS_PIXELS_PER_THREAD, 1),
+                )
                 .clamp(1, per_image) as u32
         } else {
             1
@@ -526,6 +535,7 @@ impl PixelPlan {
             ("PER_IMAGE_NORM", flag(spec.per_image_norm())),
             ("PREPASS", flag(spec.needs_prepass())),
             super::cache_constant(kernels, shape.c()),
+            ("PARTIAL_SLOTS", kernels.partial_slots() as f64),
         ];
         let (layout, pipeline_layout) = kernels.layout(Family::Pixel, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Pixel, entry, &constants, &pipeline_layout);
@@ -548,7 +558,8 @@ impl PixelPlan {
         let mut w = spec.weight.clone();
         w.extend_from_slice(&spec.pos_weight);
         let weights = bind::constants(device, "segloss pixel weights", &w);
-        let scratch_len = 4 + shape.n() + 3 * shape.n() * wx as usize + nwg as usize;
+        let slots = kernels.partial_slots();
+        let scratch_len = 4 + shape.n() + (3 * shape.n() * wx as usize + nwg as usize) * slots;
         let scratch = storage(
             device,
             "segloss pixel scratch",
