@@ -332,8 +332,9 @@ fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
     var l = 0.0;
     for (var c = 0u; c < cs; c = c + 1u) {
         let e = base + c * params.s;
-        let lp = px_logit(base, c) - lse;     // log p_c
-        let p = exp(lp);
+        let z = px_logit(base, c);
+        let lp = z - lse;     // log p_c
+        let p = px_softmax_p(z);
         let w = weight_of(c);
         var lg = vec2<f32>(0.0);
         if DENSE {
@@ -404,8 +405,9 @@ fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 
     var l = 0.0;
     var gsum = 0.0;
     for (var c = first; c < params.c; c = c + 1u) {
-        let lp = px_logit(base, c) - lse;
-        let p = exp(lp);
+        let z = px_logit(base, c);
+        let lp = z - lse;
+        let p = px_softmax_p(z);
         let t = target_at(base, c, label);
         let lg = focal_softmax_term(t, focal_alpha_weight(c), lp, p, params.gamma);
         store_none(n, s, c, lg.x);
@@ -419,8 +421,9 @@ fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 
             write_grad(e, 0.0);
             continue;
         }
-        let lp = px_logit(base, c) - lse;
-        let p = exp(lp);
+        let z = px_logit(base, c);
+        let lp = z - lse;
+        let p = px_softmax_p(z);
         let t = target_at(base, c, label);
         let g = focal_softmax_term(t, focal_alpha_weight(c), lp, p, params.gamma).y - p * gsum;
         write_grad(e, mult * g);

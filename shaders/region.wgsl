@@ -924,8 +924,8 @@ fn neg_log_prob(q: f32, log_p: f32) -> f32 {
 }
 
 // The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits,
-// from the pixel's last `px_softmax`; `aux` is
-// (Σ_k w_k t'_k, 0) for dense cross-entropy and (log p_y, 1 - p_y) for exp-log.
+// from the pixel's last `px_softmax` (and p_c its `px_softmax_p`); `aux` is (Σ_k w_k t'_k, 0)
+// for dense cross-entropy and (log p_y, 1 - p_y) for exp-log.
 fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: vec2<f32>) -> vec2<f32> {
     if PIX == PIX_COMBO {
         return bce_term(z, t, params.beta, 1.0 - params.beta);
@@ -941,7 +941,7 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: vec2
         }
         // At y, hit - p_y is the sum of the other classes' p (aux.y): 1 - p_y from a p_y near 1
         // would keep only its first digits, and they are multiplied by x^(γ-1).
-        var q = -exp(z - lse_ce);
+        var q = -px_softmax_p(z);
         if hit > 0.0 {
             q = aux.y;
         }
@@ -954,7 +954,7 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: vec2
         }
         let eps = params.label_smoothing;
         let lp = z - lse_ce;
-        let p = exp(lp);
+        let p = px_softmax_p(z);
         if DENSE {
             let ts = (1.0 - eps) * t + eps / f32(params.c);
             return ce_dense_term(lp, p, ts, pixel_weight(c), aux.x);

@@ -19,8 +19,10 @@ const PIXEL_CACHE: u32 = 32u;
 override CACHED: bool = false;
 var<private> px_z: array<f32, PIXEL_CACHE>;
 var<private> px_t: array<f32, PIXEL_CACHE>;
-// The online log-sum-exp state of the last `px_load` (see `lse_push`).
+// The online log-sum-exp state of the last `px_load` (see `lse_push`): (max, Σ exp(z - max)),
+// and 1 / that sum.
 var<private> px_lse: vec2<f32>;
+var<private> px_inv: f32;
 
 fn px_cached() -> bool {
     return CACHED;
@@ -51,6 +53,7 @@ fn px_load(base: u32, first: u32) -> vec2<u32> {
             }
         }
     }
+    px_inv = 1.0 / px_lse.y;
     return bad;
 }
 
@@ -69,9 +72,15 @@ fn px_dense_target(base: u32, c: u32) -> f32 {
     return bitcast<f32>(targets[base + c * params.s]);
 }
 
-// log Σ_{c >= first} exp(z_c) of the last `px_load(base, first)`. The class probabilities are
-// then exp(px_logit(base, c) - this): one more exp per channel instead of a cache of the exps,
-// whose private array cost lavapipe more than the exps (a private access is a gather there).
+// log Σ_{c >= first} exp(z_c) of the last `px_load(base, first)`.
 fn px_softmax() -> f32 {
     return lse_value(px_lse);
+}
+
+// p_c = exp(z_c - max) / Σ of the last `px_load`'s softmax, for z_c = px_logit(base, c): an exp
+// per use instead of a cache of the exps, whose private array cost lavapipe more than the exps
+// (a private access is a gather there). Not exp(z_c - lse): that carries the rounding of lse
+// (an ulp of |lse|, 1e-6 at lse near 12) into every p_c, where z_c - max is exact near the max.
+fn px_softmax_p(z: f32) -> f32 {
+    return exp(z - px_lse.x) * px_inv;
 }

@@ -107,7 +107,7 @@ fn px_prepare(base: u32) -> f32 {
 // The activation of channel c after `px_prepare` (`lse` its result).
 fn px_prob(base: u32, c: u32, lse: f32) -> f32 {
     if ACT == ACT_SOFTMAX {
-        return exp(px_logit(base, c) - lse);
+        return px_softmax_p(px_logit(base, c));
     }
     return prob(px_logit(base, c), lse);
 }

@@ -160,6 +160,20 @@ pub fn blob_labels(rng: &mut Rng, shape: &Shape, classes: usize) -> Vec<i32> {
         .collect()
 }
 
+/// Softmax logits of a near-perfect prediction of `labels`: `scale` at each pixel's label, 0 at
+/// the other channels, plus noise uniform in [-1, 1].
+pub fn near_perfect_logits(rng: &mut Rng, shape: &Shape, labels: &[i32], scale: f32) -> Vec<f32> {
+    let (c, s) = (shape.c(), shape.s());
+    let noise = rng.logits(shape.numel(), 1.0);
+    (0..shape.numel())
+        .map(|e| {
+            let (n, ch, px) = (e / (c * s), (e / s) % c, e % s);
+            let hot = labels[n * s + px] == ch as i32;
+            (if hot { scale } else { 0.0 }) + noise[e]
+        })
+        .collect()
+}
+
 /// Labels valid for `loss` on `shape`: {0, 1} for the binary form (C = 1, not the softmax
 /// cross-entropies, whose labels are class indices).
 pub fn label_classes(loss: &Loss, shape: &Shape) -> usize {
