@@ -453,6 +453,20 @@ fn confident_logits_match_cpu() {
     );
 }
 
+/// Near-perfect predictions on 2×4×12×13, three seeds of blob labels, logits 8 and 12 at the
+/// label plus noise: `check(what, labels, logits)` for each.
+fn for_near_perfect_inputs(mut check: impl FnMut(&str, &[i32], &[f32])) {
+    let shape = Shape::new(2, 4, &[12, 13]).unwrap();
+    for seed in 0..3 {
+        let mut rng = Rng::new(seed);
+        let labels = blob_labels(&mut rng, &shape, 4);
+        for scale in [8.0, 12.0] {
+            let z = near_perfect_logits(&mut rng, &shape, &labels, scale);
+            check(&format!("seed {seed}, scale {scale}"), &labels, &z);
+        }
+    }
+}
+
 /// Near-perfect predictions (logits ±8 and ±12 that agree with blob labels, plus noise): exp-log
 /// raises -ln Dice_c to gamma - 1 < 0, and a Dice near 1 taken as num / den kept few digits of
 /// 1 - Dice (loss values off by 3e-4 of themselves). Now 1 - Dice comes from the summed errors.
@@ -461,17 +475,12 @@ fn exp_log_near_perfect_predictions_match_cpu() {
     let (gpu, kernels) = gpu();
     let loss = Loss::parse("exp-log", &[]).unwrap();
     let shape = Shape::new(2, 4, &[12, 13]).unwrap();
-    for seed in 0..3 {
-        let mut rng = Rng::new(seed);
-        let labels = blob_labels(&mut rng, &shape, 4);
-        for scale in [8.0, 12.0] {
-            let z = near_perfect_logits(&mut rng, &shape, &labels, scale);
-            let t = segloss::Targets::Labels(&labels);
-            let what = format!("exp-log near-perfect, seed {seed}, scale {scale}");
-            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t);
-            assert_gpu_matches_cpu((gpu, gpu_tuned()), &what, &loss, &shape, &z, t);
-        }
-    }
+    for_near_perfect_inputs(|what, labels, z| {
+        let t = segloss::Targets::Labels(labels);
+        let what = format!("exp-log near-perfect, {what}");
+        assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, z, t);
+        assert_gpu_matches_cpu((gpu, gpu_tuned()), &what, &loss, &shape, z, t);
+    });
 }
 
 /// The softmax's probabilities keep f32 precision with confident logits: p_c is taken as
@@ -486,29 +495,23 @@ fn confident_softmax_probabilities_keep_f32_precision() {
     let (gpu, kernels) = gpu();
     let shape = Shape::new(2, 4, &[12, 13]).unwrap();
     let loss = Loss::parse("cross-entropy", &[]).unwrap();
-    for seed in 0..3 {
-        let mut rng = Rng::new(seed);
-        let labels = blob_labels(&mut rng, &shape, 4);
-        for scale in [8.0, 12.0] {
-            let z = near_perfect_logits(&mut rng, &shape, &labels, scale);
-            let t = segloss::Targets::Labels(&labels);
-            let cpu = segloss::cpu::forward_backward(&loss, &shape, &z, t).unwrap();
-            for k in [kernels, gpu_tuned()] {
-                let out = k.run_blocking(&gpu.queue, &loss, &shape, &z, t).unwrap();
-                let (c, s) = (shape.c(), shape.s());
-                let pixels = shape.pixels() as f64;
-                let mut worst = 0.0f64;
-                for (e, (&g, &w)) in out.grad.iter().zip(&cpu.grad).enumerate() {
-                    let (n, ch, px) = (e / (c * s), (e / s) % c, e % s);
-                    if labels[n * s + px] == ch as i32 {
-                        worst = worst.max((g as f64 - w as f64).abs() * pixels);
-                    }
+    let (c, s) = (shape.c(), shape.s());
+    for_near_perfect_inputs(|what, labels, z| {
+        let t = segloss::Targets::Labels(labels);
+        let cpu = segloss::cpu::forward_backward(&loss, &shape, z, t).unwrap();
+        for k in [kernels, gpu_tuned()] {
+            let out = k.run_blocking(&gpu.queue, &loss, &shape, z, t).unwrap();
+            let mut worst = 0.0f64;
+            for (e, (&g, &w)) in out.grad.iter().zip(&cpu.grad).enumerate() {
+                let (n, ch, px) = (e / (c * s), (e / s) % c, e % s);
+                if labels[n * s + px] == ch as i32 {
+                    worst = worst.max((g as f64 - w as f64).abs() * shape.pixels() as f64);
                 }
-                assert!(
-                    worst <= 3e-7,
-                    "seed {seed}, scale {scale}: p_y - 1 off by {worst:.2e} (allowed 3e-7)"
-                );
             }
+            assert!(
+                worst <= 3e-7,
+                "{what}: p_y - 1 off by {worst:.2e} (allowed 3e-7)"
+            );
         }
-    }
+    });
 }
