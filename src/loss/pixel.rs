@@ -456,10 +456,10 @@ pub struct PixelParams {
     pub _pad: [u32; 3],
 }
 
-// params, logits, targets, class_weights, grad, loss_out, scratch, status
 /// Minimum pixels per thread of the prepass on a software adapter (see `PixelPlan::new`).
 const PREPASS_PIXELS_PER_THREAD: usize = 64;
 
+// params, logits, targets, class_weights, grad, loss_out, scratch, status
 const SLOTS: [Slot; 8] = [
     Slot::Uniform,
     Slot::Read,
@@ -499,9 +499,9 @@ impl PixelPlan {
                 )));
             }
             // On a software adapter each thread walks at least PREPASS_PIXELS_PER_THREAD
-            // pixels: the pass reads one label per pixel, so its workgroup's closing sum would
+            // pixels: the pass reads one label per pixel, so a workgroup's closing sums would
             // otherwise cost more than its pixels (cross-entropy 2×14×64³ on lavapipe: 5 of
-            // 17 ms with a thread per pixel).
+            // 17 ms with a thread per pixel and a workgroup sum per workgroup).
             let per_image = (crate::kernels::MAX_WORKGROUPS as usize / shape.n()).max(1);
             shape
                 .s()
