@@ -987,6 +987,56 @@ fn seg_coef(seg: u32, c: u32) -> vec4<f32> {
     return scratch[COEF_OFFSET + seg * params.c + c];
 }
 
+// One-hot labels under a softmax outside the fused distance pass: grad_pass's load walk also sums
+// what grad_pixel's first walk over the channels would (Σ_c p_c·dl/dp_c, and the sums without the
+// label's class), so that walk goes: one walk over the logits instead of two (on a GPU one read
+// of every logit fewer; on lavapipe a fifth of a region loss's gradient pass).
+fn load_dot() -> bool {
+    return by_label() && ACT == ACT_SOFTMAX && !FUSED;
+}
+
+// From `px_load_dot`, with e_c = exp(z_c - max), k = 2 with SQUARED (dl/dp_c ∝ p_c), else 1:
+// (Σ_c e_c^k·coef_c.y, Σ_{c≠hot} e_c, Σ_{c≠hot} e_c^k·coef_c.y), coef.y = 0 below FIRST_CHANNEL.
+var<private> px_dot: vec3<f32>;
+
+// `px_load(base, 0u)` for `load_dot`, also summing `px_dot` in the same walk: each sum is rescaled
+// with the online log-sum-exp's (see `lse_push`), by exp(old max - z)^k where z is a new max.
+// Returns the number of non-finite logits.
+fn px_load_dot(base: u32, seg: u32, hot: i32) -> u32 {
+    var bad = 0u;
+    var st = LSE_EMPTY;
+    var sums = vec3<f32>(0.0);
+    for (var c = 0u; c < params.c; c = c + 1u) {
+        let z = logits[base + c * params.s];
+        bad = bad + u32(is_nonfinite(z));
+        if px_cached() {
+            px_z[c] = z;
+        }
+        let d = z - st.x;
+        let e = exp(-abs(d));
+        // The old sums' factor and this channel's exp(z - max), both relative to the new max.
+        let f = select(1.0, e, d > 0.0);
+        let w = select(e, 1.0, d > 0.0);
+        var y = 0.0;
+        if c >= FIRST_CHANNEL {
+            y = seg_coef(seg, c).y;
+        }
+        var fk = f;
+        var wk = w;
+        if SQUARED {
+            fk = f * f;
+            wk = w * w;
+        }
+        let other = f32(i32(c) != hot);
+        sums = sums * vec3<f32>(fk, f, fk) + vec3<f32>(wk * y, other * w, other * wk * y);
+        st = vec2<f32>(max(st.x, z), st.y * f + w);
+    }
+    px_lse = st;
+    px_inv = 1.0 / st.y;
+    px_dot = sums;
+    return bad;
+}
+
 // dL/dz at a valid pixel (every loss but unified-focal), from the segment's coefficients scaled
 // by `coef_scale`; adds a compound loss's pixel-wise term (its gradient times `pixel_mult`) and
 // returns that term's loss.
@@ -1013,7 +1063,20 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
     var rest_pd = 0.0;
     var ce_a = 0.0;
     var ce_q = 0.0;
-    if !fused_dot() && (ACT == ACT_SOFTMAX || (PIX == PIX_CE && ce_softmax && DENSE)) {
+    if load_dot() {
+        // p_c·dl/dp_c = coef_scale·(coef_c.y·p_c^k·(1 or 2) + [c = hot]·hot_x·p_c).
+        var p_hot = 0.0;
+        if hot >= 0 {
+            p_hot = px_softmax_p(px_logit(base, u32(hot)));
+        }
+        var scale = px_inv;
+        if SQUARED {
+            scale = 2.0 * px_inv * px_inv;
+        }
+        dot = coef_scale * (px_dot.x * scale + p_hot * hot_x);
+        rest_p = px_dot.y * px_inv;
+        rest_pd = coef_scale * px_dot.z * scale;
+    } else if !fused_dot() && (ACT == ACT_SOFTMAX || (PIX == PIX_CE && ce_softmax && DENSE)) {
         for (var c = 0u; c < params.c; c = c + 1u) {
             let e = base + c * params.s;
             let pc = px_prob(base, c, lse);
@@ -1091,17 +1154,21 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     for (var s = wid.x * WG + lane.lid; s < params.s; s = s + stride) {
         let p = n * params.s + s;
         let base = n * params.c * params.s + s;
-        let bad = px_load(base, 0u);
-        bad_logits = bad_logits + bad.x;
-        bad_targets = bad_targets + bad.y;
         let label = label_of(p);
+        let seg = select(n, 0u, BATCH);
+        if load_dot() {
+            bad_logits = bad_logits + px_load_dot(base, seg, hot_channel(label));
+        } else {
+            let bad = px_load(base, 0u);
+            bad_logits = bad_logits + bad.x;
+            bad_targets = bad_targets + bad.y;
+        }
         let state = pixel_state(label);
         if state != PIX_VALID {
             bad_labels = bad_labels + u32(state == PIX_BAD);
             grad_zero(n, s, base);
             continue;
         }
-        let seg = select(n, 0u, BATCH);
         let lse = px_prepare(base);
         if LOSS == R_UNIFIED {
             pixel_loss = pixel_loss + unified_pixel(seg, base, label, lse, coef_scale, pixel_mult);
