@@ -923,29 +923,36 @@ fn neg_log_prob(q: f32, log_p: f32) -> f32 {
     return -log_p;
 }
 
+// exp-log's pixel-wise term w_y·x^γ with x = -log p_y, per pixel (the same at every channel, so
+// taken once, not per element): (log p_y, 1 - p_y, d, loss) with d = -γ·w_y·x^(γ-1), the
+// gradient being d·([c = y] - p_c).
+fn explog_aux(label: i32, log_py: f32, rest_p: f32) -> vec4<f32> {
+    let wy = scratch[COEF_OFFSET + u32(label)].w;
+    let x = -log_py;
+    var d = 0.0;
+    if x > 0.0 {
+        d = -params.pixel_gamma * wy * pow_nonneg(x, params.pixel_gamma - 1.0);
+    }
+    return vec4<f32>(log_py, rest_p, d, wy * pow_nonneg(max(x, 0.0), params.pixel_gamma));
+}
+
 // The pixel-wise term of channel c: (loss, dl/dz). `lse_ce` is the log-sum-exp of the logits,
-// from the pixel's last `px_softmax` (and p_c its `px_softmax_p`); `aux` is (Σ_k w_k t'_k, 0)
-// for dense cross-entropy and (log p_y, 1 - p_y) for exp-log.
-fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: vec2<f32>) -> vec2<f32> {
+// from the pixel's last `px_softmax` (and p_c its `px_softmax_p`); `aux` is (Σ_k w_k t'_k, 0, 0, 0)
+// for dense cross-entropy and `explog_aux` for exp-log.
+fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: vec4<f32>) -> vec2<f32> {
     if PIX == PIX_COMBO {
         return bce_term(z, t, params.beta, 1.0 - params.beta);
     }
     if PIX == PIX_EXPLOG {
-        // w_y·x^γ with x = -log p_y: d/dz_c = -γ·w_y·x^(γ-1)·([c = y] - p_c); loss once, at y.
-        let wy = scratch[COEF_OFFSET + u32(label)].w;
-        let x = -aux.x;
+        // d/dz_c = d·([c = y] - p_c), the loss once, at y (`explog_aux`). At y, hit - p_y is the
+        // sum of the other classes' p (aux.y): 1 - p_y from a p_y near 1 would keep only its
+        // first digits, and they are multiplied by x^(γ-1).
         let hit = f32(i32(c) == label);
-        var d = 0.0;
-        if x > 0.0 {
-            d = -params.pixel_gamma * wy * pow_nonneg(x, params.pixel_gamma - 1.0);
-        }
-        // At y, hit - p_y is the sum of the other classes' p (aux.y): 1 - p_y from a p_y near 1
-        // would keep only its first digits, and they are multiplied by x^(γ-1).
         var q = -px_softmax_p(z);
         if hit > 0.0 {
             q = aux.y;
         }
-        return vec2<f32>(hit * wy * pow_nonneg(max(x, 0.0), params.pixel_gamma), d * q);
+        return vec2<f32>(hit * aux.w, aux.z * q);
     }
     if PIX == PIX_CE {
         if binary_labels() {
@@ -1062,7 +1069,6 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
     var rest_p = 0.0;
     var rest_pd = 0.0;
     var ce_a = 0.0;
-    var ce_q = 0.0;
     if load_dot() {
         // p_c·dl/dp_c = coef_scale·(coef_c.y·p_c^k·(1 or 2) + [c = hot]·hot_x·p_c).
         var p_hot = 0.0;
@@ -1091,11 +1097,11 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
             ce_a = ce_a + pixel_weight(c) * ts;
         }
     }
+    var aux = vec4<f32>(ce_a, 0.0, 0.0, 0.0);
     if PIX == PIX_EXPLOG {
         // log p_y, with 1 - p_y from the walk above (exp-log's softmax is the region's: lse_ce
         // is lse, and hot is y).
-        ce_a = -neg_log_prob(rest_p, px_logit(base, u32(label)) - lse_ce);
-        ce_q = rest_p;
+        aux = explog_aux(label, -neg_log_prob(rest_p, px_logit(base, u32(label)) - lse_ce), rest_p);
     }
     for (var c = 0u; c < params.c; c = c + 1u) {
         let e = base + c * params.s;
@@ -1114,7 +1120,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
             g = d * pc * (1.0 - pc);
         }
         if PIX != PIX_NONE {
-            let lg = pixel_term(e, c, z, t, label, lse_ce, vec2<f32>(ce_a, ce_q));
+            let lg = pixel_term(e, c, z, t, label, lse_ce, aux);
             pixel_loss = pixel_loss + lg.x;
             g = g + pixel_mult * lg.y;
             let item = scratch[COEF_OFFSET + seg * params.c + c].z;
