@@ -167,6 +167,12 @@ fn pos_weight_of(c: u32) -> f32 {
     return 1.0;
 }
 
+// Cross-entropy and the softmax focal loss walk a pixel's channels several times and read them
+// through the pixel cache (common/pixel_cache.wgsl); the element-wise losses read each once.
+fn softmax_loss() -> bool {
+    return LOSS == LOSS_CE || (LOSS == LOSS_FOCAL && FOCAL_SOFTMAX);
+}
+
 // Multiplier of the summed loss (and of every gradient).
 fn loss_multiplier() -> f32 {
     if PREPASS {
@@ -354,16 +360,25 @@ fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
 // Element-wise sigmoid losses: BCE (a = w·pos_weight, b = w) and balanced BCE (a = β, b = 1-β)
 // share l = -(a t log σ(z) + b (1-t) log σ(-z)), dl/dz = b (1-t) σ(z) - a t σ(-z).
 // The focal sigmoid form multiplies the BCE term by σ(u)^γ, u = z (1 - 2t), and an alpha factor.
-fn pixel_sigmoid(n: u32, s: u32, base: u32, label: i32, mult: f32, beta: f32) -> f32 {
+// Element-wise, so each logit (and dense target) is read here, once, and not through the pixel
+// cache: `bad` counts the non-finite ones, as px_load does for the softmax losses.
+fn pixel_sigmoid(n: u32, s: u32, base: u32, label: i32, mult: f32, beta: f32, bad: ptr<function, vec2<u32>>) -> f32 {
     var l = 0.0;
     for (var c = 0u; c < params.c; c = c + 1u) {
         let e = base + c * params.s;
+        let z = logits[e];
+        var t = 0.0;
+        if DENSE {
+            t = bitcast<f32>(targets[e]);
+            (*bad).y = (*bad).y + u32(is_nonfinite(t));
+        } else {
+            t = target_at(base, c, label);
+        }
+        (*bad).x = (*bad).x + u32(is_nonfinite(z));
         if c < FIRST_CHANNEL {
             write_grad(e, 0.0);
             continue;
         }
-        let z = px_logit(base, c);
-        let t = target_at(base, c, label);
         var lg = vec2<f32>(0.0);
         if LOSS == LOSS_FOCAL {
             var af = 1.0;
@@ -450,23 +465,34 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         let base = n * params.c * params.s + s;
         let image_mult = image_multiplier(n);
         let mult = global_mult * image_mult;
-        // Validity of every logit (and dense target), and the max over the softmax's channels.
-        let first_sm = select(0u, FIRST_CHANNEL, LOSS == LOSS_FOCAL);
-        // The only read of the pixel's logits and dense targets from memory (C <= PIXEL_CACHE).
-        let bad = px_load(base, first_sm);
-        bad_logits = bad_logits + bad.x;
-        bad_targets = bad_targets + bad.y;
+        // The softmax losses: validity of every logit (and dense target) and the log-sum-exp
+        // over the softmax's channels, in the only read of the pixel from memory (C <=
+        // PIXEL_CACHE). The element-wise ones count in their own single walk.
+        var bad = vec2<u32>(0u);
+        if softmax_loss() {
+            let first_sm = select(0u, FIRST_CHANNEL, LOSS == LOSS_FOCAL);
+            bad = px_load(base, first_sm);
+        }
         let label = label_of(p);
         let state = pixel_state(label);
         if state != PIX_VALID {
             // Ignored or invalid: no loss, and exactly zero gradient in every channel.
             bad_labels = bad_labels + u32(state == PIX_BAD);
             for (var c = 0u; c < params.c; c = c + 1u) {
-                write_grad(base + c * params.s, 0.0);
+                let e = base + c * params.s;
+                if !softmax_loss() {
+                    bad.x = bad.x + u32(is_nonfinite(logits[e]));
+                    if DENSE {
+                        bad.y = bad.y + u32(is_nonfinite(bitcast<f32>(targets[e])));
+                    }
+                }
+                write_grad(e, 0.0);
                 if REDUCTION == REDUCE_NONE && ((LOSS == LOSS_CE && c == 0u) || (LOSS != LOSS_CE && c >= FIRST_CHANNEL)) {
                     store_none(n, s, c, 0.0);
                 }
             }
+            bad_logits = bad_logits + bad.x;
+            bad_targets = bad_targets + bad.y;
             continue;
         }
         var l = 0.0;
@@ -475,8 +501,10 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         } else if LOSS == LOSS_FOCAL && FOCAL_SOFTMAX {
             l = pixel_focal_softmax(n, s, base, label, mult);
         } else {
-            l = pixel_sigmoid(n, s, base, label, mult, beta);
+            l = pixel_sigmoid(n, s, base, label, mult, beta, &bad);
         }
+        bad_logits = bad_logits + bad.x;
+        bad_targets = bad_targets + bad.y;
         acc = acc + image_mult * l;
     }
     count_bad(bad_labels, bad_logits, bad_targets);

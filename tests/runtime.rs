@@ -248,6 +248,39 @@ fn gpu_only_problems_reach_the_status_buffer() {
         segloss::readback::read_status(device, &gpu.queue, &plan).unwrap(),
         want
     );
+    // The element-wise losses read each logit once, in their own walk, and still count every
+    // non-finite one: at an ignored pixel, and in an excluded background channel.
+    let mut labels = vec![1i32; shape.pixels()];
+    labels[5] = 255;
+    let mut z = rng.logits(shape.numel(), 2.0);
+    z[5] = f32::NAN; // channel 0 of the ignored pixel 5
+    z[100 + 17] = f32::INFINITY; // channel 1 of the valid pixel 17
+    z[40] = f32::NEG_INFINITY; // channel 0 of the valid pixel 40
+    let t = segloss::Targets::Labels(&labels);
+    let want = Status {
+        bad_labels: 0,
+        nonfinite_logits: 3,
+        nonfinite_targets: 0,
+    };
+    for (name, params) in [
+        ("bce", vec!["ignore_index=255"]),
+        (
+            "focal",
+            vec!["ignore_index=255", "include_background=false"],
+        ),
+    ] {
+        let loss = Loss::parse(name, &params).unwrap();
+        for k in [kernels, gpu_tuned()] {
+            match k.run_blocking(&gpu.queue, &loss, &shape, &z, t) {
+                Err(Error::BadInput(s)) => assert_eq!(s, want, "{name}"),
+                other => panic!("{name}: expected BadInput, got {other:?}"),
+            }
+        }
+        match segloss::cpu::forward_backward(&loss, &shape, &z, t) {
+            Err(Error::BadInput(s)) => assert_eq!(s, want, "{name} on the CPU"),
+            other => panic!("{name}: expected BadInput from the CPU, got {other:?}"),
+        }
+    }
     // Dense targets: a NaN target is counted too.
     let mut dense = vec![0.5f32; shape.numel()];
     dense[9] = f32::NAN;
