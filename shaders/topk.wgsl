@@ -176,22 +176,22 @@ fn select_grad(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
             let label = label_of(p);
             let state = pixel_state(label);
             bad_labels = bad_labels + u32(state == PIX_BAD);
-            for (var c = 0u; c < params.c; c = c + 1u) {
-                bad_logits = bad_logits + u32(is_nonfinite(logits[base + c * params.s]));
-            }
+            // The pixel's one read from memory: non-finite count, log-sum-exp, and (on a
+            // software adapter) its channels kept for the gradient's walk.
+            bad_logits = bad_logits + px_load(base, 0u).x;
             if !selected || state != PIX_VALID {
                 for (var c = 0u; c < params.c; c = c + 1u) {
                     write_grad(base + c * params.s, 0.0);
                 }
                 continue;
             }
-            let ce = pixel_ce(base, label);
-            acc = acc + ce.x;
+            // pixel_ce's loss, from the walk above.
             let wy = class_weights[u32(label)];
+            acc = acc - wy * (px_logit(base, u32(label)) - px_softmax());
             for (var c = 0u; c < params.c; c = c + 1u) {
                 let e = base + c * params.s;
                 let hit = f32(i32(c) == label);
-                let pc = exp(logits[e] - ce.y);
+                let pc = px_softmax_p(px_logit(base, c));
                 write_grad(e, inv_k * ce_label_term(0.0, pc, hit, wy, 0.0, 0.0, 1.0, 0.0).y);
             }
         }

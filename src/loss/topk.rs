@@ -166,6 +166,7 @@ impl TopkPlan {
             ("ACT", 0.0),
             // Softmax cross-entropy: with C = 1 the only valid label is 0, not a binary mask.
             ("CLASS_LABELS", 1.0),
+            super::cache_constant(kernels, shape.c()),
         ];
         let (layout, pl) = kernels.layout(Family::Topk, &layout_entries(&SLOTS));
         let pipes = ENTRIES
