@@ -45,10 +45,6 @@ override ACCUMULATE: bool = false;
 @group(0) @binding(5) var<storage, read_write> work: array<f32>;
 @group(0) @binding(6) var<storage, read_write> status: array<atomic<u32>>;
 
-fn p_at(i: u32) -> f32 {
-    return sigmoid(logits[i]);
-}
-
 // p_i - p_j, accurate also where both are near 1: there as the difference of their complements
 // σ(-z), which keep their digits (σ(z) near 1 keeps only its first ones, and the length term
 // divides such differences by sqrt(d² + eps), eps = 1e-8, magnifying what they lost).
@@ -136,11 +132,11 @@ fn sums(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         bad = bad + u32(label_bad(i));
         let n = i / params.s;
         let s = i - n * params.s;
-        let p = p_at(i);
+        let z = logits[i];
         let g = g_at(i);
-        acc.y = acc.y + p * (g - 1.0) * (g - 1.0);
+        acc.y = acc.y + sigmoid(z) * (g - 1.0) * (g - 1.0);
         // 1 - p as σ(-z), which keeps its digits where p is near 1.
-        acc.z = acc.z + sigmoid(-logits[i]) * g * g;
+        acc.z = acc.z + sigmoid(-z) * g * g;
         if is_base(s) {
             acc.x = acc.x + term_length(term_diffs(n, s));
         }

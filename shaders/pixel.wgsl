@@ -360,21 +360,31 @@ fn pixel_ce(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 {
 // Element-wise sigmoid losses: BCE (a = w·pos_weight, b = w) and balanced BCE (a = β, b = 1-β)
 // share l = -(a t log σ(z) + b (1-t) log σ(-z)), dl/dz = b (1-t) σ(z) - a t σ(-z).
 // The focal sigmoid form multiplies the BCE term by σ(u)^γ, u = z (1 - 2t), and an alpha factor.
-// Element-wise, so each logit (and dense target) is read here, once, and not through the pixel
-// cache: `bad` counts the non-finite ones, as px_load does for the softmax losses.
+// An element-wise loss's one read of element e: (logit, dense target or 0), counting the
+// non-finite ones in `bad` as px_load does for the softmax losses.
+fn read_element(e: u32, bad: ptr<function, vec2<u32>>) -> vec2<f32> {
+    let z = logits[e];
+    (*bad).x = (*bad).x + u32(is_nonfinite(z));
+    var t = 0.0;
+    if DENSE {
+        t = bitcast<f32>(targets[e]);
+        (*bad).y = (*bad).y + u32(is_nonfinite(t));
+    }
+    return vec2<f32>(z, t);
+}
+
+// Element-wise, so each logit (and dense target) is read here, once (`read_element`), and not
+// through the pixel cache.
 fn pixel_sigmoid(n: u32, s: u32, base: u32, label: i32, mult: f32, beta: f32, bad: ptr<function, vec2<u32>>) -> f32 {
     var l = 0.0;
     for (var c = 0u; c < params.c; c = c + 1u) {
         let e = base + c * params.s;
-        let z = logits[e];
-        var t = 0.0;
-        if DENSE {
-            t = bitcast<f32>(targets[e]);
-            (*bad).y = (*bad).y + u32(is_nonfinite(t));
-        } else {
+        let zt = read_element(e, bad);
+        let z = zt.x;
+        var t = zt.y;
+        if !DENSE {
             t = target_at(base, c, label);
         }
-        (*bad).x = (*bad).x + u32(is_nonfinite(z));
         if c < FIRST_CHANNEL {
             write_grad(e, 0.0);
             continue;
@@ -481,10 +491,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             for (var c = 0u; c < params.c; c = c + 1u) {
                 let e = base + c * params.s;
                 if !softmax_loss() {
-                    bad.x = bad.x + u32(is_nonfinite(logits[e]));
-                    if DENSE {
-                        bad.y = bad.y + u32(is_nonfinite(bitcast<f32>(targets[e])));
-                    }
+                    read_element(e, &bad);
                 }
                 write_grad(e, 0.0);
                 if REDUCTION == REDUCE_NONE && ((LOSS == LOSS_CE && c == 0u) || (LOSS != LOSS_CE && c >= FIRST_CHANNEL)) {

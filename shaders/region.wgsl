@@ -1019,11 +1019,9 @@ fn px_load_dot(base: u32, seg: u32, hot: i32) -> u32 {
         if px_cached() {
             px_z[c] = z;
         }
-        let d = z - st.x;
-        let e = exp(-abs(d));
-        // The old sums' factor and this channel's exp(z - max), both relative to the new max.
-        let f = select(1.0, e, d > 0.0);
-        let w = select(e, 1.0, d > 0.0);
+        let fw = lse_factors(st, z);
+        let f = fw.x;
+        let w = fw.y;
         var y = 0.0;
         if c >= FIRST_CHANNEL {
             y = seg_coef(seg, c).y;
@@ -1036,7 +1034,7 @@ fn px_load_dot(base: u32, seg: u32, hot: i32) -> u32 {
         }
         let other = f32(i32(c) != hot);
         sums = sums * vec3<f32>(fk, f, fk) + vec3<f32>(wk * y, other * w, other * wk * y);
-        st = vec2<f32>(max(st.x, z), st.y * f + w);
+        st = lse_advance(st, z, fw);
     }
     px_lse = st;
     px_inv = 1.0 / st.y;

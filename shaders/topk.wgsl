@@ -74,11 +74,9 @@ fn ascending_key(x: f32) -> u32 {
     return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
 
-// Cross-entropy of pixel p: (loss, log-sum-exp); the pixel's label must be valid.
-fn pixel_ce(base: u32, label: i32) -> vec2<f32> {
-    let lse = act_prepare(base);
-    let lp = logits[base + u32(label) * params.s] - lse;
-    return vec2<f32>(-class_weights[u32(label)] * lp, lse);
+// Cross-entropy of a pixel whose label is valid, from its label's logit z_y and its log-sum-exp.
+fn label_ce(z_y: f32, lse: f32, label: i32) -> f32 {
+    return -class_weights[u32(label)] * (z_y - lse);
 }
 
 @compute @workgroup_size(WG)
@@ -91,7 +89,7 @@ fn ce_keys(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         let label = label_of(p);
         var key = 0u;
         if pixel_state(label) == PIX_VALID {
-            key = ascending_key(pixel_ce(base, label).x);
+            key = ascending_key(label_ce(logits[base + u32(label) * params.s], act_prepare(base), label));
             valid = valid + 1u;
         }
         keys[p] = key;
@@ -185,9 +183,8 @@ fn select_grad(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
                 }
                 continue;
             }
-            // pixel_ce's loss, from the walk above.
+            acc = acc + label_ce(px_logit(base, u32(label)), px_softmax(), label);
             let wy = class_weights[u32(label)];
-            acc = acc - wy * (px_logit(base, u32(label)) - px_softmax());
             for (var c = 0u; c < params.c; c = c + 1u) {
                 let e = base + c * params.s;
                 let hit = f32(i32(c) == label);

@@ -49,9 +49,21 @@ const LSE_EMPTY = vec2<f32>(-3.4028235e38, 0.0);
 // exp(old max - z), an old one adds exp(z - max), and both are exp(-|z - max|). (A branch runs
 // both sides' exps wherever the lanes of a SIMD group disagree.)
 fn lse_push(state: vec2<f32>, z: f32) -> vec2<f32> {
+    return lse_advance(state, z, lse_factors(state, z));
+}
+
+// The factors of pushing z: (f, w) with f what the sums so far are multiplied by (exp(old max -
+// z) where z is a new max, else 1) and w the new term, exp(z - new max). A walk that keeps other
+// sums relative to the same max (region.wgsl's `px_load_dot`) rescales them by f too.
+fn lse_factors(state: vec2<f32>, z: f32) -> vec2<f32> {
     let d = z - state.x;
     let e = exp(-abs(d));
-    return vec2<f32>(max(state.x, z), select(state.y + e, state.y * e + 1.0, d > 0.0));
+    return select(vec2<f32>(1.0, e), vec2<f32>(e, 1.0), d > 0.0);
+}
+
+// The state after pushing z with its `lse_factors` fw.
+fn lse_advance(state: vec2<f32>, z: f32, fw: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(max(state.x, z), state.y * fw.x + fw.y);
 }
 
 fn lse_value(state: vec2<f32>) -> f32 {
