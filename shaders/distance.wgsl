@@ -30,6 +30,9 @@ override HAS_IGNORE: bool = false;
 override ACT: u32 = 0u;
 // finish_edt: write the signed map (boundary convention) instead of the plain EDT.
 override SIGNED: bool = false;
+// edt_axis: the last axis of Hausdorff's prediction volumes, which writes the loss map
+// (dt_p^α + dt_g^α, the target's volumes done) instead of the volume: no finish_map pass.
+override MAP_IN_LAST_AXIS: bool = false;
 // finish_map: 0 boundary (signed map of the target), 1 Hausdorff (dt_p^α + dt_g^α).
 override MAP_KIND: u32 = 0u;
 const MAP_BOUNDARY: u32 = 0u;
@@ -117,6 +120,10 @@ fn seed_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         var lse = 0.0;
         if MAP_KIND == MAP_HAUSDORFF {
             lse = act_prepare(base);
+            // The map's dropped channels, which the last axis (MAP_IN_LAST_AXIS) never writes.
+            for (var c = 0u; c < params.first; c = c + 1u) {
+                out[base + c * params.s] = 0.0;
+            }
         }
         for (var c = params.first; c < params.c; c = c + 1u) {
             let e = base + c * params.s;
@@ -348,6 +355,14 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let sp = params.spacing[axis];
     for (var i = gid.x; i < params.line_count; i = i + nwg.x * WG) {
         let start = line_start(params.line0 + i, len, stride);
+        // MAP_IN_LAST_AXIS: the line's prediction volume m, its target's volume and the map's
+        // element of the line's first pixel, less `start`.
+        let m = start / params.s;
+        let kept = params.c - params.first;
+        let mt = m - params.n * kept;
+        let nt = mt / kept;
+        let truth_shift = params.n * kept * params.s;
+        let map_shift = (nt * params.c + params.first + (mt - nt * kept)) * params.s - m * params.s;
         // 4·len + 1 floats per line, in private memory or this window's slice of `env`: the
         // segments hold distinct pixels of the line (len entries at most: v, h, b) and len + 1
         // breakpoints z.
@@ -409,7 +424,15 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
                 let dr = f32(b - p) * sp;
                 d = min(d, dr * dr);
             }
-            vol[start + p * stride] = signed_value(min(d, INF), fg);
+            let value = signed_value(min(d, INF), fg);
+            let at = start + p * stride;
+            if MAP_IN_LAST_AXIS {
+                let truth = vol[at - truth_shift];
+                out[at + map_shift] = distance_power_of(value, params.alpha)
+                    + distance_power_of(truth, params.alpha);
+            } else {
+                vol[at] = value;
+            }
         }
     }
 }

@@ -283,6 +283,9 @@ pub(crate) struct Edt {
     /// The envelope pass of each axis after the first (index axis - 1): with the envelope in
     /// private memory or, for lines over `PRIVATE_LINE`, in `env`.
     edt_axis: Vec<wgpu::ComputePipeline>,
+    /// Hausdorff's map (`LossMap::new`): the last axis's envelope pass for the prediction
+    /// volumes, writing the map (MAP_IN_LAST_AXIS); none with one spatial axis.
+    map_last_axis: Option<wgpu::ComputePipeline>,
     jfa: [wgpu::ComputePipeline; 3],
     ndims: usize,
     nvol: usize,
@@ -299,6 +302,7 @@ impl Edt {
         nvol: usize,
         spatial: &[usize],
         method: Method,
+        map_in_last_axis: bool,
     ) -> Result<Self> {
         let s: usize = spatial.iter().product();
         let (dims, _) = grid(spatial, &[])?;
@@ -354,7 +358,21 @@ impl Edt {
                 kernels.pipeline(Family::Distance, "edt_axis", &constants, &pipeline_layout)
             })
             .collect::<Result<_>>()?;
+        let map_last_axis = match spatial.last() {
+            Some(&d) if map_in_last_axis && spatial.len() > 1 => {
+                let private = if d <= PRIVATE_LINE { 1.0 } else { 0.0 };
+                let constants = [("PRIVATE_ENV", private), ("MAP_IN_LAST_AXIS", 1.0)];
+                Some(kernels.pipeline(
+                    Family::Distance,
+                    "edt_axis",
+                    &constants,
+                    &pipeline_layout,
+                )?)
+            }
+            _ => None,
+        };
         Ok(Edt {
+            map_last_axis,
             edt_first_axis: kernels.pipeline(
                 Family::Distance,
                 "edt_first_axis",
@@ -386,7 +404,9 @@ impl Edt {
     }
 
     /// Records the transform of every seeded volume: the separable passes (one per spatial axis)
-    /// or the jump-flooding steps.
+    /// or the jump-flooding steps. With `map_last_axis` (Hausdorff, [`Edt::writes_map`]), the last
+    /// axis runs over the target's volumes (the first half) and then the prediction's, whose
+    /// pass writes the loss map into `out` instead of their volumes.
     pub fn record_passes(
         &self,
         kernels: &Kernels,
@@ -448,22 +468,38 @@ impl Edt {
             } else {
                 (self.env_len / line_scratch(len)).max(1)
             };
-            for line0 in (0..lines).step_by(window) {
-                let count = window.min(lines - line0);
-                let params = DistanceParams {
-                    axis: axis as u32,
-                    nvol: self.nvol as u32,
-                    line0: line0 as u32,
-                    line_count: count as u32,
-                    ..base
-                };
-                let bg = self.bind(kernels, &params, logits, targets, out);
-                let mut pass = kernels.begin_pass(encoder, "segloss edt axis");
-                pass.set_bind_group(0, &bg, &[]);
-                pass.set_pipeline(&self.edt_axis[axis - 1]);
-                pass.dispatch_workgroups(kernels.workgroups(count), 1, 1);
+            // The pipeline of each range of lines.
+            let plain = &self.edt_axis[axis - 1];
+            let ranges = match &self.map_last_axis {
+                Some(map) if axis == self.ndims - 1 => {
+                    vec![(0..lines / 2, plain), (lines / 2..lines, map)]
+                }
+                _ => vec![(0..lines, plain)],
+            };
+            for (range, pipeline) in ranges {
+                let end = range.end;
+                for line0 in range.step_by(window) {
+                    let count = window.min(end - line0);
+                    let params = DistanceParams {
+                        axis: axis as u32,
+                        nvol: self.nvol as u32,
+                        line0: line0 as u32,
+                        line_count: count as u32,
+                        ..base
+                    };
+                    let bg = self.bind(kernels, &params, logits, targets, out);
+                    let mut pass = kernels.begin_pass(encoder, "segloss edt axis");
+                    pass.set_bind_group(0, &bg, &[]);
+                    pass.set_pipeline(pipeline);
+                    pass.dispatch_workgroups(kernels.workgroups(count), 1, 1);
+                }
             }
         }
+    }
+
+    /// Whether the last axis writes Hausdorff's map (see [`Edt::record_passes`]).
+    pub fn writes_map(&self) -> bool {
+        self.map_last_axis.is_some()
     }
 
     /// A bind group over the given tensors (each bound at the plan's size) and the plan's
@@ -549,7 +585,7 @@ impl Kernels {
             .ok_or_else(|| Error::Shape(format!("{masks} masks of {spatial:?} are too many")))?;
         self.check_binding("masks", total as u64 * 4)?;
         let constants = [("SIGNED", if options.signed { 1.0 } else { 0.0 })];
-        let edt = Edt::new(self, &constants, masks, spatial, options.method)?;
+        let edt = Edt::new(self, &constants, masks, spatial, options.method, false)?;
         let (_, pipeline_layout) = self.layout(Family::Distance, &layout_entries(&SLOTS));
         Ok(DistancePlan {
             seed: self.pipeline(Family::Distance, seed_entry, &constants, &pipeline_layout)?,
@@ -701,7 +737,15 @@ impl LossMap {
             ("ACT", spec.act as f64),
             ("MAP_KIND", spec.kind as u32 as f64),
         ];
-        let edt = Edt::new(kernels, &constants, masks, &spatial, Method::Exact)?;
+        let hausdorff = spec.kind == MapKind::Hausdorff;
+        let edt = Edt::new(
+            kernels,
+            &constants,
+            masks,
+            &spatial,
+            Method::Exact,
+            hausdorff,
+        )?;
         let (_, pipeline_layout) = kernels.layout(Family::Distance, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Distance, entry, &constants, &pipeline_layout);
         kernels.check_binding("distance map", shape.numel() as u64 * 4)?;
@@ -745,7 +789,8 @@ impl LossMap {
 
     /// Records the map of `logits` and `targets` into `out` ([N, C, *S] f32); with `out` `None`,
     /// only the distance volumes it is made from ([`LossMap::volumes`]), for a pass that makes
-    /// each value of the map where it needs it. The boundary map reads no logits (`None`).
+    /// each value of the map where it needs it (boundary only: Hausdorff's last axis writes the
+    /// map, not the prediction's volumes). The boundary map reads no logits (`None`).
     pub fn record(
         &self,
         kernels: &Kernels,
@@ -768,7 +813,8 @@ impl LossMap {
         }
         self.edt
             .record_passes(kernels, encoder, self.params, logits, targets, out_binding);
-        if out.is_none() {
+        debug_assert!(out.is_some() || !self.edt.writes_map());
+        if out.is_none() || self.edt.writes_map() {
             return;
         }
         let mut pass = kernels.begin_pass(encoder, "segloss distance map");

@@ -144,6 +144,27 @@ fn distance_losses_in_windows_beyond_one_binding() {
     }
 }
 
+/// Hausdorff's map from its last axis's pass (2D, 3D, dropped channel 0 and not) and from
+/// `finish_map` (one spatial axis, no envelope pass), on sizes that fill no workgroup evenly.
+#[test]
+fn hausdorff_map_written_by_the_last_axis_or_finish_map() {
+    let (gpu, kernels) = gpu();
+    let mut rng = Rng::new(13);
+    for dims in [&[37][..], &[9, 13], &[5, 3, 7]] {
+        let shape = Shape::new(2, 4, dims).unwrap();
+        let z = rng.logits(shape.numel(), 3.0);
+        let t = targets(&mut rng, &shape, TargetKind::Labels, 4, None, false);
+        for params in [
+            &["reduction=none"][..],
+            &["include_background=true", "alpha=1"],
+        ] {
+            let what = format!("hausdorff-dt {params:?} {dims:?}");
+            let loss = Loss::parse("hausdorff-dt", params).unwrap();
+            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
+        }
+    }
+}
+
 fn exact_transform_equals_cpu(gpu: &Gpu, kernels: &Kernels, shapes: &[(&[usize], &[f32])]) {
     let mut rng = Rng::new(3);
     for &(spatial, spacing) in shapes {
