@@ -18,7 +18,8 @@
 //                (run once per spatial axis: the transform is separable);
 //   jfa_init / jfa_step / jfa_finish   jump flooding on nearest-source coordinates;
 //   finish_edt   caller output: the EDT (or the signed map) of each mask;
-//   finish_map   a loss's map: boundary φ of the target, or Hausdorff dt_p^α + dt_g^α.
+//   finish_map   a loss's map: boundary φ of the target, or Hausdorff dt_p^α + dt_g^α with
+//                one spatial axis (otherwise the last edt_axis pass writes it, MAP_IN_LAST_AXIS).
 
 #include "common/grid.wgsl"
 #include "common/activation.wgsl"
