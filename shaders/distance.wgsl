@@ -121,10 +121,6 @@ fn seed_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         var lse = 0.0;
         if MAP_KIND == MAP_HAUSDORFF {
             lse = act_prepare(base);
-            // The map's dropped channels, which the last axis (MAP_IN_LAST_AXIS) never writes.
-            for (var c = 0u; c < params.first; c = c + 1u) {
-                out[base + c * params.s] = 0.0;
-            }
         }
         for (var c = params.first; c < params.c; c = c + 1u) {
             let e = base + c * params.s;

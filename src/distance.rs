@@ -679,7 +679,8 @@ impl DistancePlan {
 }
 
 /// The distance map of a distance-based loss, computed on the GPU from its targets (and, for
-/// Hausdorff, its prediction) in the same command stream: `[N, C, *S]`, 0 for a dropped channel 0.
+/// Hausdorff, its prediction) in the same command stream: `[N, C, *S]`, 0 for a dropped channel 0
+/// (no pass writes it: wgpu zero-initialises the buffer, and the losses never read it).
 pub(crate) struct LossMap {
     edt: Edt,
     seed: wgpu::ComputePipeline,
