@@ -334,6 +334,17 @@ fn envelope_close(e: ptr<function, Envelope>, a: u32, b: u32) {
     (*e).first = (*e).k + 1;
 }
 
+// MAP_IN_LAST_AXIS, for a line of a prediction volume starting at element `start`: what to
+// subtract from an element's index for the same pixel of its target's volume, and what to add
+// (modulo 2^32) for the map's element [N, C, *S] of its image and class.
+fn map_shifts(start: u32) -> vec2<u32> {
+    let kept = params.c - params.first;
+    let m = start / params.s - params.n * kept; // the target's volume: (image, kept class)
+    let n = m / kept;
+    let map_volume = n * params.c + params.first + (m - n * kept);
+    return vec2<u32>(params.n * kept * params.s, (map_volume - m - params.n * kept) * params.s);
+}
+
 // The exact 1-D pass along `params.axis` (after the first axis): d(p) = min_q (x_p - x_q)² + h(q),
 // with h = 0 at the pixels of the other class (the sources) and the squared distance so far at
 // those of p's class. A run of same-class pixels [a, b) only needs its own pixels and the two
@@ -352,14 +363,10 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let sp = params.spacing[axis];
     for (var i = gid.x; i < params.line_count; i = i + nwg.x * WG) {
         let start = line_start(params.line0 + i, len, stride);
-        // MAP_IN_LAST_AXIS: the line's prediction volume m, its target's volume and the map's
-        // element of the line's first pixel, less `start`.
-        let m = start / params.s;
-        let kept = params.c - params.first;
-        let mt = m - params.n * kept;
-        let nt = mt / kept;
-        let truth_shift = params.n * kept * params.s;
-        let map_shift = (nt * params.c + params.first + (mt - nt * kept)) * params.s - m * params.s;
+        var shift = vec2<u32>(0u);
+        if MAP_IN_LAST_AXIS {
+            shift = map_shifts(start);
+        }
         // 4·len + 1 floats per line, in private memory or this window's slice of `env`: the
         // segments hold distinct pixels of the line (len entries at most: v, h, b) and len + 1
         // breakpoints z.
@@ -424,8 +431,8 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             let value = signed_value(min(d, INF), fg);
             let at = start + p * stride;
             if MAP_IN_LAST_AXIS {
-                let truth = vol[at - truth_shift];
-                out[at + map_shift] = distance_power_of(value, params.alpha)
+                let truth = vol[at - shift.x];
+                out[at + shift.y] = distance_power_of(value, params.alpha)
                     + distance_power_of(truth, params.alpha);
             } else {
                 vol[at] = value;

@@ -349,26 +349,22 @@ impl Edt {
         let pipe = |entry| kernels.pipeline(Family::Distance, entry, constants, &pipeline_layout);
         // The separable passes read none of the seeding and finishing constants: built without
         // them, every plan of the device shares them (one compile each, not one per loss).
+        // The envelope pass of an axis of extent d; with MAP_IN_LAST_AXIS for Hausdorff's map.
+        let envelope = |d: usize, map: bool| {
+            let flag = |b: bool| if b { 1.0 } else { 0.0 };
+            let constants = [
+                ("PRIVATE_ENV", flag(d <= PRIVATE_LINE)),
+                ("MAP_IN_LAST_AXIS", flag(map)),
+            ];
+            kernels.pipeline(Family::Distance, "edt_axis", &constants, &pipeline_layout)
+        };
         let edt_axis = spatial
             .iter()
             .skip(1)
-            .map(|&d| {
-                let private = if d <= PRIVATE_LINE { 1.0 } else { 0.0 };
-                let constants = [("PRIVATE_ENV", private)];
-                kernels.pipeline(Family::Distance, "edt_axis", &constants, &pipeline_layout)
-            })
+            .map(|&d| envelope(d, false))
             .collect::<Result<_>>()?;
-        let map_last_axis = match spatial.last() {
-            Some(&d) if map_in_last_axis && spatial.len() > 1 => {
-                let private = if d <= PRIVATE_LINE { 1.0 } else { 0.0 };
-                let constants = [("PRIVATE_ENV", private), ("MAP_IN_LAST_AXIS", 1.0)];
-                Some(kernels.pipeline(
-                    Family::Distance,
-                    "edt_axis",
-                    &constants,
-                    &pipeline_layout,
-                )?)
-            }
+        let map_last_axis = match spatial {
+            [_, .., last] if map_in_last_axis => Some(envelope(*last, true)?),
             _ => None,
         };
         Ok(Edt {
