@@ -62,7 +62,8 @@ override LOG_HD: bool = false;
 // statistics (`distance_coef`), so stats_pass also writes dL/dz and a plain record skips
 // grad_pass: the logits and the map are read once, not twice. (The split-phase
 // record_statistics keeps the two passes: it has no gradient to write to. The CPU mirror
-// computes the same numbers in its `statistics` and `gradient`, one after the other.)
+// computes the same numbers in its `statistics` and `gradient`, one after the other; only the
+// fused pass of a reduced loss keeps one sum over the classes, see `distance_one_sum`.)
 override FUSED: bool = false;
 
 // grad += ... instead of grad = ... (the caller's Outputs::accumulate): one pipeline each, as
@@ -226,6 +227,15 @@ fn fused_dot() -> bool {
 // updates one class's Σ p·g and Σ g^k instead of every class's four sums; and the gradient's
 // dl/dp_c = coef.x·g_c + coef.y·da takes coef.x at the label's class only (`label_dl_dp`). On a
 // CPU driver each private-array access costs what a memory access does.
+// The fused distance pass of a reduced loss: finalize only needs Σ_c of the classes' sums (every
+// class has the same coefficient, `distance_coef`), and its statistics stay internal (the
+// split-phase record_statistics runs the unfused pass). So each thread adds every class into one
+// register, put into the chunk's first kept slot at the end, instead of a read and a write of
+// acc[j] per element (on a CPU driver each is a per-lane memory access).
+fn distance_one_sum() -> bool {
+    return FUSED && REDUCTION != REDUCE_NONE;
+}
+
 fn by_label() -> bool {
     return !DENSE && !SOFT && LOSS != R_SS && LOSS != R_BOUNDARY && LOSS != R_HAUSDORFF
         && LOSS != R_WASS && LOSS != R_UNIFIED;
@@ -247,6 +257,7 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         var valid = 0.0;
         var valid_weight = 0.0;
         var mass = vec2<f32>(0.0);
+        var dist_sum = 0.0; // distance_one_sum
         // FUSED: the first chunk's walk over the pixels also writes the gradient, as grad_pass
         // would (with every channel's logits, whatever the chunk), and counts bad input.
         let fused = FUSED && c0 == 0u;
@@ -337,10 +348,14 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 let g = px_target(base, c, label);
                 if LOSS == R_BOUNDARY || LOSS == R_HAUSDORFF {
                     let phi = distance_map(e, n);
-                    if LOSS == R_BOUNDARY {
-                        acc[j].x = acc[j].x + p * phi;
+                    var term = p * phi;
+                    if LOSS == R_HAUSDORFF {
+                        term = (p - g) * (p - g) * phi;
+                    }
+                    if distance_one_sum() {
+                        dist_sum = dist_sum + term;
                     } else {
-                        acc[j].x = acc[j].x + (p - g) * (p - g) * phi;
+                        acc[j].x = acc[j].x + term;
                     }
                     if fused_dot() {
                         let d = params.lambda_region * distance_dl_dp(seg_coef(0u, c), p, g, phi);
@@ -354,6 +369,9 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 // finalize's scale of the coefficients (scratch[0].y) is lambda_region here.
                 grad_pixel(n, s, select(n, 0u, BATCH), base, label, lse, params.lambda_region, 0.0, dot);
             }
+        }
+        if distance_one_sum() && max(c0, FIRST_CHANNEL) < c0 + chunk {
+            acc[max(c0, FIRST_CHANNEL) - c0].x = dist_sum;
         }
         // PARTIAL_SLOTS partials per workgroup (one per subgroup where the device has them).
         let wg_row = (n * params.wx + wid.x) * PARTIAL_SLOTS;
