@@ -106,6 +106,27 @@ fn seed_probabilities(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     }
 }
 
+// Hausdorff's prediction masks under a softmax: p_c > 0.5 holds for one class at most, the
+// pixel's unique largest logit (a tie leaves each p <= 0.5), so the walk that takes the
+// log-sum-exp also finds it, and no logit is read twice. p is exp(z - lse), as `prob` takes it.
+// Returns that class, or C where no class has p > 0.5.
+fn softmax_winner(base: u32) -> u32 {
+    var st = lse_start(logits[base]);
+    var w = 0u;
+    var tied = false;
+    for (var c = 1u; c < params.c; c = c + 1u) {
+        let z = logits[base + c * params.s];
+        let above = z > st.x;
+        w = select(w, c, above);
+        tied = !above && (tied || z == st.x);
+        st = lse_push(st, z);
+    }
+    if tied || !(exp(st.x - lse_value(st)) > 0.5) {
+        return params.c;
+    }
+    return w;
+}
+
 // Loss masks, per pixel (n, s) and kept class c: mask (0, n, c) is the target > 0.5, and for
 // Hausdorff mask (1, n, c) the prediction > 0.5. Ignored pixels count as background of both.
 @compute @workgroup_size(WG)
@@ -118,16 +139,22 @@ fn seed_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         let base = n * params.c * params.s + s;
         let label = label_of(p);
         let valid = pixel_state(label) == PIX_VALID;
-        var lse = 0.0;
-        if MAP_KIND == MAP_HAUSDORFF {
-            lse = act_prepare(base);
+        let softmax = MAP_KIND == MAP_HAUSDORFF && ACT == ACT_SOFTMAX;
+        var winner = params.c;
+        if softmax {
+            winner = softmax_winner(base);
         }
         for (var c = params.first; c < params.c; c = c + 1u) {
             let e = base + c * params.s;
             let m = n * kept + (c - params.first);
             seed(m, s, valid && target_at(e, c, label) > 0.5);
             if MAP_KIND == MAP_HAUSDORFF {
-                seed(params.n * kept + m, s, valid && prob(logits[e], lse) > 0.5);
+                // Other activations: each channel on its own (several sigmoids can pass 0.5).
+                var fg = c == winner;
+                if !softmax {
+                    fg = prob(logits[e], 0.0) > 0.5;
+                }
+                seed(params.n * kept + m, s, valid && fg);
             }
         }
     }

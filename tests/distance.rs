@@ -165,6 +165,27 @@ fn hausdorff_map_written_by_the_last_axis_or_finish_map() {
     }
 }
 
+/// Hausdorff's prediction masks under a softmax where logits tie: a pixel whose largest logit
+/// is shared has every p <= 0.5 and is in no mask (the GPU finds the one class that can pass
+/// 0.5 as the unique largest logit, the CPU thresholds f64 probabilities). Logits from a few
+/// values, so ties are common, and with C = 2 a tie puts p at exactly 0.5.
+#[test]
+fn hausdorff_prediction_masks_with_tied_logits() {
+    let (gpu, kernels) = gpu();
+    let mut rng = Rng::new(17);
+    for (c, dims) in [(2, &[11, 13][..]), (3, &[5, 4, 6])] {
+        let shape = Shape::new(2, c, dims).unwrap();
+        let values = [-40.0f32, 0.0, 1.0, 2.5];
+        let z: Vec<f32> = (0..shape.numel())
+            .map(|_| values[(rng.unit() * 4.0) as usize % 4])
+            .collect();
+        let t = targets(&mut rng, &shape, TargetKind::Labels, c, None, false);
+        let what = format!("hausdorff-dt tied logits C={c} {dims:?}");
+        let loss = Loss::parse("hausdorff-dt", &["include_background=true"]).unwrap();
+        assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t.view());
+    }
+}
+
 fn exact_transform_equals_cpu(gpu: &Gpu, kernels: &Kernels, shapes: &[(&[usize], &[f32])]) {
     let mut rng = Rng::new(3);
     for &(spatial, spacing) in shapes {
