@@ -191,6 +191,10 @@ pub(crate) const SLOTS: [Slot; 6] = [
     Slot::ReadWrite,
 ];
 
+/// The largest spatial extent of a distance transform: 2^24, so that positions along an axis
+/// are exact in f32.
+pub const MAX_EXTENT: usize = 1 << 24;
+
 /// Validated spatial extents and spacing, padded to three axes.
 pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32; 4])> {
     if spatial.is_empty() || spatial.len() > 3 || spatial.contains(&0) {
@@ -215,6 +219,14 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
             name: "spacing".into(),
             message: format!("{x} is not a positive number"),
         });
+    }
+    // Positions along an axis are f32 in the transforms (the envelope's parabolas, the first
+    // axis's run ends): exact up to 2^24.
+    if let Some(&d) = spatial.iter().find(|&&d| d > MAX_EXTENT) {
+        return Err(Error::Shape(format!(
+            "distance transforms take spatial extents up to {MAX_EXTENT} (2^24, where f32 \
+             positions stop being exact), got {d} in {spatial:?}"
+        )));
     }
     let mut dims = [1u32; 4];
     let mut sp = [1f32; 4];

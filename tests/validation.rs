@@ -294,4 +294,8 @@ fn distance_spacing_must_keep_squared_distances_finite() {
     assert!(err_text(with(&[1e-20, 1.0]).validate(&[4, 4])).contains("1e-20 is too small"));
     assert!(err_text(with(&[1.0, 1e13]).validate(&[4, 256])).contains("too large"));
     assert!(err_text(with(&[0.0, 1.0]).validate(&[4, 4])).contains("not a positive"));
+    // Positions along an axis are f32: exact up to 2^24.
+    let max = segloss::distance::MAX_EXTENT;
+    assert!(with(&[]).validate(&[max]).is_ok());
+    assert!(err_text(with(&[]).validate(&[1, max + 1])).contains(&format!("got {}", max + 1)));
 }
