@@ -12,8 +12,9 @@
 // twice. Entry points:
 //   seed_masks   volumes from caller masks (u32, non-zero = foreground); seed_labels one mask
 //                per (image, class) from labels; seed_probabilities from p > 0.5;
-//   seed_loss    volumes from a loss's targets (> 0.5) and, for Hausdorff, its prediction
-//                (activation > 0.5), for every (image, kept class);
+//   seed_winner  a loss's softmax prediction masks, one class index per pixel (in `env`): a
+//                loss's volumes take no seed pass, the first axis reads its masks
+//                (FROM_LOSS, `loss_mask`) from the targets, the logits and these;
 //   edt_axis     the exact 1-D transform along `params.axis` of every line of every volume
 //                (run once per spatial axis: the transform is separable);
 //   jfa_init / jfa_step / jfa_finish   jump flooding on nearest-source coordinates;
@@ -53,8 +54,8 @@ struct Params {
     alpha: f32,        // Hausdorff exponent
     step: u32,         // jfa_step: the step length in pixels
     parity: u32,       // JFA: which half of `env` holds the current nearest sources
-    line0: u32,        // edt_axis: the first line of this window
-    line_count: u32,   // edt_axis: the lines of this window (their scratch fits `env`)
+    line0: u32,        // edt_first_axis, edt_axis: the first line of this dispatch
+    line_count: u32,   // its lines (edt_axis: a window whose scratch fits `env`)
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -62,7 +63,9 @@ struct Params {
 // Loss targets (labels or dense), or caller masks.
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> vol: array<f32>;
-// edt_axis: per-line scratch of the lower envelope; JFA: nearest-source pixel indices.
+// edt_axis: per-line scratch of the lower envelope; JFA: nearest-source pixel indices;
+// seed_winner: a softmax prediction's class per pixel, which the first axis reads (before any
+// envelope pass uses `env`).
 @group(0) @binding(4) var<storage, read_write> env: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
@@ -127,36 +130,57 @@ fn softmax_winner(base: u32) -> u32 {
     return w;
 }
 
-// Loss masks, per pixel (n, s) and kept class c: mask (0, n, c) is the target > 0.5, and for
-// Hausdorff mask (1, n, c) the prediction > 0.5. Ignored pixels count as background of both.
-@compute @workgroup_size(WG)
-fn seed_loss(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let pixels = params.n * params.s;
+// A loss's masks, per (image n, kept class c): volume n·kept + c - first is the target > 0.5,
+// and for Hausdorff volume (N + n)·kept + c - first the prediction > 0.5. Ignored pixels are
+// background of both. The first axis reads them where it needs them (FROM_LOSS), so no pass
+// seeds the volumes (2·kept writes per pixel, read back by the first axis). `LossVolume` is
+// what a line's volume m fixes, taken once per line.
+struct LossVolume {
+    c: u32,
+    pixels: u32,   // the image's first pixel in [N, *S]
+    elements: u32, // the class's first element in [N, C, *S]
+}
+
+fn loss_volume(m: u32) -> LossVolume {
     let kept = params.c - params.first;
+    let mi = select(m, m - params.n * kept, FROM_LOSS == FROM_PREDICTION);
+    let n = mi / kept;
+    let c = params.first + (mi - n * kept);
+    return LossVolume(c, n * params.s, (n * params.c + c) * params.s);
+}
+
+// Whether pixel s of the line's volume `v` is in its mask.
+fn loss_mask(v: LossVolume, s: u32) -> bool {
+    let p = v.pixels + s;
+    if FROM_LOSS == FROM_PREDICTION && ACT == ACT_SOFTMAX {
+        return u32(env[p]) == v.c; // C at ignored pixels, and where no class passes 0.5
+    }
+    let label = label_of(p);
+    if pixel_state(label) != PIX_VALID {
+        return false;
+    }
+    let e = v.elements + s;
+    if FROM_LOSS == FROM_TARGETS {
+        return target_at(e, v.c, label) > 0.5;
+    }
+    // Other activations: each channel on its own (several sigmoids can pass 0.5).
+    return prob(logits[e], 0.0) > 0.5;
+}
+
+// Hausdorff's prediction masks under a softmax, for `loss_mask`: one float per pixel in `env`,
+// the class whose probability is over 0.5 (`softmax_winner`; C for none, and at ignored
+// pixels). One write per pixel instead of one per class.
+@compute @workgroup_size(WG)
+fn seed_winner(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let pixels = params.n * params.s;
     for (var p = gid.x; p < pixels; p = p + nwg.x * WG) {
         let n = p / params.s;
-        let s = p - n * params.s;
-        let base = n * params.c * params.s + s;
-        let label = label_of(p);
-        let valid = pixel_state(label) == PIX_VALID;
-        let softmax = MAP_KIND == MAP_HAUSDORFF && ACT == ACT_SOFTMAX;
+        let base = n * params.c * params.s + (p - n * params.s);
         var winner = params.c;
-        if softmax {
+        if pixel_state(label_of(p)) == PIX_VALID {
             winner = softmax_winner(base);
         }
-        for (var c = params.first; c < params.c; c = c + 1u) {
-            let e = base + c * params.s;
-            let m = n * kept + (c - params.first);
-            seed(m, s, valid && target_at(e, c, label) > 0.5);
-            if MAP_KIND == MAP_HAUSDORFF {
-                // Other activations: each channel on its own (several sigmoids can pass 0.5).
-                var fg = c == winner;
-                if !softmax {
-                    fg = prob(logits[e], 0.0) > 0.5;
-                }
-                seed(params.n * kept + m, s, valid && fg);
-            }
-        }
+        env[p] = f32(winner);
     }
 }
 
@@ -190,7 +214,16 @@ fn line_start(line: u32, len: u32, stride: u32) -> u32 {
     return v_idx * params.s + outer * len * stride + inner;
 }
 
-// The first pass (axis 0) of the exact transform on freshly seeded volumes (±INF): a pixel's
+// edt_first_axis: the masks are the seeded volumes' signs (0), or a loss's (`loss_mask`): its
+// targets' (1) or its prediction's (2). A dispatch takes one kind of volume, so that the
+// per-pixel read is one gather, not every kind's under a lane mask.
+override FROM_LOSS: u32 = 0u;
+const FROM_SEEDS: u32 = 0u;
+const FROM_TARGETS: u32 = 1u;
+const FROM_PREDICTION: u32 = 2u;
+
+// The first pass (axis 0) of the exact transform on freshly seeded volumes (±INF), or with
+// FROM_LOSS on a loss's masks (`loss_mask`; the volumes are not seeded): a pixel's
 // squared distance to the nearest pixel of the other class on the line needs no envelope, only
 // the run of same-class pixels [a, b) it lies in: the sources are a - 1 (if a > 0) and b (if
 // b < len). Walk 1 reads the line's classes and writes each run's end b into the run's first
@@ -198,21 +231,30 @@ fn line_start(line: u32, len: u32, stride: u32) -> u32 {
 // each run's start and writes every pixel's value. One read and one write per pixel, plus two
 // per run (two sweeps, each reading and writing every pixel, cost lavapipe a fifth more), and
 // no scratch and no data-dependent loop.
+// The class of element e (of volume m) that the first axis starts from.
+fn first_axis_mask(lv: LossVolume, e: u32, m: u32) -> bool {
+    if FROM_LOSS != FROM_SEEDS {
+        return loss_mask(lv, e - m * params.s);
+    }
+    return vol[e] < 0.0;
+}
+
 @compute @workgroup_size(WG)
 fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let axis = params.axis;
     let len = axis_extent(axis);
     let stride = axis_stride(axis);
     let sp = params.spacing[axis];
-    let lines = params.nvol * (params.s / len);
-    for (var line = gid.x; line < lines; line = line + nwg.x * WG) {
-        let start = line_start(line, len, stride);
+    for (var i = gid.x; i < params.line_count; i = i + nwg.x * WG) {
+        let start = line_start(params.line0 + i, len, stride);
+        let m = start / params.s;
+        let lv = loss_volume(m);
         // Walk 1: the runs. Runs alternate classes, so the first pixel's class gives them all.
-        let fg0 = vol[start] < 0.0;
+        let fg0 = first_axis_mask(lv, start, m);
         var fg = fg0;
         var a = 0u;
         for (var q = 1u; q < len; q = q + 1u) {
-            let f = vol[start + q * stride] < 0.0;
+            let f = first_axis_mask(lv, start + q * stride, m);
             if f != fg {
                 vol[start + a * stride] = f32(q);
                 a = q;
@@ -221,7 +263,7 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         }
         vol[start + a * stride] = f32(len);
         // Walk 2: each pixel's distance to its run's two sources (INF where there is none:
-        // a line of one class stays as seeded).
+        // a line of one class is left ±INF, as seeded).
         fg = !fg0;
         var b = 0u;
         for (var q = 0u; q < len; q = q + 1u) {

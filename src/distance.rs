@@ -291,7 +291,10 @@ pub(crate) struct Edt {
     pub vol: wgpu::Buffer,
     pub env: wgpu::Buffer,
     method: Method,
-    edt_first_axis: wgpu::ComputePipeline,
+    /// The first axis: on seeded volumes, or on a loss's masks (`Edt::new`'s `loss`), one
+    /// pipeline per kind of volume (the targets', then for Hausdorff the prediction's), each over
+    /// its lines.
+    edt_first_axis: Vec<wgpu::ComputePipeline>,
     /// The envelope pass of each axis after the first (index axis - 1): with the envelope in
     /// private memory or, for lines over `PRIVATE_LINE`, in `env`.
     edt_axis: Vec<wgpu::ComputePipeline>,
@@ -307,15 +310,28 @@ pub(crate) struct Edt {
     env_len: usize,
 }
 
+/// The volumes of a loss's map ([`Edt::new`]): the masks of its targets, then for Hausdorff
+/// those of its prediction.
+#[derive(Clone, Copy)]
+pub(crate) struct LossVolumes {
+    pub hausdorff: bool,
+    /// Floats `env` must hold for `seed_winner` (one per pixel), or 0.
+    pub winners: usize,
+}
+
 impl Edt {
+    /// `loss`: the volumes are a loss's masks, which the first axis reads itself (FROM_LOSS,
+    /// built with `constants`; nothing seeds the volumes); for Hausdorff the last axis writes
+    /// the map (MAP_IN_LAST_AXIS). `None`: seeded volumes (caller masks).
     pub fn new(
         kernels: &Kernels,
         constants: &[(&'static str, f64)],
         nvol: usize,
         spatial: &[usize],
         method: Method,
-        map_in_last_axis: bool,
+        loss: Option<LossVolumes>,
     ) -> Result<Self> {
+        let hausdorff = loss.is_some_and(|l| l.hausdorff);
         let s: usize = spatial.iter().product();
         let (dims, _) = grid(spatial, &[])?;
         let vol_len = nvol
@@ -356,6 +372,8 @@ impl Edt {
             kernels.check_binding("distance scratch", len as u64 * 4)?;
             len
         };
+        let env_len = env_len.max(loss.map_or(0, |l| l.winners));
+        kernels.check_binding("distance scratch", env_len as u64 * 4)?;
         let device = kernels.device();
         let (layout, pipeline_layout) = kernels.layout(Family::Distance, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Distance, entry, constants, &pipeline_layout);
@@ -376,17 +394,33 @@ impl Edt {
             .map(|&d| envelope(d, false))
             .collect::<Result<_>>()?;
         let map_last_axis = match spatial {
-            [_, .., last] if map_in_last_axis => Some(envelope(*last, true)?),
+            [_, .., last] if hausdorff => Some(envelope(*last, true)?),
             _ => None,
+        };
+        // FROM_LOSS (shaders/distance.wgsl): 0 seeded volumes, 1 a loss's targets, 2 its
+        // prediction. Like the envelope passes, the first axis on seeded volumes reads no
+        // constant (one pipeline for every plan of the device).
+        let first_axis = |from: f64| {
+            let constants = if from == 0.0 {
+                Vec::new()
+            } else {
+                [constants, &[("FROM_LOSS", from)]].concat()
+            };
+            kernels.pipeline(
+                Family::Distance,
+                "edt_first_axis",
+                &constants,
+                &pipeline_layout,
+            )
+        };
+        let edt_first_axis = match loss {
+            None => vec![first_axis(0.0)?],
+            Some(_) if hausdorff => vec![first_axis(1.0)?, first_axis(2.0)?],
+            Some(_) => vec![first_axis(1.0)?],
         };
         Ok(Edt {
             map_last_axis,
-            edt_first_axis: kernels.pipeline(
-                Family::Distance,
-                "edt_first_axis",
-                &[],
-                &pipeline_layout,
-            )?,
+            edt_first_axis,
             edt_axis,
             jfa: [pipe("jfa_init")?, pipe("jfa_step")?, pipe("jfa_finish")?],
             method,
@@ -450,19 +484,31 @@ impl Edt {
             run(&self.jfa[2], 0, parity);
             return;
         }
-        // Axis 0 on the seeded volumes (±INF): two sweeps per line, no scratch, one dispatch.
-        {
-            let lines = self.nvol * (self.s / self.dims[0] as usize);
+        // Axis 0 on the seeded volumes (±INF) or a loss's masks: two walks per line, no
+        // scratch, one dispatch per kind of volume (Hausdorff's: the targets' half of the
+        // lines, then the prediction's).
+        let lines = self.nvol * (self.s / self.dims[0] as usize);
+        let share = lines / self.edt_first_axis.len();
+        for (k, pipeline) in self.edt_first_axis.iter().enumerate() {
             let params = DistanceParams {
                 axis: 0,
                 nvol: self.nvol as u32,
+                line0: (k * share) as u32,
+                line_count: share as u32,
                 ..base
             };
             let bg = self.bind(kernels, &params, logits, targets, out);
-            let mut pass = kernels.begin_pass(encoder, "segloss edt first axis");
+            let mut pass = kernels.begin_pass(
+                encoder,
+                if k == 0 {
+                    "segloss edt first axis"
+                } else {
+                    "segloss edt first axis (prediction)"
+                },
+            );
             pass.set_bind_group(0, &bg, &[]);
-            pass.set_pipeline(&self.edt_first_axis);
-            pass.dispatch_workgroups(kernels.workgroups(lines), 1, 1);
+            pass.set_pipeline(pipeline);
+            pass.dispatch_workgroups(kernels.workgroups(share), 1, 1);
         }
         // The other axes: the envelope of parabolas over the squared distances so far.
         for axis in 1..self.ndims {
@@ -593,7 +639,7 @@ impl Kernels {
             .ok_or_else(|| Error::Shape(format!("{masks} masks of {spatial:?} are too many")))?;
         self.check_binding("masks", total as u64 * 4)?;
         let constants = [("SIGNED", if options.signed { 1.0 } else { 0.0 })];
-        let edt = Edt::new(self, &constants, masks, spatial, options.method, false)?;
+        let edt = Edt::new(self, &constants, masks, spatial, options.method, None)?;
         let (_, pipeline_layout) = self.layout(Family::Distance, &layout_entries(&SLOTS));
         Ok(DistancePlan {
             seed: self.pipeline(Family::Distance, seed_entry, &constants, &pipeline_layout)?,
@@ -691,7 +737,8 @@ impl DistancePlan {
 /// (no pass writes it: wgpu zero-initialises the buffer, and the losses never read it).
 pub(crate) struct LossMap {
     edt: Edt,
-    seed: wgpu::ComputePipeline,
+    /// Hausdorff under a softmax: `seed_winner` (the first axis reads the other masks itself).
+    seed: Option<wgpu::ComputePipeline>,
     finish: wgpu::ComputePipeline,
     params: DistanceParams,
     /// The map of a plain `record`.
@@ -747,19 +794,24 @@ impl LossMap {
             ("MAP_KIND", spec.kind as u32 as f64),
         ];
         let hausdorff = spec.kind == MapKind::Hausdorff;
+        // A softmax prediction's masks come from `seed_winner`, one class per pixel in `env`.
+        let winner = hausdorff && spec.act == 0;
         let edt = Edt::new(
             kernels,
             &constants,
             masks,
             &spatial,
             Method::Exact,
-            hausdorff,
+            Some(LossVolumes {
+                hausdorff,
+                winners: if winner { shape.pixels() } else { 0 },
+            }),
         )?;
         let (_, pipeline_layout) = kernels.layout(Family::Distance, &layout_entries(&SLOTS));
         let pipe = |entry| kernels.pipeline(Family::Distance, entry, &constants, &pipeline_layout);
         kernels.check_binding("distance map", shape.numel() as u64 * 4)?;
         Ok(LossMap {
-            seed: pipe("seed_loss")?,
+            seed: winner.then(|| pipe("seed_winner")).transpose()?,
             finish: pipe("finish_map")?,
             params: DistanceParams {
                 n: shape.n() as u32,
@@ -814,10 +866,10 @@ impl LossMap {
         let bg = self
             .edt
             .bind(kernels, &self.params, logits, targets, out_binding);
-        {
+        if let Some(seed) = &self.seed {
             let mut pass = kernels.begin_pass(encoder, "segloss distance map seed");
             pass.set_bind_group(0, &bg, &[]);
-            pass.set_pipeline(&self.seed);
+            pass.set_pipeline(seed);
             pass.dispatch_workgroups(kernels.workgroups(self.pixels), 1, 1);
         }
         self.edt
