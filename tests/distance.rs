@@ -150,7 +150,9 @@ fn distance_losses_in_windows_beyond_one_binding() {
 fn hausdorff_map_written_by_the_last_axis_or_finish_map() {
     let (gpu, kernels) = gpu();
     let mut rng = Rng::new(13);
-    for dims in [&[37][..], &[9, 13], &[5, 3, 7]] {
+    // [4, 301]: 301 first-axis lines per volume, more than one workgroup's (WG = 256) and not a
+    // multiple of it (the first axis takes a loss's lines in blocks of WG per volume).
+    for dims in [&[37][..], &[9, 13], &[5, 3, 7], &[4, 301]] {
         let shape = Shape::new(2, 4, dims).unwrap();
         let z = rng.logits(shape.numel(), 3.0);
         let t = targets(&mut rng, &shape, TargetKind::Labels, 4, None, false);
