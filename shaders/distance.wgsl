@@ -222,6 +222,14 @@ const FROM_SEEDS: u32 = 0u;
 const FROM_TARGETS: u32 = 1u;
 const FROM_PREDICTION: u32 = 2u;
 
+// The class of element e (of volume m) that the first axis starts from.
+fn first_axis_mask(lv: LossVolume, e: u32, m: u32) -> bool {
+    if FROM_LOSS != FROM_SEEDS {
+        return loss_mask(lv, e - m * params.s);
+    }
+    return vol[e] < 0.0;
+}
+
 // The first pass (axis 0) of the exact transform on freshly seeded volumes (±INF), or with
 // FROM_LOSS on a loss's masks (`loss_mask`; the volumes are not seeded): a pixel's
 // squared distance to the nearest pixel of the other class on the line needs no envelope, only
@@ -231,14 +239,6 @@ const FROM_PREDICTION: u32 = 2u;
 // each run's start and writes every pixel's value. One read and one write per pixel, plus two
 // per run (two sweeps, each reading and writing every pixel, cost lavapipe a fifth more), and
 // no scratch and no data-dependent loop.
-// The class of element e (of volume m) that the first axis starts from.
-fn first_axis_mask(lv: LossVolume, e: u32, m: u32) -> bool {
-    if FROM_LOSS != FROM_SEEDS {
-        return loss_mask(lv, e - m * params.s);
-    }
-    return vol[e] < 0.0;
-}
-
 @compute @workgroup_size(WG)
 fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let axis = params.axis;

@@ -4,8 +4,9 @@
 //! [`crate::cpu::distance`].
 //!
 //! The exact method is Felzenszwalb & Huttenlocher's separable transform (one pass per axis,
-//! linear work per line); the losses use it. The first axis needs no envelope (two sweeps per
-//! line), and lines of up to [`PRIVATE_LINE`] pixels keep theirs in private memory. Longer lines
+//! linear work per line); the losses use it. The first axis needs no envelope (two walks per
+//! line, by runs of same-class pixels; a loss's first axis reads its masks itself, so nothing
+//! seeds its volumes), and lines of up to [`PRIVATE_LINE`] pixels keep theirs in private memory. Longer lines
 //! need 4·len + 1 floats of scratch each, which covers every line at once where that fits one
 //! storage binding; otherwise each axis pass walks the lines in windows that fit, so batches
 //! larger than one binding's worth of scratch still work (at the cost of more, smaller
