@@ -222,11 +222,6 @@ fn fused_dot() -> bool {
     return FUSED && px_cached() && ACT == ACT_SOFTMAX;
 }
 
-// One-hot labels and the Dice family's statistics without the |p - g| term. The statistics
-// pass then adds only the non-zero terms of `stat4` (the others add exact zeros), so a pixel
-// updates one class's Σ p·g and Σ g^k instead of every class's four sums; and the gradient's
-// dl/dp_c = coef.x·g_c + coef.y·da takes coef.x at the label's class only (`label_dl_dp`). On a
-// CPU driver each private-array access costs what a memory access does.
 // The fused distance pass of a reduced loss: finalize only needs Σ_c of the classes' sums (every
 // class has the same coefficient, `distance_coef`), and its statistics stay internal (the
 // split-phase record_statistics runs the unfused pass). So each thread adds every class into one
@@ -236,6 +231,11 @@ fn distance_one_sum() -> bool {
     return FUSED && REDUCTION != REDUCE_NONE;
 }
 
+// One-hot labels and the Dice family's statistics without the |p - g| term. The statistics
+// pass then adds only the non-zero terms of `stat4` (the others add exact zeros), so a pixel
+// updates one class's Σ p·g and Σ g^k instead of every class's four sums; and the gradient's
+// dl/dp_c = coef.x·g_c + coef.y·da takes coef.x at the label's class only (`label_dl_dp`). On a
+// CPU driver each private-array access costs what a memory access does.
 fn by_label() -> bool {
     return !DENSE && !SOFT && LOSS != R_SS && LOSS != R_BOUNDARY && LOSS != R_HAUSDORFF
         && LOSS != R_WASS && LOSS != R_UNIFIED;

@@ -398,14 +398,13 @@ impl Edt {
             [_, .., last] if hausdorff => Some(envelope(*last, true)?),
             _ => None,
         };
-        // FROM_LOSS (shaders/distance.wgsl): 0 seeded volumes, 1 a loss's targets, 2 its
-        // prediction. Like the envelope passes, the first axis on seeded volumes reads no
-        // constant (one pipeline for every plan of the device).
-        let first_axis = |from: f64| {
-            let constants = if from == 0.0 {
-                Vec::new()
-            } else {
-                [constants, &[("FROM_LOSS", from)]].concat()
+        // FROM_LOSS (shaders/distance.wgsl): 1 a loss's targets, 2 its prediction. Like the
+        // envelope passes, the first axis on seeded volumes (`None`) reads no constant (one
+        // pipeline for every plan of the device).
+        let first_axis = |from: Option<f64>| {
+            let constants = match from {
+                None => Vec::new(),
+                Some(from) => [constants, &[("FROM_LOSS", from)]].concat(),
             };
             kernels.pipeline(
                 Family::Distance,
@@ -415,9 +414,9 @@ impl Edt {
             )
         };
         let edt_first_axis = match loss {
-            None => vec![first_axis(0.0)?],
-            Some(_) if hausdorff => vec![first_axis(1.0)?, first_axis(2.0)?],
-            Some(_) => vec![first_axis(1.0)?],
+            None => vec![first_axis(None)?],
+            Some(_) if hausdorff => vec![first_axis(Some(1.0))?, first_axis(Some(2.0))?],
+            Some(_) => vec![first_axis(Some(1.0))?],
         };
         Ok(Edt {
             map_last_axis,
@@ -446,10 +445,11 @@ impl Edt {
         })
     }
 
-    /// Records the transform of every seeded volume: the separable passes (one per spatial axis)
-    /// or the jump-flooding steps. With `map_last_axis` (Hausdorff, [`Edt::writes_map`]), the last
-    /// axis runs over the target's volumes (the first half) and then the prediction's, whose
-    /// pass writes the loss map into `out` instead of their volumes.
+    /// Records the transform of every volume (seeded, or for a loss read from its masks by the
+    /// first axis): the separable passes (one per spatial axis) or the jump-flooding steps. With
+    /// `map_last_axis` (Hausdorff, [`Edt::writes_map`]), the last axis runs over the target's
+    /// volumes (the first half) and then the prediction's, whose pass writes the loss map into
+    /// `out` instead of their volumes.
     pub fn record_passes(
         &self,
         kernels: &Kernels,
@@ -459,23 +459,33 @@ impl Edt {
         targets: (&wgpu::Buffer, usize),
         out: (&wgpu::Buffer, usize),
     ) {
+        // One pass: `pipeline` over `items` threads' worth of work, with `params` on `base`.
+        let mut dispatch = |label: &str,
+                            pipeline: &wgpu::ComputePipeline,
+                            params: DistanceParams,
+                            items: usize| {
+            let params = DistanceParams {
+                nvol: self.nvol as u32,
+                ..params
+            };
+            let bg = self.bind(kernels, &params, logits, targets, out);
+            let mut pass = kernels.begin_pass(encoder, label);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.set_pipeline(pipeline);
+            pass.dispatch_workgroups(kernels.workgroups(items), 1, 1);
+        };
         if self.method != Method::Exact {
             let longest = self.dims.iter().copied().max().unwrap_or(1) as usize;
             // Two virtual volumes per mask (one per class's transform).
             let items = 2 * self.nvol * self.s;
             let mut parity = 0u32;
-            let mut run = |pipeline: &wgpu::ComputePipeline, step: u32, parity: u32| {
+            let mut run = |pipeline, step, parity| {
                 let params = DistanceParams {
-                    nvol: self.nvol as u32,
                     step,
                     parity,
                     ..base
                 };
-                let bg = self.bind(kernels, &params, logits, targets, out);
-                let mut pass = kernels.begin_pass(encoder, "segloss jfa");
-                pass.set_bind_group(0, &bg, &[]);
-                pass.set_pipeline(pipeline);
-                pass.dispatch_workgroups(kernels.workgroups(items), 1, 1);
+                dispatch("segloss jfa", pipeline, params, items);
             };
             run(&self.jfa[0], 0, parity);
             for step in self.method.steps(longest) {
@@ -491,25 +501,18 @@ impl Edt {
         let lines = self.nvol * (self.s / self.dims[0] as usize);
         let share = lines / self.edt_first_axis.len();
         for (k, pipeline) in self.edt_first_axis.iter().enumerate() {
+            let label = if k == 0 {
+                "segloss edt first axis"
+            } else {
+                "segloss edt first axis (prediction)"
+            };
             let params = DistanceParams {
                 axis: 0,
-                nvol: self.nvol as u32,
                 line0: (k * share) as u32,
                 line_count: share as u32,
                 ..base
             };
-            let bg = self.bind(kernels, &params, logits, targets, out);
-            let mut pass = kernels.begin_pass(
-                encoder,
-                if k == 0 {
-                    "segloss edt first axis"
-                } else {
-                    "segloss edt first axis (prediction)"
-                },
-            );
-            pass.set_bind_group(0, &bg, &[]);
-            pass.set_pipeline(pipeline);
-            pass.dispatch_workgroups(kernels.workgroups(share), 1, 1);
+            dispatch(label, pipeline, params, share);
         }
         // The other axes: the envelope of parabolas over the squared distances so far.
         for axis in 1..self.ndims {
@@ -537,16 +540,11 @@ impl Edt {
                     let count = window.min(end - line0);
                     let params = DistanceParams {
                         axis: axis as u32,
-                        nvol: self.nvol as u32,
                         line0: line0 as u32,
                         line_count: count as u32,
                         ..base
                     };
-                    let bg = self.bind(kernels, &params, logits, targets, out);
-                    let mut pass = kernels.begin_pass(encoder, "segloss edt axis");
-                    pass.set_bind_group(0, &bg, &[]);
-                    pass.set_pipeline(pipeline);
-                    pass.dispatch_workgroups(kernels.workgroups(count), 1, 1);
+                    dispatch("segloss edt axis", pipeline, params, count);
                 }
             }
         }
