@@ -1,11 +1,12 @@
-//! Distance transforms (every method) and the distance losses, GPU against the CPU reference.
+//! Distance transforms (every method) and the distance losses, GPU against the CPU reference,
+//! over a sweep of sizes (the losses: `common::sweep`).
 //! `cargo bench --bench distance` (`SEGLOSS_BENCH=quick` for small shapes on software adapters).
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use segloss::distance::{DistanceOptions, Method};
-use segloss::{Loss, Shape, TargetKind};
+use segloss::TargetKind;
 
 fn bench(c: &mut Criterion) {
     let (gpu, kernels) = common::gpu();
@@ -15,7 +16,14 @@ fn bench(c: &mut Criterion) {
     let cases: Vec<(usize, Vec<usize>)> = if quick {
         vec![(4, vec![64, 64]), (1, vec![32, 32, 32])]
     } else {
-        vec![(16, vec![256, 256]), (1, vec![128, 128, 128])]
+        vec![
+            (16, vec![64, 64]),
+            (16, vec![128, 128]),
+            (16, vec![256, 256]),
+            (1, vec![32, 32, 32]),
+            (1, vec![64, 64, 64]),
+            (1, vec![128, 128, 128]),
+        ]
     };
     let mut group = c.benchmark_group("distance transform");
     group.sample_size(10);
@@ -56,28 +64,12 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     // The losses.
-    let shape = if quick {
-        Shape::new(2, 4, &[32, 64]).unwrap()
-    } else {
-        Shape::new(8, 19, &[128, 256]).unwrap()
-    };
-    let id = format!("{:?}", shape.dims());
-    for name in ["boundary", "hausdorff-dt", "log-hausdorff-dt"] {
-        let loss = Loss::parse(name, &[]).unwrap();
-        let mut group = c.benchmark_group(name);
-        group.sample_size(10);
-        common::bench_loss(
-            &mut group,
-            &gpu,
-            &kernels,
-            &loss,
-            &shape,
-            TargetKind::Labels,
-            &id,
-            true,
-        );
-        group.finish();
-    }
+    let losses: &[(&str, &[&str], TargetKind)] = &[
+        ("boundary", &[], TargetKind::Labels),
+        ("hausdorff-dt", &[], TargetKind::Labels),
+        ("log-hausdorff-dt", &[], TargetKind::Labels),
+    ];
+    common::bench_sweep(c, &gpu, &kernels, losses, &common::sweep(19, 14));
 }
 
 criterion_group!(benches, bench);

@@ -1,11 +1,11 @@
 //! The radix sort (keys per second against the standard library's stable sort), the selection,
-//! and the sorting-based losses against the CPU reference at 8×19×128×256.
+//! and the sorting-based losses against the CPU reference over the sizes of `common::sweep`.
 //! `cargo bench --bench sort` (`SEGLOSS_BENCH=quick` for small shapes on software adapters).
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use segloss::{Loss, Shape, TargetKind};
+use segloss::TargetKind;
 
 fn bench(c: &mut Criterion) {
     let (gpu, kernels) = common::gpu();
@@ -61,38 +61,13 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
-    let (multi, binary) = if quick {
-        (
-            Shape::new(2, 4, &[32, 64]).unwrap(),
-            Shape::new(2, 1, &[32, 64]).unwrap(),
-        )
-    } else {
-        (
-            Shape::new(8, 19, &[128, 256]).unwrap(),
-            Shape::new(8, 1, &[128, 256]).unwrap(),
-        )
-    };
-    for (name, shape) in [
-        ("lovasz-softmax", &multi),
-        ("lovasz-hinge", &binary),
-        ("topk", &multi),
-    ] {
-        let loss = Loss::parse(name, &[]).unwrap();
-        let mut group = c.benchmark_group(name);
-        group.sample_size(10);
-        let id = format!("{:?}", shape.dims());
-        common::bench_loss(
-            &mut group,
-            &gpu,
-            &kernels,
-            &loss,
-            shape,
-            TargetKind::Labels,
-            &id,
-            true,
-        );
-        group.finish();
-    }
+    let multi: &[(&str, &[&str], TargetKind)] = &[
+        ("lovasz-softmax", &[], TargetKind::Labels),
+        ("topk", &[], TargetKind::Labels),
+    ];
+    common::bench_sweep(c, &gpu, &kernels, multi, &common::sweep(19, 14));
+    let binary: &[(&str, &[&str], TargetKind)] = &[("lovasz-hinge", &[], TargetKind::Labels)];
+    common::bench_sweep(c, &gpu, &kernels, binary, &common::sweep(1, 1));
 }
 
 criterion_group!(benches, bench);

@@ -85,3 +85,56 @@ pub fn bench_loss(
 pub fn quick() -> bool {
     std::env::var("SEGLOSS_BENCH").is_ok_and(|v| v == "quick")
 }
+
+/// The sizes every family's losses are benched at, so that cost growth with size is visible: the
+/// issue's 2D and 3D sizes (8×C×128×256, 2×C×64³) and two smaller steps of each, 4× and 16×
+/// fewer pixels in 2D, 8× and 64× in 3D (`quick`: the smallest of each). `c2` and `c3` are the
+/// channel counts of the 2D and 3D shapes.
+pub fn sweep(c2: usize, c3: usize) -> Vec<Shape> {
+    let (plane, cube): (&[[usize; 2]], &[usize]) = if quick() {
+        (&[[32, 64]], &[16])
+    } else {
+        (&[[32, 64], [64, 128], [128, 256]], &[16, 32, 64])
+    };
+    let (n2, n3) = if quick() { (2, 1) } else { (8, 2) };
+    let flat = plane.iter().map(|hw| Shape::new(n2, c2, hw).unwrap());
+    let deep = cube
+        .iter()
+        .map(|&d| Shape::new(n3, c3, &[d, d, d]).unwrap());
+    flat.chain(deep).collect()
+}
+
+/// A shape's benchmark id: its extents joined by `x` (`8x19x128x256`), as `segloss bench` prints.
+pub fn shape_id(shape: &Shape) -> String {
+    let dims: Vec<String> = shape.dims().iter().map(|d| d.to_string()).collect();
+    dims.join("x")
+}
+
+/// Benches each of `losses` (name, parameters, target kind) over `shapes`, one criterion group
+/// per loss, the CPU reference next to the GPU at every shape.
+pub fn bench_sweep(
+    c: &mut criterion::Criterion,
+    gpu: &Gpu,
+    kernels: &Kernels,
+    losses: &[(&str, &[&str], TargetKind)],
+    shapes: &[Shape],
+) {
+    for (name, params, kind) in losses {
+        let loss = Loss::parse(name, params).unwrap();
+        let mut group = c.benchmark_group(*name);
+        group.sample_size(10);
+        for shape in shapes {
+            bench_loss(
+                &mut group,
+                gpu,
+                kernels,
+                &loss,
+                shape,
+                *kind,
+                &shape_id(shape),
+                true,
+            );
+        }
+        group.finish();
+    }
+}
