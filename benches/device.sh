@@ -11,7 +11,8 @@
 #   bash benches/device.sh run       # there, carrying .bin .gl .whl: writes to $OUT (or
 #                                    # /tmp/segloss-device) info.txt, check.txt (`segloss
 #                                    # check`), tests.txt (the GPU test binaries),
-#                                    # bench-full.jsonl (`segloss bench --json --passes`) and
+#                                    # bench-full.jsonl (`segloss bench --json --passes`),
+#                                    # edt-methods.jsonl (every distance-transform method) and
 #                                    # compare.jsonl (`benches/compare.py --json`, every size)
 #
 # `run` works through its steps most valuable first, each under a timeout cut to what is left
@@ -124,6 +125,9 @@ run() {
     local sizes=(${SIZES:-8,19,128,256 2,14,64,64,64 2,19,32,64 4,19,128,256 8,19,64,128})
     compare "${sizes[0]}"
 
+    echo "== distance transform methods"
+    edt_methods
+
     echo "== GPU tests"
     local tests=/tmp/segloss-tests manifest
     mkdir -p "$tests" && tar -C "$tests" -xJf .bin/tests.tar.xz
@@ -166,6 +170,35 @@ ab() {
     done
 }
 
+# Every distance-transform method (`segloss edt --method`) on the same masks: 16 of 256×256 and
+# one 128³ volume, random balls. Writes edt-methods.jsonl, one `segloss edt` row per method and
+# size. Also on its own: `bash benches/device.sh edt`.
+edt_methods() {
+    local masks=/tmp/segloss-edt-masks mask method
+    mkdir -p "$masks"
+    "$py" - "$masks" <<'PY'
+import sys
+import numpy as np
+
+rng = np.random.default_rng(0)
+for name, shape, count in (("plane", (16, 256, 256), 6), ("cube", (1, 128, 128, 128), 12)):
+    grid = np.indices(shape[1:], dtype=np.float32)
+    mask = np.zeros(shape, dtype=bool)
+    for m in range(shape[0]):
+        for _ in range(count):
+            centre = [rng.uniform(0, d) for d in shape[1:]]
+            r = rng.uniform(min(shape[1:]) / 16, min(shape[1:]) / 4)
+            mask[m] |= sum((g - c) ** 2 for g, c in zip(grid, centre)) <= r * r
+    np.save(f"{sys.argv[1]}/{name}.npy", mask)
+PY
+    for mask in "$masks"/plane.npy "$masks"/cube.npy; do
+        for method in exact jfa jfa+1 jfa+2 1+jfa; do
+            timeout "$(budget 60)" "$tool" edt --mask "$mask" --method "$method" --repeat "$repeat" \
+                | tee -a "$out/edt-methods.jsonl" || echo "edt $method $mask: failed or cut" >&2
+        done
+    done
+}
+
 compare() {
     timeout "$(budget 150)" "$py" benches/compare.py --size "$1" --repeat "$repeat" --segloss "$tool" \
         --json | tee -a "$out/compare.jsonl" || echo "compare $1: failed or cut" >&2
@@ -174,12 +207,16 @@ compare() {
 case "${1:-}" in
     prepare) prepare ;;
     run) run ;;
+    edt)
+        setup
+        edt_methods
+        ;;
     ab)
         shift
         ab "$@"
         ;;
     *)
-        echo "usage: bash benches/device.sh prepare|run|ab NAME=BINARY..." >&2
+        echo "usage: bash benches/device.sh prepare|run|edt|ab NAME=BINARY..." >&2
         exit 2
         ;;
 esac

@@ -11,7 +11,11 @@
 //! storage binding; otherwise each axis pass walks the lines in windows that fit, so batches
 //! larger than one binding's worth of scratch still work (at the cost of more, smaller
 //! dispatches). Jump flooding variants trade exactness for fewer,
-//! fully parallel steps (each a 3^d-neighbour look-up over every pixel).
+//! fully parallel steps (each a 3^d-neighbour look-up over every pixel). They are not faster on
+//! every adapter: each of their log2(longest extent) steps reads 3^d neighbours of every pixel,
+//! where the exact transform reads each pixel once per axis. On lavapipe the exact transform of
+//! 16 masks of 256×256 takes 16 ms and JFA 0.5 s (criterion, BENCHMARKS.md); on GPUs the two
+//! have not been timed against each other yet.
 //!
 //! Accuracy of the signed map against the exact transform, on masks made of five random discs
 //! or balls (`tests/distance.rs`, `jfa_variants_accuracy`; a pixel is wrong when its error
@@ -367,10 +371,21 @@ impl Edt {
                 }
             }
         } else {
-            // JFA: two copies of the nearest-source indices of two virtual volumes per mask
+            // JFA: two copies of the nearest sources of two virtual volumes per mask
             // (shaders/distance.wgsl), every volume at once.
             let len = 4 * vol_len;
             kernels.check_binding("distance scratch", len as u64 * 4)?;
+            // The shader packs a source's coordinates into one u32 and needs them in 31 bits,
+            // so that none reads as its NONE (all ones). The check above bounds the pixels of a
+            // mask, s, by 2^29 (4·s floats fit in MAX_BINDING_ELEMENTS = 2^31), and the fields
+            // take Σ ceil(log2 d) < log2 s + 3 <= 32 bits.
+            debug_assert!(
+                dims[..3]
+                    .iter()
+                    .map(|&d| u32::BITS - (d - 1).leading_zeros())
+                    .sum::<u32>()
+                    <= 31
+            );
             len
         };
         let env_len = env_len.max(loss.map_or(0, |l| l.winners));
