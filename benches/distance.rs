@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     // The losses.
-    let losses: &[(&str, &[&str], TargetKind)] = &[
+    let losses: &[common::Case] = &[
         ("boundary", &[], TargetKind::Labels),
         ("hausdorff-dt", &[], TargetKind::Labels),
         ("log-hausdorff-dt", &[], TargetKind::Labels),

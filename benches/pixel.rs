@@ -9,7 +9,7 @@ use segloss::TargetKind;
 
 fn bench(c: &mut Criterion) {
     let (gpu, kernels) = common::gpu();
-    let losses: &[(&str, &[&str], TargetKind)] = &[
+    let losses: &[common::Case] = &[
         ("cross-entropy", &[], TargetKind::Labels),
         ("bce", &[], TargetKind::Dense),
         ("balanced-bce", &[], TargetKind::Dense),

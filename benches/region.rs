@@ -9,7 +9,7 @@ use segloss::TargetKind;
 
 fn bench(c: &mut Criterion) {
     let (gpu, kernels) = common::gpu();
-    let losses: &[(&str, &[&str], TargetKind)] = &[
+    let losses: &[common::Case] = &[
         ("dice", &[], TargetKind::Labels),
         ("jaccard", &[], TargetKind::Labels),
         ("tversky", &[], TargetKind::Labels),
@@ -26,9 +26,9 @@ fn bench(c: &mut Criterion) {
     ];
     common::bench_sweep(c, &gpu, &kernels, losses, &common::sweep(19, 14));
     // The binary losses, on their own channel counts.
-    let unified: &[(&str, &[&str], TargetKind)] = &[("unified-focal", &[], TargetKind::Labels)];
+    let unified: &[common::Case] = &[("unified-focal", &[], TargetKind::Labels)];
     common::bench_sweep(c, &gpu, &kernels, unified, &common::sweep(2, 2));
-    let wasserstein: &[(&str, &[&str], TargetKind)] = &[(
+    let wasserstein: &[common::Case] = &[(
         "wasserstein-dice",
         &["dist_matrix=0,1,1,1,0,0.5,1,0.5,0"],
         TargetKind::Labels,

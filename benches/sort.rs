@@ -61,12 +61,12 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
-    let multi: &[(&str, &[&str], TargetKind)] = &[
+    let multi: &[common::Case] = &[
         ("lovasz-softmax", &[], TargetKind::Labels),
         ("topk", &[], TargetKind::Labels),
     ];
     common::bench_sweep(c, &gpu, &kernels, multi, &common::sweep(19, 14));
-    let binary: &[(&str, &[&str], TargetKind)] = &[("lovasz-hinge", &[], TargetKind::Labels)];
+    let binary: &[common::Case] = &[("lovasz-hinge", &[], TargetKind::Labels)];
     common::bench_sweep(c, &gpu, &kernels, binary, &common::sweep(1, 1));
 }
 

@@ -9,12 +9,12 @@ use segloss::TargetKind;
 
 fn bench(c: &mut Criterion) {
     let (gpu, kernels) = common::gpu();
-    let skeleton: &[(&str, &[&str], TargetKind)] = &[
+    let skeleton: &[common::Case] = &[
         ("cldice", &[], TargetKind::Labels),
         ("dice-cldice", &[], TargetKind::Labels),
     ];
     common::bench_sweep(c, &gpu, &kernels, skeleton, &common::sweep(4, 2));
-    let contour: &[(&str, &[&str], TargetKind)] = &[("active-contour", &[], TargetKind::Labels)];
+    let contour: &[common::Case] = &[("active-contour", &[], TargetKind::Labels)];
     common::bench_sweep(c, &gpu, &kernels, contour, &common::sweep(1, 1));
 }
 

@@ -110,13 +110,16 @@ pub fn shape_id(shape: &Shape) -> String {
     dims.join("x")
 }
 
-/// Benches each of `losses` (name, parameters, target kind) over `shapes`, one criterion group
-/// per loss, the CPU reference next to the GPU at every shape.
+/// A loss to bench: its name, its parameters and the kind of targets it takes.
+pub type Case<'a> = (&'a str, &'a [&'a str], TargetKind);
+
+/// Benches each of `losses` over `shapes`, one criterion group per loss, the CPU reference next
+/// to the GPU at every shape.
 pub fn bench_sweep(
     c: &mut criterion::Criterion,
     gpu: &Gpu,
     kernels: &Kernels,
-    losses: &[(&str, &[&str], TargetKind)],
+    losses: &[Case],
     shapes: &[Shape],
 ) {
     for (name, params, kind) in losses {
