@@ -97,15 +97,22 @@ fn axis_stride(a: u32) -> u32 {
     return 1u;
 }
 
-// Whether pixel s is the base of a length term: every used axis has room for +2.
-fn is_base(s: u32) -> bool {
-    let c = coords(s);
+// Whether the pixel at coordinates c is the base of a length term: every used axis has room
+// for +2.
+fn is_base(c: vec3<u32>) -> bool {
     for (var a = 0u; a < params.ndims; a = a + 1u) {
         if c[a] + 2u >= params.dims[a] {
             return false;
         }
     }
     return true;
+}
+
+// k steps back along axis a from coordinates c (c[a] >= k).
+fn back(c: vec3<u32>, a: u32, k: u32) -> vec3<u32> {
+    var b = c;
+    b[a] = c[a] - k;
+    return b;
 }
 
 // The differences (d_0, d_1, d_2) of the term based at pixel b of image n (0 on unused axes).
@@ -137,7 +144,7 @@ fn sums(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         acc.y = acc.y + sigmoid(z) * (g - 1.0) * (g - 1.0);
         // 1 - p as σ(-z), which keeps its digits where p is near 1.
         acc.z = acc.z + sigmoid(-z) * g * g;
-        if is_base(s) {
+        if is_base(coords(s)) {
             acc.x = acc.x + term_length(term_diffs(n, s));
         }
     }
@@ -169,16 +176,19 @@ fn combine(lane: Lane) {
 
 // d(length)/dp at pixel s of image n: the pixel is base + e_a of the term based one step back
 // along a (derivative -d_a/T), and base + 2·e_a of the term based two steps back (+d_a/T).
+// The pixel's coordinates are taken once and stepped back, not taken again from each base's
+// index: integer divisions, which a CPU driver does lane by lane (lavapipe: 21 per pixel in 2D
+// were most of this pass).
 fn length_grad(n: u32, s: u32) -> f32 {
     let c = coords(s);
     var gsum = 0.0;
     for (var a = 0u; a < params.ndims; a = a + 1u) {
         let st = axis_stride(a);
-        if c[a] >= 1u && is_base(s - st) {
+        if c[a] >= 1u && is_base(back(c, a, 1u)) {
             let d = term_diffs(n, s - st);
             gsum = gsum - d[a] / term_length(d);
         }
-        if c[a] >= 2u && is_base(s - 2u * st) {
+        if c[a] >= 2u && is_base(back(c, a, 2u)) {
             let d = term_diffs(n, s - 2u * st);
             gsum = gsum + d[a] / term_length(d);
         }

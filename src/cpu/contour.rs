@@ -21,7 +21,14 @@ pub(crate) fn forward_backward(
             .map(|a| (s / strides[a]) % spatial[a])
             .collect()
     };
-    let is_base = |s: usize| coords(s).iter().zip(&spatial).all(|(&c, &d)| c + 2 < d);
+    // Whether the pixel at coordinates c is the base of a length term.
+    let is_base = |c: &[usize]| c.iter().zip(&spatial).all(|(&c, &d)| c + 2 < d);
+    // k steps back along axis a from coordinates c (c[a] >= k).
+    let back = |c: &[usize], a: usize, k: usize| -> Vec<usize> {
+        let mut b = c.to_vec();
+        b[a] -= k;
+        b
+    };
     let mut status = Status::default();
     let p: Vec<f64> = z.iter().map(|&v| sigmoid(v)).collect();
     let g: Vec<f64> = (0..z.len())
@@ -47,7 +54,7 @@ pub(crate) fn forward_backward(
         r1 += p[i] * (g[i] - 1.0) * (g[i] - 1.0);
         r2 += (1.0 - p[i]) * g[i] * g[i];
         let (n, s) = (i / s_n, i % s_n);
-        if is_base(s) {
+        if is_base(&coords(s)) {
             length += len_of(&diffs(n, s));
         }
     }
@@ -68,11 +75,11 @@ pub(crate) fn forward_backward(
         let c = coords(s);
         let mut dl = 0.0;
         for (a, &st) in strides.iter().enumerate() {
-            if c[a] >= 1 && is_base(s - st) {
+            if c[a] >= 1 && is_base(&back(&c, a, 1)) {
                 let d = diffs(n, s - st);
                 dl -= d[a] / len_of(&d);
             }
-            if c[a] >= 2 && is_base(s - 2 * st) {
+            if c[a] >= 2 && is_base(&back(&c, a, 2)) {
                 let d = diffs(n, s - 2 * st);
                 dl += d[a] / len_of(&d);
             }
