@@ -4,7 +4,8 @@
 //            b_a < extent_a - 2 on every axis, d_a = p[b + 2·e_a] - p[b + e_a];
 //   region = |Σ p (g - 1)²| + |Σ (1 - p) g²|;   loss = length + lambda_region · region.
 // CPU mirror: src/cpu/contour.rs.
-//   sums      per workgroup: partial sums of the length terms and of the two region sums;
+//   sums      per workgroup: partial sums of the length terms and of the two region sums
+//             (and, under SLOPES, each term's d_a / T for the gradient);
 //   combine   one workgroup: the sums in a fixed order, the loss;
 //   grad      per pixel: the region derivative, and the length derivative gathered from the
 //             (up to 2d) terms the pixel enters, so no two threads write the same element.
@@ -41,7 +42,7 @@ override ACCUMULATE: bool = false;
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> loss_out: array<f32>;
-// [sums (4): length, R1, R2, - | partials (3 · nwg)]
+// [sums (4): length, R1, R2, - | partials (3 · nwg) | SLOPES: d_a / T, ndims · N · S]
 @group(0) @binding(5) var<storage, read_write> work: array<f32>;
 @group(0) @binding(6) var<storage, read_write> status: array<atomic<u32>>;
 
@@ -126,6 +127,28 @@ fn term_diffs(n: u32, b: u32) -> vec3<f32> {
     return d;
 }
 
+// SLOPES (set by the host under the software tuning): `sums` keeps d_a / T of every term, and
+// the gradient pass reads those 2·ndims values per pixel instead of recomputing the up to 2·ndims
+// terms the pixel enters (2·ndims² probability differences, each two sigmoids, and a square root
+// each). On lavapipe that took the loss from 22-23 to 16 ms (8×1×128×256), 65 to 38-40 (2×1×64³).
+// A GPU recomputes: it reads the neighbours from its caches, and the slopes would add a write
+// and a read of ndims floats per pixel to its memory traffic.
+override SLOPES: bool = false;
+
+// Where `sums` keeps d_a / T of the term based at pixel i (of the batch) under SLOPES.
+fn slope_at(i: u32, a: u32) -> u32 {
+    return 4u + 3u * params.nwg + a * params.n * params.s + i;
+}
+
+// d_a / T of the term based at pixel b of image n.
+fn slope(n: u32, b: u32, a: u32) -> f32 {
+    if SLOPES {
+        return work[slope_at(n * params.s + b, a)];
+    }
+    let d = term_diffs(n, b);
+    return d[a] / term_length(d);
+}
+
 fn term_length(d: vec3<f32>) -> f32 {
     return sqrt(dot(d, d) + params.eps);
 }
@@ -145,7 +168,14 @@ fn sums(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         // 1 - p as σ(-z), which keeps its digits where p is near 1.
         acc.z = acc.z + sigmoid(-z) * g * g;
         if is_base(coords(s)) {
-            acc.x = acc.x + term_length(term_diffs(n, s));
+            let d = term_diffs(n, s);
+            let t = term_length(d);
+            acc.x = acc.x + t;
+            if SLOPES {
+                for (var a = 0u; a < params.ndims; a = a + 1u) {
+                    work[slope_at(i, a)] = d[a] / t;
+                }
+            }
         }
     }
     if bad != 0u {
@@ -185,12 +215,10 @@ fn length_grad(n: u32, s: u32) -> f32 {
     for (var a = 0u; a < params.ndims; a = a + 1u) {
         let st = axis_stride(a);
         if c[a] >= 1u && is_base(back(c, a, 1u)) {
-            let d = term_diffs(n, s - st);
-            gsum = gsum - d[a] / term_length(d);
+            gsum = gsum - slope(n, s - st, a);
         }
         if c[a] >= 2u && is_base(back(c, a, 2u)) {
-            let d = term_diffs(n, s - 2u * st);
-            gsum = gsum + d[a] / term_length(d);
+            gsum = gsum + slope(n, s - 2u * st, a);
         }
     }
     return gsum;

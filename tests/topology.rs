@@ -29,6 +29,25 @@ fn active_contour_gpu_matches_cpu() {
     }
 }
 
+/// The software tuning keeps each length term's slopes in scratch (ndims floats per pixel) where
+/// they fit one binding; where they do not (64 KiB bindings: 2 × 8 192 slopes for 8 192 logits),
+/// the gradient pass recomputes them, with the same result.
+#[test]
+fn active_contour_slopes_beyond_one_binding() {
+    let (small, kernels) = small_binding_device();
+    let loss = Loss::parse("active-contour", &[]).unwrap();
+    let mut rng = Rng::new(5);
+    for shape in [
+        Shape::new(1, 1, &[40, 50]).unwrap(),
+        Shape::new(1, 1, &[64, 128]).unwrap(),
+    ] {
+        let z = rng.logits(shape.numel(), 3.0);
+        let t = targets(&mut rng, &shape, TargetKind::Labels, 2, None, true);
+        let what = format!("active-contour {:?} on 64 KiB bindings", shape.dims());
+        assert_gpu_matches_cpu((&small, &kernels), &what, &loss, &shape, &z, t.view());
+    }
+}
+
 /// Near-perfect predictions (logits ±12 that agree with blob labels, plus noise): the length
 /// term divides differences of probabilities near 1 by sqrt(d² + 1e-8); taken as σ(z_a) - σ(z_b)
 /// they kept few digits (4e-4 of the largest gradient), as differences of σ(-z) they keep them.

@@ -134,14 +134,21 @@ impl ContourPlan {
         shape: &Shape,
         target: TargetKind,
     ) -> Result<Self> {
-        let constants = [(
-            "DENSE",
-            if target == TargetKind::Dense {
-                1.0
-            } else {
-                0.0
-            },
-        )];
+        // The software tuning keeps each length term's slopes for the gradient pass (SLOPES in
+        // shaders/contour.wgsl): ndims floats per pixel of scratch, where they fit one binding
+        // (else the gradient pass recomputes them, as on a GPU).
+        let nwg = kernels.workgroups(shape.numel());
+        let partials = 4 + 3 * nwg as usize;
+        let with_slopes = partials + shape.spatial().len() * shape.numel();
+        let slopes = kernels.software_tuned()
+            && kernels
+                .check_binding("active-contour scratch", with_slopes as u64 * 4)
+                .is_ok();
+        let work_len = if slopes { with_slopes } else { partials };
+        let constants = [
+            ("DENSE", f64::from(u8::from(target == TargetKind::Dense))),
+            ("SLOPES", f64::from(u8::from(slopes))),
+        ];
         let (layout, pl) = kernels.layout(Family::Contour, &layout_entries(&SLOTS));
         let pipes = ["sums", "combine"]
             .iter()
@@ -149,12 +156,12 @@ impl ContourPlan {
             .collect::<Result<Vec<_>>>()?;
         let grad_pass = GradientEntry::new(Family::Contour, "grad_pass", &constants, &pl);
         grad_pass.pipeline(kernels, false)?;
-        let nwg = kernels.workgroups(shape.numel());
+        kernels.check_binding("active-contour scratch", work_len as u64 * 4)?;
         Ok(ContourPlan {
             work: storage(
                 kernels.device(),
                 "segloss contour work",
-                4 + 3 * nwg as usize,
+                work_len,
                 wgpu::BufferUsages::empty(),
             ),
             loss,
