@@ -63,9 +63,9 @@ struct Params {
 // Loss targets (labels or dense), or caller masks.
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 @group(0) @binding(3) var<storage, read_write> vol: array<f32>;
-// edt_axis: per-line scratch of the lower envelope; JFA: nearest-source pixel indices;
-// seed_winner: a softmax prediction's class per pixel, which the first axis reads (before any
-// envelope pass uses `env`).
+// edt_axis: per-line scratch of the lower envelope; JFA: nearest sources, as packed coordinates
+// (`pack`); seed_winner: a softmax prediction's class per pixel, which the first axis reads
+// (before any envelope pass uses `env`).
 @group(0) @binding(4) var<storage, read_write> env: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
