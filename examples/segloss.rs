@@ -1167,6 +1167,12 @@ const D3: &[usize] = &[1, 4, 5, 6, 7];
 const D1: &[usize] = &[3, 5, 37];
 const C1: &[usize] = &[2, 1, 9, 11];
 const C1_3D: &[usize] = &[1, 1, 5, 6, 7];
+// Shapes of many workgroups and subgroups in both tunings, the last of each ragged: the small
+// shapes above fit in one or two, so a reduction that loses or overwrites a subgroup's partial
+// (one assuming a subgroup size, say) could still pass with them.
+const WIDE: &[usize] = &[2, 5, 67, 131];
+const WIDE_3D: &[usize] = &[1, 3, 19, 21, 23];
+const WIDE_C1: &[usize] = &[2, 1, 67, 131];
 
 const CASES: &[Case] = &[
     // cross-entropy
@@ -1479,6 +1485,30 @@ const CASES: &[Case] = &[
         D3,
         Gen::Labels(None),
     ),
+    // Every family again on shapes of many workgroups (see WIDE).
+    case(
+        "cross-entropy",
+        &["ignore_index=255"],
+        WIDE,
+        Gen::Labels(Some(255)),
+    ),
+    case(
+        "cross-entropy",
+        &["reduction=sum", "weight=0.2,0.4,0.8"],
+        WIDE_3D,
+        Gen::Dense(false),
+    ),
+    case("focal", &["use_softmax=true"], WIDE, Gen::Labels(None)),
+    case("bce", &[], WIDE_C1, Gen::Labels(None)),
+    case("dice-ce", &[], WIDE, Gen::Labels(None)),
+    case("generalized-dice", &[], WIDE_3D, Gen::Dense(false)),
+    case("hausdorff-dt", &[], WIDE, Gen::Labels(None)),
+    case("boundary", &[], WIDE_3D, Gen::Labels(None)),
+    case("lovasz-softmax", &[], WIDE, Gen::Labels(None)),
+    case("lovasz-hinge", &[], WIDE_C1, Gen::Labels(None)),
+    case("topk", &["k=30"], WIDE_3D, Gen::Labels(None)),
+    case("cldice", &[], WIDE, Gen::Labels(None)),
+    case("active-contour", &[], WIDE_C1, Gen::Labels(None)),
 ];
 
 /// max |got - want| / max(max |want|, 1e-3): the relative error of a loss (or of every element
