@@ -110,24 +110,21 @@ fn seed_probabilities(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 }
 
 // Hausdorff's prediction masks under a softmax: p_c > 0.5 holds for one class at most, the
-// pixel's unique largest logit (a tie leaves each p <= 0.5), so the walk that takes the
-// log-sum-exp also finds it, and no logit is read twice. p is exp(z - lse), as `prob` takes it.
+// pixel's largest logit, so the walk that takes the log-sum-exp also finds it, and no logit is
+// read twice. Its p is 1 / Σ_c exp(z_c - max), so p > 0.5 is that sum < 2: the sum's own
+// rounding is all the error, as in torch's softmax (exp(max - lse) added the rounding of lse,
+// an ulp of |lse|: a pixel at p = 0.5 + 1.1e-7 came out background). A tie of the largest
+// logits adds two ones, so the sum is >= 2 and the pixel background (each p <= 0.5 exactly).
 // Returns that class, or C where no class has p > 0.5.
 fn softmax_winner(base: u32) -> u32 {
     var st = lse_start(logits[base]);
     var w = 0u;
-    var tied = false;
     for (var c = 1u; c < params.c; c = c + 1u) {
         let z = logits[base + c * params.s];
-        let above = z > st.x;
-        w = select(w, c, above);
-        tied = !above && (tied || z == st.x);
+        w = select(w, c, z > st.x);
         st = lse_push(st, z);
     }
-    if tied || !(exp(st.x - lse_value(st)) > 0.5) {
-        return params.c;
-    }
-    return w;
+    return select(params.c, w, st.y < 2.0);
 }
 
 // A loss's masks, per (image n, kept class c): volume n·kept + c - first is the target > 0.5,

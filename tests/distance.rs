@@ -188,6 +188,36 @@ fn hausdorff_prediction_masks_with_tied_logits() {
     }
 }
 
+/// Hausdorff's prediction masks of confident pixels whose two largest logits (31.4 to 32) are
+/// one or two f32 ulps apart, so the larger's p is 0.5 + 4.8e-7 or 0.5 + 9.5e-7 (the third class
+/// is far below): the GPU must put each pixel on the CPU's side. p > 0.5 taken as
+/// exp(max - lse) > 0.5 carried the rounding of lse (past 32 here, an ulp of 3.8e-6) into p and
+/// put a good share of them in the background (loss off by 0.1); 1 / Σ exp(z - max) > 0.5 rounds
+/// only in the sum, 1 + exp(-d).
+#[test]
+fn hausdorff_prediction_masks_at_the_threshold() {
+    let (gpu, kernels) = gpu();
+    let mut rng = Rng::new(29);
+    let c = 3;
+    let shape = Shape::new(2, c, &[9, 14]).unwrap();
+    let s = shape.s();
+    let mut z = vec![-20f32; shape.numel()];
+    for pixel in 0..shape.pixels() {
+        let (n, i) = (pixel / s, pixel % s);
+        let top = 31.4 + 0.55 * rng.unit();
+        let ulps = 1 + rng.below(2) as u32;
+        let second = f32::from_bits(top.to_bits() - ulps);
+        let a = rng.below(c);
+        let b = (a + 1 + rng.below(c - 1)) % c;
+        z[(n * c + a) * s + i] = top;
+        z[(n * c + b) * s + i] = second;
+    }
+    let t = targets(&mut rng, &shape, TargetKind::Labels, c, None, false);
+    let loss = Loss::parse("hausdorff-dt", &["include_background=true"]).unwrap();
+    let what = "hausdorff-dt, the two largest logits an ulp or two apart";
+    assert_gpu_matches_cpu((gpu, kernels), what, &loss, &shape, &z, t.view());
+}
+
 fn exact_transform_equals_cpu(gpu: &Gpu, kernels: &Kernels, shapes: &[(&[usize], &[f32])]) {
     let mut rng = Rng::new(3);
     for &(spatial, spacing) in shapes {
