@@ -241,6 +241,105 @@ fn by_label() -> bool {
         && LOSS != R_WASS && LOSS != R_UNIFIED;
 }
 
+// The statistics of one-hot labels under a softmax with the pixel cache (the software tuning:
+// many pixels per thread, and C <= PIXEL_CACHE, so one chunk), for the losses `by_label` covers
+// but exp-log (whose errors need the other channels' sum per pixel). A thread takes four of its
+// pixels at once, as the lanes of vec4s, with the channels outside: one walk for the four
+// log-sum-exps, a second that reads the logits again and adds each class's sums of the four
+// pixels in registers, then into acc[c] once. The pixel-by-pixel walk updates acc[c] at every
+// pixel and class, and on a CPU driver each access to a private array with a runtime index is a
+// per-lane gather or scatter, which cost more than the second read: the statistics pass of
+// dice at 8×19×128×256 went from 15 to 12 ms on lavapipe (BENCHMARKS.md, fourteenth session).
+fn four_pixels() -> bool {
+    return px_cached() && by_label() && ACT == ACT_SOFTMAX && !FUSED && LOSS != R_EXPLOG
+        && !binary_labels();
+}
+
+// `four_pixels`' pass over image n's pixels from s0 = x·WG + lid in steps of `stride`: fills
+// acc[c] for the kept classes, returns (valid pixels, their summed pixel-term weight) as the
+// pixel-by-pixel walk counts them.
+fn stats_four(n: u32, s0: u32, stride: u32) -> vec2<f32> {
+    for (var j = 0u; j < params.c; j = j + 1u) {
+        acc[j] = vec4<f32>(0.0);
+    }
+    var counts = vec2<f32>(0.0);
+    let ones = vec4<f32>(1.0);
+    for (var s = s0; s < params.s; s = s + 4u * stride) {
+        let sv = vec4<u32>(s, s + stride, s + 2u * stride, s + 3u * stride);
+        // Pixels past the image read the last one (a valid address) and count for nothing.
+        let sc = min(sv, vec4<u32>(params.s - 1u));
+        let first = n * params.s;
+        let y = vec4<i32>(label_of(first + sc.x), label_of(first + sc.y), label_of(first + sc.z),
+            label_of(first + sc.w));
+        // `pixel_state(label) == PIX_VALID`, lane-wise (labels, C > 1).
+        let ok = (sv < vec4<u32>(params.s)) & (y >= vec4<i32>(0)) & (y < vec4<i32>(i32(params.c)))
+            & (vec4<bool>(!HAS_IGNORE) | (y != vec4<i32>(params.ignore_index)));
+        let okf = select(vec4<f32>(0.0), ones, ok);
+        counts.x = counts.x + dot(okf, ones);
+        if PIX == PIX_CE {
+            let yc = vec4<u32>(max(y, vec4<i32>(0)));
+            let w = vec4<f32>(pixel_weight(yc.x), pixel_weight(yc.y), pixel_weight(yc.z),
+                pixel_weight(yc.w));
+            counts.y = counts.y + dot(okf, w);
+        }
+        let base = vec4<u32>(n * params.c * params.s) + sc;
+        // Walk 1: the four online log-sum-exps (`lse_push`, lane by lane).
+        var m = vec4<f32>(LSE_EMPTY.x);
+        var sum = vec4<f32>(0.0);
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            let o = c * params.s;
+            let z = vec4<f32>(logits[base.x + o], logits[base.y + o], logits[base.z + o],
+                logits[base.w + o]);
+            let d = z - m;
+            let e = exp(-abs(d));
+            let up = d > vec4<f32>(0.0);
+            sum = select(sum + e, sum * e + 1.0, up);
+            m = select(m, z, up);
+        }
+        let inv = okf / sum;
+        // Walk 2: p_c = exp(z_c - max) / Σ (`px_softmax_p`), 0 at pixels that do not count.
+        for (var c = FIRST_CHANNEL; c < params.c; c = c + 1u) {
+            let o = c * params.s;
+            let z = vec4<f32>(logits[base.x + o], logits[base.y + o], logits[base.z + o],
+                logits[base.w + o]);
+            let p = exp(z - m) * inv;
+            let hot = select(vec4<f32>(0.0), ones, ok & (y == vec4<i32>(i32(c))));
+            acc[c] = acc[c] + vec4<f32>(dot(p, hot), dot(select(p, p * p, SQUARED), ones),
+                dot(hot, ones), 0.0);
+        }
+    }
+    return counts;
+}
+
+// The end of the statistics pass for the chunk of classes [c0, c0 + chunk): PARTIAL_SLOTS
+// partials per workgroup (`wg`: image n's workgroup x, as n·wx + x), one per subgroup where the
+// device has them, of acc[0, chunk) and, with the first chunk, of the counts (valid pixels,
+// their weight, the target masses) in slot C.
+fn write_partials(lane: Lane, wg: u32, c0: u32, chunk: u32, counts: vec4<f32>) {
+    let slots = params.c + 1u;
+    let wg_row = wg * PARTIAL_SLOTS;
+    let row = partials_offset() + (wg_row + part_slot(lane)) * slots;
+    for (var j = 0u; j < chunk; j = j + 1u) {
+        let total = part_sum4(acc[j], lane);
+        if part_writer(lane) {
+            scratch[row + c0 + j] = total;
+        }
+    }
+    if c0 == 0u {
+        let v = part_sum4(counts, lane);
+        if part_writer(lane) {
+            scratch[row + params.c] = v;
+        }
+        if lane.lid == 0u {
+            for (var k = part_unused_from(lane); k < PARTIAL_SLOTS; k = k + 1u) {
+                for (var c = 0u; c < slots; c = c + 1u) {
+                    scratch[partials_offset() + (wg_row + k) * slots + c] = vec4<f32>(0.0);
+                }
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = wid.y;
@@ -249,6 +348,11 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     var bad_labels = 0u;
     var bad_logits = 0u;
     var bad_targets = 0u;
+    if four_pixels() {
+        let counts = stats_four(n, wid.x * WG + lane.lid, stride);
+        write_partials(lane, n * params.wx + wid.x, 0u, params.c, vec4<f32>(counts, 0.0, 0.0));
+        return;
+    }
     for (var c0 = 0u; c0 < params.c; c0 = c0 + CHUNK) {
         let chunk = min(CHUNK, params.c - c0);
         for (var j = 0u; j < CHUNK; j = j + 1u) {
@@ -373,28 +477,7 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         if distance_one_sum() && max(c0, FIRST_CHANNEL) < c0 + chunk {
             acc[max(c0, FIRST_CHANNEL) - c0].x = dist_sum;
         }
-        // PARTIAL_SLOTS partials per workgroup (one per subgroup where the device has them).
-        let wg_row = (n * params.wx + wid.x) * PARTIAL_SLOTS;
-        let row = partials_offset() + (wg_row + part_slot(lane)) * slots;
-        for (var j = 0u; j < chunk; j = j + 1u) {
-            let total = part_sum4(acc[j], lane);
-            if part_writer(lane) {
-                scratch[row + c0 + j] = total;
-            }
-        }
-        if c0 == 0u {
-            let v = part_sum4(vec4<f32>(valid, valid_weight, mass), lane);
-            if part_writer(lane) {
-                scratch[row + params.c] = v;
-            }
-            if lane.lid == 0u {
-                for (var k = part_unused_from(lane); k < PARTIAL_SLOTS; k = k + 1u) {
-                    for (var c = 0u; c < slots; c = c + 1u) {
-                        scratch[partials_offset() + (wg_row + k) * slots + c] = vec4<f32>(0.0);
-                    }
-                }
-            }
-        }
+        write_partials(lane, n * params.wx + wid.x, c0, chunk, vec4<f32>(valid, valid_weight, mass));
     }
     if FUSED {
         count_bad(bad_labels, bad_logits, bad_targets);
