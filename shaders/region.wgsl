@@ -2,7 +2,8 @@
 // CPU mirror: src/cpu/region.rs (same names, same order of operations, in f64).
 //
 // Entry points, in the order the host records them:
-//   stats_pass   grid wx × N: reads the logits once (per chunk of CHUNK classes), applies the
+//   stats_pass   grid wx × N: reads the logits once (per chunk of CHUNK classes; twice for
+//                `four_pixels`, the software tuning's one-hot labels), applies the
 //                activation, and writes per-(image, workgroup, class) partial sums of four
 //                statistics (see `stat4`), plus the valid-pixel count in slot C; FUSED
 //                (boundary, hausdorff-dt): writes dL/dz too, and grad_pass does not run;
@@ -344,7 +345,6 @@ fn write_partials(lane: Lane, wg: u32, c0: u32, chunk: u32, counts: vec4<f32>) {
 fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = wid.y;
     let stride = params.wx * WG;
-    let slots = params.c + 1u;
     var bad_labels = 0u;
     var bad_logits = 0u;
     var bad_targets = 0u;
