@@ -243,8 +243,8 @@ fn by_label() -> bool {
 }
 
 // The statistics of one-hot labels under a softmax with the pixel cache (the software tuning:
-// many pixels per thread, and C <= PIXEL_CACHE, so one chunk), for the losses `by_label` covers
-// but exp-log (whose errors need the other channels' sum per pixel). A thread takes four of its
+// many pixels per thread, and C <= PIXEL_CACHE, so one chunk), for the losses `by_label` covers.
+// A thread takes four of its
 // pixels at once, as the lanes of vec4s, with the channels outside: one walk for the four
 // log-sum-exps, a second that reads the logits again and adds each class's sums of the four
 // pixels in registers, then into acc[c] once. The pixel-by-pixel walk updates acc[c] at every
@@ -252,8 +252,7 @@ fn by_label() -> bool {
 // per-lane gather or scatter, which cost more than the second read: the statistics pass of
 // dice at 8×19×128×256 went from 15 to 12 ms on lavapipe (BENCHMARKS.md, fourteenth session).
 fn four_pixels() -> bool {
-    return px_cached() && by_label() && ACT == ACT_SOFTMAX && !FUSED && LOSS != R_EXPLOG
-        && !binary_labels();
+    return px_cached() && by_label() && ACT == ACT_SOFTMAX && !FUSED && !binary_labels();
 }
 
 // `four_pixels`' pass over image n's pixels from s0 = x·WG + lid in steps of `stride`: fills
@@ -299,14 +298,36 @@ fn stats_four(n: u32, s0: u32, stride: u32) -> vec2<f32> {
         }
         let inv = okf / sum;
         // Walk 2: p_c = exp(z_c - max) / Σ (`px_softmax_p`), 0 at pixels that do not count.
-        for (var c = FIRST_CHANNEL; c < params.c; c = c + 1u) {
+        // exp-log also sums the errors p + g - 2pg in .w: p_c off the label, and at it 1 - p_y
+        // as Σ_{c≠y} p_c over every channel (`rest`), added once the walk has them all.
+        var rest = vec4<f32>(0.0);
+        var c_first = FIRST_CHANNEL;
+        if LOSS == R_EXPLOG {
+            c_first = 0u;
+        }
+        for (var c = c_first; c < params.c; c = c + 1u) {
             let o = c * params.s;
             let z = vec4<f32>(logits[base.x + o], logits[base.y + o], logits[base.z + o],
                 logits[base.w + o]);
             let p = exp(z - m) * inv;
             let hot = select(vec4<f32>(0.0), ones, ok & (y == vec4<i32>(i32(c))));
-            acc[c] = acc[c] + vec4<f32>(dot(p, hot), dot(select(p, p * p, SQUARED), ones),
-                dot(hot, ones), 0.0);
+            let off = p - p * hot;
+            rest = rest + off;
+            if c >= FIRST_CHANNEL {
+                var w = 0.0;
+                if LOSS == R_EXPLOG {
+                    w = dot(off, ones);
+                }
+                acc[c] = acc[c] + vec4<f32>(dot(p, hot), dot(select(p, p * p, SQUARED), ones),
+                    dot(hot, ones), w);
+            }
+        }
+        if LOSS == R_EXPLOG {
+            for (var k = 0u; k < 4u; k = k + 1u) {
+                if ok[k] && y[k] >= i32(FIRST_CHANNEL) {
+                    acc[y[k]].w = acc[y[k]].w + rest[k];
+                }
+            }
         }
     }
     return counts;
