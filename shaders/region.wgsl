@@ -244,15 +244,19 @@ fn by_label() -> bool {
 
 // The statistics of one-hot labels under a softmax with the pixel cache (the software tuning:
 // many pixels per thread, and C <= PIXEL_CACHE, so one chunk), for the losses `by_label` covers.
-// A thread takes four of its
-// pixels at once, as the lanes of vec4s, with the channels outside: one walk for the four
-// log-sum-exps, a second that reads the logits again and adds each class's sums of the four
-// pixels in registers, then into acc[c] once. The pixel-by-pixel walk updates acc[c] at every
+// A thread takes four of its pixels at once, as the lanes of vec4s, with the channels outside:
+// one walk for the four log-sum-exps, a second that reads the logits again and adds each class's
+// sums of the four pixels in registers, then into acc[c] once. The pixel-by-pixel walk updates acc[c] at every
 // pixel and class, and on a CPU driver each access to a private array with a runtime index is a
 // per-lane gather or scatter, which cost more than the second read: the statistics pass of
 // dice at 8×19×128×256 went from 15 to 12 ms on lavapipe (BENCHMARKS.md, fourteenth session).
 fn four_pixels() -> bool {
     return px_cached() && by_label() && ACT == ACT_SOFTMAX && !FUSED && !binary_labels();
+}
+
+// The logits at four element indices.
+fn logits4(e: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(logits[e.x], logits[e.y], logits[e.z], logits[e.w]);
 }
 
 // `four_pixels`' pass over image n's pixels from s0 = x·WG + lid in steps of `stride`: fills
@@ -287,9 +291,7 @@ fn stats_four(n: u32, s0: u32, stride: u32) -> vec2<f32> {
         var m = vec4<f32>(LSE_EMPTY.x);
         var sum = vec4<f32>(0.0);
         for (var c = 0u; c < params.c; c = c + 1u) {
-            let o = c * params.s;
-            let z = vec4<f32>(logits[base.x + o], logits[base.y + o], logits[base.z + o],
-                logits[base.w + o]);
+            let z = logits4(base + vec4<u32>(c * params.s));
             let d = z - m;
             let e = exp(-abs(d));
             let up = d > vec4<f32>(0.0);
@@ -306,9 +308,7 @@ fn stats_four(n: u32, s0: u32, stride: u32) -> vec2<f32> {
             c_first = 0u;
         }
         for (var c = c_first; c < params.c; c = c + 1u) {
-            let o = c * params.s;
-            let z = vec4<f32>(logits[base.x + o], logits[base.y + o], logits[base.z + o],
-                logits[base.w + o]);
+            let z = logits4(base + vec4<u32>(c * params.s));
             let p = exp(z - m) * inv;
             let hot = select(vec4<f32>(0.0), ones, ok & (y == vec4<i32>(i32(c))));
             let off = p - p * hot;
