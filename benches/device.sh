@@ -8,12 +8,15 @@
 #                                    # also HEAD + x.patch, .bin/segloss-x ...), the Vulkan
 #                                    # loader's .deb in .gl/, MONAI and smp wheels in .whl/ (all
 #                                    # three folders ignored through .git/info/exclude)
-#   bash benches/device.sh run       # there, carrying .bin .gl .whl: writes to $OUT (or
+#   bash benches/device.sh run [NAME=BINARY...]
+#                                    # there, carrying .bin .gl .whl: writes to $OUT (or
 #                                    # /tmp/segloss-device) info.txt, check.txt (`segloss
 #                                    # check`), tests.txt (the GPU test binaries),
 #                                    # bench-full.jsonl (`segloss bench --json --passes`),
 #                                    # edt-methods.jsonl (every distance-transform method) and
-#                                    # compare.jsonl (`benches/compare.py --json`, every size)
+#                                    # compare.jsonl (`benches/compare.py --json`, every size);
+#                                    # with builds named, ab.jsonl first (see `ab`, one round
+#                                    # unless ROUNDS says otherwise), so one call does it all
 #
 # `run` works through its steps most valuable first, each under a timeout cut to what is left
 # of DEADLINE seconds (default 480), so a slow machine still returns the first tables whole.
@@ -116,6 +119,12 @@ run() {
     echo "== segloss check"
     timeout "$(budget 90)" "$tool" check 2>&1 | tee "$out/check.txt" || echo "check: failed or cut" | tee -a "$out/check.txt"
 
+    # Builds to compare (`ab`'s arguments), right after the check: a device is lent for one
+    # call's worth of minutes, so the experiments go before the long tables.
+    if (($# > 0)); then
+        ROUNDS=${ROUNDS:-1} ab_rounds "$@"
+    fi
+
     echo "== segloss bench"
     # Exits 1 when a case does not fit the adapter's limits; that case's row says so.
     timeout "$(budget 200)" "$tool" bench --json --passes --repeat "$repeat" --cpu-repeat 1 \
@@ -152,6 +161,10 @@ run() {
 # added; ROUNDS rounds (default 2) of every build in turn, LOSSES the losses (default all).
 ab() {
     setup
+    ab_rounds "$@"
+}
+
+ab_rounds() {
     local round spec words envs
     for round in $(seq "${ROUNDS:-2}"); do
         for spec in "$@"; do
@@ -206,7 +219,10 @@ compare() {
 
 case "${1:-}" in
     prepare) prepare ;;
-    run) run ;;
+    run)
+        shift
+        run "$@"
+        ;;
     edt)
         setup
         edt_methods
