@@ -1425,6 +1425,8 @@ impl RegionPlan {
             ),
             ("WASS_GDL", flag(spec.wass_gdl)),
             ("LOG_HD", flag(spec.log_hd)),
+            // `binary_labels()` in the shader (CLASS_LABELS is never set for this family).
+            ("CE_BINARY", flag(shape.c() == 1)),
             super::cache_constant(kernels, shape.c()),
             ("PARTIAL_SLOTS", kernels.partial_slots() as f64),
         ];
