@@ -308,7 +308,7 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 // Where the envelopes live. Lines of up to PRIVATE_LINE pixels keep them in private memory
 // (`edt_axis` built with PRIVATE_ENV, the default): no scratch buffer, and no bounds-checked
 // gathers from one (on lavapipe the distance losses ran 1.2-1.3× faster so); longer lines use
-// their slice of `env` (4·len + 1 floats each, which `Edt::new` sizes). Lavapipe's compile time
+// their slice of `env` (5·len floats each, which `Edt::new` sizes). Lavapipe's compile time
 // grows with the square of a private array's length (one array of 3·512 + 1 floats: 50 s), hence
 // four arrays of PRIVATE_LINE (once per process; then Mesa's disk cache).
 override PRIVATE_ENV: bool = true;
@@ -316,20 +316,25 @@ override PRIVATE_ENV: bool = true;
 const PRIVATE_LINE: u32 = 256u;
 var<private> pv: array<f32, PRIVATE_LINE>;
 var<private> ph: array<f32, PRIVATE_LINE>;
-var<private> pz: array<f32, PRIVATE_LINE + 1u>;
-var<private> pb: array<f32, PRIVATE_LINE>;
+var<private> pz: array<f32, PRIVATE_LINE>;
+// A run's end and its segment's end, packed as `run_pack` (both <= PRIVATE_LINE < 2^16).
+var<private> pr: array<u32, PRIVATE_LINE>;
 
 // The envelopes of one line, one segment per run of same-class pixels, stored one after the
 // other: entry t has a position v (pixel index), a height h and a breakpoint z (where its
-// parabola starts to be the lowest; -INF for a segment's first entry, so z also marks where
-// segments begin); b holds, at a segment's first entry, the end of its run. `vo`, `ho`, `zo`,
-// `bo` are the arrays' offsets in `env` when they are not private; `k` is the last entry
-// (-1: none yet) and `first` the current segment's first entry.
+// parabola starts to be the lowest). Run r (the r-th run of the line) has its end b_r and the
+// end of its segment, one past its last entry (the next segment's first; the same as the
+// segment's start for a run with no pixel of finite height, which has no entry): walk 2
+// reads both with one access per run, and the segment's bounds stop its advance loop. `vo`,
+// `ho`, `zo`, `bo`, `eo` are the arrays' offsets in `env` when they are not private (b and the
+// segment ends apart there: a line may be longer than 2^16); `k` is the last entry (-1: none
+// yet) and `first` the current segment's first entry.
 struct Envelope {
     vo: u32,
     ho: u32,
     zo: u32,
     bo: u32,
+    eo: u32,
     k: i32,
     first: i32,
 }
@@ -355,11 +360,13 @@ fn z_at(e: Envelope, t: u32) -> f32 {
     return env[e.zo + t];
 }
 
-fn b_at(e: Envelope, t: u32) -> u32 {
+// Run r's (end, segment end).
+fn run_at(e: Envelope, r: u32) -> vec2<u32> {
     if PRIVATE_ENV {
-        return u32(pb[t]);
+        let packed = pr[r];
+        return vec2<u32>(packed & 0xffffu, packed >> 16u);
     }
-    return u32(env[e.bo + t]);
+    return vec2<u32>(u32(env[e.bo + r]), u32(env[e.eo + r]));
 }
 
 fn set_entry(e: Envelope, t: u32, v: f32, h: f32, z: f32) {
@@ -374,19 +381,15 @@ fn set_entry(e: Envelope, t: u32, v: f32, h: f32, z: f32) {
     }
 }
 
-fn set_z(e: Envelope, t: u32, z: f32) {
+// Ends run r at pixel b, and its segment after the last entry so far (one private write:
+// on lavapipe a run's end costs every pixel, whose lanes all run its code under a mask).
+fn set_run(e: Envelope, r: u32, b: u32) {
+    let end = u32((e).k + 1);
     if PRIVATE_ENV {
-        pz[t] = z;
+        pr[r] = b | (end << 16u);
     } else {
-        env[e.zo + t] = z;
-    }
-}
-
-fn set_b(e: Envelope, t: u32, b: u32) {
-    if PRIVATE_ENV {
-        pb[t] = f32(b);
-    } else {
-        env[e.bo + t] = f32(b);
+        env[e.bo + r] = f32(b);
+        env[e.eo + r] = f32(end);
     }
 }
 
@@ -411,19 +414,6 @@ fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32) {
     (*e).k = (*e).k + 1;
     let top = u32((*e).k);
     set_entry(*e, top, f32(q), h, select(s, -INF, (*e).k == (*e).first));
-}
-
-// Ends the segment of the run [a, b): a run with no pixel of finite height gets one entry of
-// height INF (every run has a segment, so the fill finds them in order); records b; the next
-// segment starts after it.
-fn envelope_close(e: ptr<function, Envelope>, a: u32, b: u32) {
-    if (*e).k < (*e).first {
-        (*e).k = (*e).k + 1;
-        let top = u32((*e).k);
-        set_entry(*e, top, f32(a), INF, -INF);
-    }
-    set_b(*e, u32((*e).first), b);
-    (*e).first = (*e).k + 1;
 }
 
 // MAP_IN_LAST_AXIS, for a line of a prediction volume starting at element `start`: what to
@@ -459,51 +449,48 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         if MAP_IN_LAST_AXIS {
             shift = map_shifts(start);
         }
-        // 4·len + 1 floats per line, in private memory or this window's slice of `env`: the
-        // segments hold distinct pixels of the line (len entries at most: v, h, b) and len + 1
-        // breakpoints z.
-        let vo = i * (4u * len + 1u);
-        var e = Envelope(vo, vo + len, vo + 2u * len, vo + 3u * len + 1u, -1, 0);
+        // 5·len floats per line, in private memory or this window's slice of `env`: the
+        // segments hold distinct pixels of the line (len entries at most: v, h, z), and a line
+        // has len runs at most (b, segment end).
+        let vo = i * (5u * len);
+        var e = Envelope(vo, vo + len, vo + 2u * len, vo + 3u * len, vo + 4u * len, -1, 0);
         // Walk 1: the envelopes.
         let fg0 = vol[start] < 0.0;
         var fg = fg0;
-        var a = 0u;
+        var r = 0u;
         for (var q = 0u; q < len; q = q + 1u) {
             let f = vol[start + q * stride];
             if (f < 0.0) != fg {
-                envelope_close(&e, a, q);
-                a = q;
+                set_run(e, r, q);
+                r = r + 1u;
+                e.first = e.k + 1;
                 fg = !fg;
             }
             if abs(f) < INF {
                 envelope_push(&e, q, abs(f), sp);
             }
         }
-        envelope_close(&e, a, len);
-        // The breakpoint after the last entry, where walk 2 stops. (Inside the line, the entry
-        // after a segment's last is the next segment's first, whose breakpoint -INF stops it.)
-        set_z(e, u32(e.k + 1), INF);
-        // Walk 2: each pixel's lowest parabola of its run, and the run's two sources. Runs
-        // alternate classes, so the class needs no read.
+        set_run(e, r, len);
+        // Walk 2: each pixel's lowest parabola of its run's segment [j0, end) (none for an
+        // empty one), and the run's two sources a - 1 and b. Runs alternate classes, so the
+        // class needs no read.
         fg = fg0;
-        a = 0u;
+        var a = 0u;
+        r = 0u;
         var j = 0u;
-        var b = b_at(e, 0u);
+        var run = run_at(e, 0u);
         for (var p = 0u; p < len; p = p + 1u) {
-            if p == b {
-                // The next run, and its segment: the next entry whose breakpoint is -INF.
+            if p == run.x {
+                // The next run, and its segment, which starts where this one's ends.
                 a = p;
                 fg = !fg;
-                j = j + 1u;
-                while z_at(e, j) > -INF {
-                    j = j + 1u;
-                }
-                b = b_at(e, j);
+                j = run.y;
+                r = r + 1u;
+                run = run_at(e, r);
             }
             let x = f32(p) * sp;
             loop {
-                let zn = z_at(e, j + 1u);
-                if zn <= -INF || zn >= x {
+                if j + 1u >= run.y || z_at(e, j + 1u) >= x {
                     break;
                 }
                 j = j + 1u;
@@ -511,7 +498,8 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             // The pixel difference first (exact in f32), so long lines with a fractional
             // spacing keep the distance's digits (x - x_v would lose ~x·2^-24).
             let dx = (f32(p) - v_at(e, j)) * sp;
-            var d = dx * dx + h_at(e, j);
+            var d = select(INF, dx * dx + h_at(e, j), j < run.y);
+            let b = run.x;
             if a > 0u {
                 let dl = f32(p - a + 1u) * sp;
                 d = min(d, dl * dl);

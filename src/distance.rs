@@ -7,7 +7,7 @@
 //! linear work per line); the losses use it. The first axis needs no envelope (two walks per
 //! line, by runs of same-class pixels; a loss's first axis reads its masks itself, so nothing
 //! seeds its volumes), and lines of up to [`PRIVATE_LINE`] pixels keep theirs in private memory. Longer lines
-//! need 4·len + 1 floats of scratch each, which covers every line at once where that fits one
+//! need 5·len floats of scratch each, which covers every line at once where that fits one
 //! storage binding; otherwise each axis pass walks the lines in windows that fit, so batches
 //! larger than one binding's worth of scratch still work (at the cost of more, smaller
 //! dispatches). Jump flooding variants trade exactness for fewer,
@@ -279,14 +279,15 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
 pub const NO_SOURCE: f32 = 1e30;
 
 /// Lines of up to this many pixels keep the exact transform's envelope in private memory (per
-/// invocation, four arrays of this length) and need no scratch buffer; longer lines take 4·len + 1 floats of a storage
+/// invocation, four arrays of this length) and need no scratch buffer; longer lines take 5·len floats of a storage
 /// buffer each (`PRIVATE_LINE` in shaders/distance.wgsl). The first axis needs neither.
 pub const PRIVATE_LINE: usize = 256;
 
 /// Scratch floats of one line over `PRIVATE_LINE` in the envelope pass (`edt_axis`): positions,
-/// heights and run ends (len each) and breakpoints (len + 1).
+/// heights and breakpoints of the envelopes' entries, and the ends of the runs and of their
+/// segments (len each).
 fn line_scratch(len: usize) -> usize {
-    4 * len + 1
+    5 * len
 }
 
 /// The exact transform's buffers and pipelines for `nvol` volumes (one per mask): shared by
@@ -353,7 +354,7 @@ impl Edt {
                 .filter(|&d| d > PRIVATE_LINE)
         };
         let env_len = if method == Method::Exact {
-            // v, h, z and b per line: `line_scratch(len)` floats. Every line at once where that fits one
+            // v, h, z, run ends and segment ends per line: `line_scratch(len)` floats. Every line at once where that fits one
             // binding; otherwise the largest window of lines that does (`record_passes` walks
             // the lines window by window), as long as one line of the longest axis fits.
             match scratch_axes().max() {

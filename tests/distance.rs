@@ -104,15 +104,15 @@ fn envelope_as_deep_as_its_line() {
 }
 
 // `small_binding_device` (64 KiB bindings, 16 384 floats) makes the exact transform's scratch
-// (4·len + 1 floats per line, for the axes after the first with lines over PRIVATE_LINE) walk
+// (5·len floats per line, for the axes after the first with lines over PRIVATE_LINE) walk
 // the lines in windows.
 #[test]
 fn exact_transform_in_windows_beyond_one_binding() {
     let (small, kernels) = small_binding_device();
     const { assert!(600 > segloss::distance::PRIVATE_LINE) };
-    // 4 masks: 3×600 needs 12 lines × 2401 = 28 812 scratch floats on axis 1 (2 windows of the
-    // 16 384 a binding holds); 2×3×600 needs 24 × 2401 = 57 624 on axis 2 (4 windows); the
-    // volumes themselves fit.
+    // 4 masks: 3×600 needs 12 lines × 3000 = 36 000 scratch floats on axis 1 (3 windows of the
+    // 5 lines whose 15 000 floats fit the 16 384 a binding holds); 2×3×600 needs 24 × 3000 =
+    // 72 000 on axis 2 (5 windows); the volumes themselves fit.
     let shapes: &[(&[usize], &[f32])] =
         &[(&[3, 600], &[1.0, 2.5]), (&[2, 3, 600], &[0.7, 1.0, 3.0])];
     exact_transform_equals_cpu(&small, &kernels, shapes);
@@ -132,7 +132,7 @@ fn exact_transform_in_windows_beyond_one_binding() {
 #[test]
 fn distance_losses_in_windows_beyond_one_binding() {
     let (small, kernels) = small_binding_device();
-    // 2×3 masks of 2×600 (12 for Hausdorff: prediction and target): 12 or 24 lines × 2401
+    // 2×3 masks of 2×600 (12 for Hausdorff: prediction and target): 12 or 24 lines × 3000
     // scratch floats on axis 1, over one binding; the volumes fit.
     let shape = Shape::new(2, 3, &[2, 600]).unwrap();
     let mut rng = Rng::new(11);
