@@ -227,6 +227,10 @@ fn fused_dot() -> bool {
     return FUSED && px_cached() && ACT == ACT_SOFTMAX;
 }
 
+// fused_dot: each kept class's dl/dp of the pixel in hand, from the statistics walk, which
+// needed them for the dot; the gradient walk reads them back instead of the map.
+var<private> px_dl: array<f32, PIXEL_CACHE>;
+
 // The fused distance pass of a reduced loss: finalize only needs Σ_c of the classes' sums (every
 // class has the same coefficient, `distance_coef`), and its statistics stay internal (the
 // split-phase record_statistics runs the unfused pass). So each thread adds every class into one
@@ -489,6 +493,7 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                     if fused_dot() {
                         let d = params.lambda_region * distance_dl_dp(seg_coef(0u, c), p, g, phi);
                         dot = dot + p * d;
+                        px_dl[c] = d;
                     }
                 } else {
                     acc[j] = acc[j] + stat4(p, g);
@@ -990,6 +995,10 @@ fn store_none(n: u32, s: u32, c: u32, l: f32) {
 fn class_dl_dp(seg: u32, c: u32, p: f32, g: f32, coef_scale: f32, label: i32, e: u32, n: u32) -> f32 {
     if c < FIRST_CHANNEL {
         return 0.0;
+    }
+    if fused_dot() {
+        // The same number: the statistics walk took it with coef_scale = lambda_region.
+        return px_dl[c];
     }
     if LOSS == R_WASS {
         // dl/dp_c = df/dQ_y · M[y, c].
