@@ -317,7 +317,7 @@ const PRIVATE_LINE: u32 = 256u;
 var<private> pv: array<f32, PRIVATE_LINE>;
 var<private> ph: array<f32, PRIVATE_LINE>;
 var<private> pz: array<f32, PRIVATE_LINE>;
-// A run's end and its segment's end, packed as `run_pack` (both <= PRIVATE_LINE < 2^16).
+// A run's end and its segment's end, packed by `set_run` (both <= PRIVATE_LINE < 2^16).
 var<private> pr: array<u32, PRIVATE_LINE>;
 
 // The envelopes of one line, one segment per run of same-class pixels, stored one after the
@@ -384,7 +384,7 @@ fn set_entry(e: Envelope, t: u32, v: f32, h: f32, z: f32) {
 // Ends run r at pixel b, and its segment after the last entry so far (one private write:
 // on lavapipe a run's end costs every pixel, whose lanes all run its code under a mask).
 fn set_run(e: Envelope, r: u32, b: u32) {
-    let end = u32((e).k + 1);
+    let end = u32(e.k + 1);
     if PRIVATE_ENV {
         pr[r] = b | (end << 16u);
     } else {

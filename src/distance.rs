@@ -279,8 +279,9 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
 pub const NO_SOURCE: f32 = 1e30;
 
 /// Lines of up to this many pixels keep the exact transform's envelope in private memory (per
-/// invocation, four arrays of this length) and need no scratch buffer; longer lines take 5·len floats of a storage
-/// buffer each (`PRIVATE_LINE` in shaders/distance.wgsl). The first axis needs neither.
+/// invocation, four arrays of this length) and need no scratch buffer; longer lines take 5·len
+/// floats of a storage buffer each (`PRIVATE_LINE` in shaders/distance.wgsl). The first axis
+/// needs neither.
 pub const PRIVATE_LINE: usize = 256;
 
 /// Scratch floats of one line over `PRIVATE_LINE` in the envelope pass (`edt_axis`): positions,
@@ -354,9 +355,10 @@ impl Edt {
                 .filter(|&d| d > PRIVATE_LINE)
         };
         let env_len = if method == Method::Exact {
-            // v, h, z, run ends and segment ends per line: `line_scratch(len)` floats. Every line at once where that fits one
-            // binding; otherwise the largest window of lines that does (`record_passes` walks
-            // the lines window by window), as long as one line of the longest axis fits.
+            // v, h, z, run ends and segment ends per line: `line_scratch(len)` floats. Every line
+            // at once where that fits one binding; otherwise the largest window of lines that
+            // does (`record_passes` walks the lines window by window), as long as one line of
+            // the longest axis fits.
             match scratch_axes().max() {
                 None => 1, // nothing needs scratch (a binding still needs a buffer)
                 Some(longest) => {
