@@ -46,7 +46,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> vals_out: array<u32>;
 // [segment][BINS][tiles of the segment]: counts, then exclusive offsets.
 @group(0) @binding(5) var<storage, read_write> counts: array<u32>;
-// [tile][thread in scan order][4]: the thread's packed exclusive ranks (see `packed_add`).
+// [tile][thread in scan order][4]: the thread's packed exclusive ranks (see `packed_get`).
 @group(0) @binding(6) var<storage, read_write> ranks: array<vec4<u32>>;
 
 fn digit(key: u32) -> u32 {
@@ -91,28 +91,65 @@ fn scan(lane: Lane) {
     }
 }
 
-// Per-thread digit counts, two 16-bit counters per u32 (a tile holds TILE = 8192 < 2^16 keys,
-// so no counter overflows into its neighbour): digit d in half d % 2 of word (d / 2) % 4 of
-// vec4 d / 8. Their exclusive scan over the tile in thread order gives every thread its ranks.
-// Four named vec4 rather than an array, so that the counters can stay in registers (on lavapipe
-// a switch on the vec4: ≈190 ms per pass over 5M pairs, adding a selected zero to all four:
-// 200–220 ms).
-
-fn packed_add(c: ptr<function, U32x16>, d: u32) {
-    let inc = 1u << (16u * (d & 1u));
-    let w = (d >> 1u) & 3u;
-    switch d >> 3u {
-        case 0u: { (*c).a[w] = (*c).a[w] + inc; }
-        case 1u: { (*c).b[w] = (*c).b[w] + inc; }
-        case 2u: { (*c).c[w] = (*c).c[w] + inc; }
-        default: { (*c).d[w] = (*c).d[w] + inc; }
-    }
-}
-
+// Ranks: two 16-bit counters per u32 (a tile holds TILE = 8192 < 2^16 keys, so no counter
+// overflows into its neighbour), digit d in half d % 2 of word (d / 2) % 4 of vec4 d / 8: the
+// exclusive scan over the tile, in thread order, of the threads' own counts (`widen`) gives
+// every thread its first rank per digit. Four named vec4 rather than an array, so that they
+// can stay in registers.
 fn packed_get(c: U32x16, d: u32) -> u32 {
     let q = d >> 3u;
     let v = select(select(c.a, c.b, q == 1u), select(c.c, c.d, q == 3u), q >= 2u);
     return (v[(d >> 1u) & 3u] >> (16u * (d & 1u))) & 0xffffu;
+}
+
+// A thread's own digit counts while it walks its ITEMS keys: four 8-bit counters per u32
+// (ITEMS < 2^8), digit d in byte d % 4 of word d / 4, words 0-3 in `lo` and 4-7 in `hi`. Half
+// the words of U32x16, so adding to one is two vec4 selects and adds, where the 16-bit
+// counters took a switch over four vec4 (a CPU driver runs every case of a switch under a lane
+// mask: on lavapipe the count pass took ~22 ms per pass over 5M keys so).
+const_assert ITEMS < 256u;
+struct U8x32 {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+}
+
+fn byte_add(c: ptr<function, U8x32>, d: u32) {
+    let inc = vec4<u32>(1u << (8u * (d & 3u)));
+    let w = vec4<u32>(d >> 2u);
+    let zero = vec4<u32>(0u);
+    (*c).lo = (*c).lo + select(zero, inc, w == vec4<u32>(0u, 1u, 2u, 3u));
+    (*c).hi = (*c).hi + select(zero, inc, w == vec4<u32>(4u, 5u, 6u, 7u));
+}
+
+fn byte_get(c: U8x32, d: u32) -> u32 {
+    let v = select(c.lo, c.hi, d >= 16u);
+    return (v[(d >> 2u) & 3u] >> (8u * (d & 3u))) & 0xffu;
+}
+
+// The counts as U32x16 (`packed_get`'s layout), for the workgroup scan: byte pairs of each word
+// spread into 16-bit halves.
+fn widen(c: U8x32) -> U32x16 {
+    let m = vec4<u32>(0xffu);
+    let b0 = c.lo & m;
+    let b1 = (c.lo >> vec4<u32>(8u)) & m;
+    let b2 = (c.lo >> vec4<u32>(16u)) & m;
+    let b3 = c.lo >> vec4<u32>(24u);
+    let h0 = c.hi & m;
+    let h1 = (c.hi >> vec4<u32>(8u)) & m;
+    let h2 = (c.hi >> vec4<u32>(16u)) & m;
+    let h3 = c.hi >> vec4<u32>(24u);
+    // 16-bit word 2k holds digits 4k, 4k + 1 (bytes 0, 1 of byte word k); 2k + 1 digits
+    // 4k + 2, 4k + 3.
+    let lo01 = b0 | (b1 << vec4<u32>(16u));
+    let lo23 = b2 | (b3 << vec4<u32>(16u));
+    let hi01 = h0 | (h1 << vec4<u32>(16u));
+    let hi23 = h2 | (h3 << vec4<u32>(16u));
+    return U32x16(
+        vec4<u32>(lo01.x, lo23.x, lo01.y, lo23.y),
+        vec4<u32>(lo01.z, lo23.z, lo01.w, lo23.w),
+        vec4<u32>(hi01.x, hi23.x, hi01.y, hi23.y),
+        vec4<u32>(hi01.z, hi23.z, hi01.w, hi23.w),
+    );
 }
 
 fn ranks_slot(tile: u32, rank: u32) -> u32 {
@@ -125,13 +162,14 @@ fn count(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let zero = vec4<u32>(0u);
     for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
         let range = tile_keys(tile);
-        var own = U32x16(zero, zero, zero, zero);
+        var bytes = U8x32(zero, zero);
         for (var i = 0u; i < ITEMS; i = i + 1u) {
             let k = range.x + rank * ITEMS + i;
             if k < range.y {
-                packed_add(&own, digit(keys_in[k]));
+                byte_add(&bytes, digit(keys_in[k]));
             }
         }
+        let own = widen(bytes);
         // Exclusive scan of the packed counters over the threads (no half overflows: <= TILE).
         let r = wg_exclusive_scan_u32x16(own, lane);
         let slot = ranks_slot(tile, rank);
@@ -155,14 +193,17 @@ fn scatter(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     for (var tile = wid.x; tile < params.tiles; tile = tile + nwg.x) {
         let range = tile_keys(tile);
         let slot = ranks_slot(tile, rank);
-        var r = U32x16(ranks[slot], ranks[slot + 1u], ranks[slot + 2u], ranks[slot + 3u]);
+        let r = U32x16(ranks[slot], ranks[slot + 1u], ranks[slot + 2u], ranks[slot + 3u]);
+        // The thread's own keys of each digit so far, on top of its rank.
+        let zero = vec4<u32>(0u);
+        var seen = U8x32(zero, zero);
         for (var i = 0u; i < ITEMS; i = i + 1u) {
             let k = range.x + rank * ITEMS + i;
             if k < range.y {
                 let key = keys_in[k];
                 let d = digit(key);
-                let pos = counts[count_slot(tile, d)] + packed_get(r, d);
-                packed_add(&r, d);
+                let pos = counts[count_slot(tile, d)] + packed_get(r, d) + byte_get(seen, d);
+                byte_add(&seen, d);
                 keys_out[pos] = key;
                 vals_out[pos] = vals_in[k];
             }
