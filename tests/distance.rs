@@ -103,6 +103,45 @@ fn envelope_as_deep_as_its_line() {
     }
 }
 
+/// Many runs on one line: row 0 alternates classes (a run per pixel: the most the envelope
+/// pass's run table holds), row 1 alternates over its first half and then holds one long run of
+/// the mask, ended by a background pixel, and row 2 is background (one run, whose envelope has
+/// an entry per mask pixel above it). At PRIVATE_LINE pixels the table, and run and segment
+/// ends up to len, are in private memory; one more takes the scratch buffer.
+#[test]
+fn envelope_with_many_runs() {
+    let (gpu, kernels) = gpu();
+    let private = segloss::distance::PRIVATE_LINE;
+    for len in [private - 1, private, private + 1] {
+        let inside = |row: usize, i: usize| match row {
+            0 => i % 2 == 1,
+            1 if i < len / 2 => i % 2 == 0,
+            1 => i + 1 < len,
+            _ => false,
+        };
+        let mask: Vec<bool> = (0..3 * len).map(|k| inside(k / len, k % len)).collect();
+        let words: Vec<u32> = mask.iter().map(|&m| u32::from(m)).collect();
+        for signed in [false, true] {
+            let options = DistanceOptions {
+                signed,
+                ..Default::default()
+            };
+            let got = transform(gpu, kernels, &words, &[3, len], &options);
+            let want = if signed {
+                segloss::cpu::distance::signed_map(&mask, &[3, len], &[1.0, 1.0])
+            } else {
+                segloss::cpu::distance::edt(&mask, &[3, len], &[1.0, 1.0])
+            };
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "len {len} signed={signed} pixel {i}: gpu {g} vs cpu {w}"
+                );
+            }
+        }
+    }
+}
+
 // `small_binding_device` (64 KiB bindings, 16 384 floats) makes the exact transform's scratch
 // (5·len floats per line, for the axes after the first with lines over PRIVATE_LINE) walk
 // the lines in windows.
