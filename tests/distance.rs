@@ -114,8 +114,8 @@ fn envelope_with_many_runs() {
     let private = segloss::distance::PRIVATE_LINE;
     for len in [private - 1, private, private + 1] {
         let inside = |row: usize, i: usize| match row {
-            0 => i % 2 == 1,
-            1 if i < len / 2 => i % 2 == 0,
+            0 => !i.is_multiple_of(2),
+            1 if i < len / 2 => i.is_multiple_of(2),
             1 => i + 1 < len,
             _ => false,
         };
