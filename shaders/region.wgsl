@@ -250,16 +250,44 @@ fn by_label() -> bool {
         && LOSS != R_WASS && LOSS != R_UNIFIED;
 }
 
-// The statistics of one-hot labels under a softmax with the pixel cache (the software tuning:
-// many pixels per thread, and C <= PIXEL_CACHE, so one chunk), for the losses `by_label` covers.
-// A thread takes four of its pixels at once, as the lanes of vec4s, with the channels outside:
-// one walk for the four log-sum-exps, a second that reads the logits again and adds each class's
-// sums of the four pixels in registers, then into acc[c] once. The pixel-by-pixel walk updates acc[c] at every
-// pixel and class, and on a CPU driver each access to a private array with a runtime index is a
-// per-lane gather or scatter, which cost more than the second read: the statistics pass of
-// dice at 8×19×128×256 went from 15 to 12 ms on lavapipe (BENCHMARKS.md, fourteenth session).
+// The statistics under a softmax with the pixel cache (the software tuning: many pixels per
+// thread, and C <= PIXEL_CACHE, so one chunk): for the losses `by_label` covers and, through
+// `stat4`'s sums, for the others that take them (sensitivity-specificity, soft labels, dense
+// targets). A thread takes four of its pixels at once, as the lanes of vec4s, with the channels
+// outside: one walk for the four log-sum-exps, a second that reads the logits again and adds
+// each class's sums of the four pixels in registers, then into acc[c] once. The pixel-by-pixel
+// walk updates acc[c] at every pixel and class, and on a CPU driver each access to a private
+// array with a runtime index is a per-lane gather or scatter, which cost more than the second
+// read: on lavapipe at 8×19×128×256 the statistics pass of dice went from 15 to 12 ms
+// (fourteenth session), sensitivity-specificity's from 13 to 9 and dice's on dense targets by
+// a fifth (fifteenth; BENCHMARKS.md).
 fn four_pixels() -> bool {
-    return px_cached() && by_label() && ACT == ACT_SOFTMAX && !FUSED && !binary_labels();
+    let sums = by_label() || (LOSS != R_EXPLOG && LOSS != R_WASS && LOSS != R_UNIFIED
+        && LOSS != R_BOUNDARY && LOSS != R_HAUSDORFF);
+    return px_cached() && sums && ACT == ACT_SOFTMAX && !FUSED && !binary_labels();
+}
+
+// Σ over the lanes of `stat4(p, g)`, lane by lane; p = g = 0 at the lanes that do not count
+// (`okf` 0), whose terms are zeros but for sensitivity-specificity's 1 - g.
+fn stat4_lanes(p: vec4<f32>, g: vec4<f32>, okf: vec4<f32>) -> vec4<f32> {
+    let ones = vec4<f32>(1.0);
+    if LOSS == R_SS {
+        let e = (g - p) * (g - p);
+        return vec4<f32>(dot(e, g), dot(e, ones - g), dot(g, ones), dot(ones - g, okf));
+    }
+    var d = 0.0;
+    if SOFT {
+        d = dot(abs(p - g), ones);
+    }
+    if SQUARED {
+        return vec4<f32>(dot(p, g), dot(p, p), dot(g, g), d);
+    }
+    return vec4<f32>(dot(p, g), dot(p, ones), dot(g, ones), d);
+}
+
+// Dense targets at four element indices.
+fn targets4(e: vec4<u32>) -> vec4<f32> {
+    return bitcast<vec4<f32>>(vec4<u32>(targets[e.x], targets[e.y], targets[e.z], targets[e.w]));
 }
 
 // The logits at four element indices.
@@ -283,12 +311,13 @@ fn stats_four(n: u32, s0: u32, stride: u32) -> vec2<f32> {
         let first = n * params.s;
         let y = vec4<i32>(label_of(first + sc.x), label_of(first + sc.y), label_of(first + sc.z),
             label_of(first + sc.w));
-        // `pixel_state(label) == PIX_VALID`, lane-wise (labels, C > 1).
-        let ok = (sv < vec4<u32>(params.s)) & (y >= vec4<i32>(0)) & (y < vec4<i32>(i32(params.c)))
-            & (vec4<bool>(!HAS_IGNORE) | (y != vec4<i32>(params.ignore_index)));
+        // `pixel_state(label) == PIX_VALID`, lane-wise (labels, C > 1; every dense pixel).
+        let ok = (sv < vec4<u32>(params.s)) & (vec4<bool>(DENSE) | ((y >= vec4<i32>(0))
+            & (y < vec4<i32>(i32(params.c)))
+            & (vec4<bool>(!HAS_IGNORE) | (y != vec4<i32>(params.ignore_index)))));
         let okf = select(vec4<f32>(0.0), ones, ok);
         counts.x = counts.x + dot(okf, ones);
-        if PIX == PIX_CE {
+        if PIX == PIX_CE && !DENSE {
             let yc = vec4<u32>(max(y, vec4<i32>(0)));
             let w = vec4<f32>(pixel_weight(yc.x), pixel_weight(yc.y), pixel_weight(yc.z),
                 pixel_weight(yc.w));
@@ -319,6 +348,16 @@ fn stats_four(n: u32, s0: u32, stride: u32) -> vec2<f32> {
             let z = logits4(base + vec4<u32>(c * params.s));
             let p = exp(z - m) * inv;
             let hot = select(vec4<f32>(0.0), ones, ok & (y == vec4<i32>(i32(c))));
+            if !by_label() {
+                if c >= FIRST_CHANNEL {
+                    var g = hot;
+                    if DENSE {
+                        g = select(vec4<f32>(0.0), targets4(base + vec4<u32>(c * params.s)), ok);
+                    }
+                    acc[c] = acc[c] + stat4_lanes(p, g, okf);
+                }
+                continue;
+            }
             let off = p - p * hot;
             rest = rest + off;
             if c >= FIRST_CHANNEL {
