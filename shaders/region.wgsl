@@ -267,22 +267,11 @@ fn four_pixels() -> bool {
     return px_cached() && sums && ACT == ACT_SOFTMAX && !FUSED && !binary_labels();
 }
 
-// Σ over the lanes of `stat4(p, g)`, lane by lane; p = g = 0 at the lanes that do not count
-// (`okf` 0), whose terms are zeros but for sensitivity-specificity's 1 - g.
+// Σ over the lanes of `stat4(p, g)`, each times its lane's `okf` (0 where the pixel does not
+// count: its p and g are 0, but sensitivity-specificity's 1 - g is not).
 fn stat4_lanes(p: vec4<f32>, g: vec4<f32>, okf: vec4<f32>) -> vec4<f32> {
-    let ones = vec4<f32>(1.0);
-    if LOSS == R_SS {
-        let e = (g - p) * (g - p);
-        return vec4<f32>(dot(e, g), dot(e, ones - g), dot(g, ones), dot(ones - g, okf));
-    }
-    var d = 0.0;
-    if SOFT {
-        d = dot(abs(p - g), ones);
-    }
-    if SQUARED {
-        return vec4<f32>(dot(p, g), dot(p, p), dot(g, g), d);
-    }
-    return vec4<f32>(dot(p, g), dot(p, ones), dot(g, ones), d);
+    return stat4(p.x, g.x) * okf.x + stat4(p.y, g.y) * okf.y + stat4(p.z, g.z) * okf.z
+        + stat4(p.w, g.w) * okf.w;
 }
 
 // Dense targets at four element indices.
