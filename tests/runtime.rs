@@ -468,3 +468,51 @@ fn single_channel_labels_mean_the_same_on_gpu_and_cpu() {
     }
     assert_eq!(refused, ["cross-entropy", "topk"]);
 }
+
+/// Every loss that takes class labels reports the same status as the CPU reference, in both
+/// tunings, on an image large enough that the software tuning's gradient pass takes several
+/// pixels per thread (its four-pixel walk: the bad pixels sit in different lanes): one label
+/// out of range, a non-finite logit at an ignored pixel and one at a valid pixel.
+#[test]
+fn every_loss_counts_bad_inputs_as_the_cpu_does() {
+    let (gpu, kernels) = gpu();
+    let shape = Shape::new(1, 3, &[29, 31]).unwrap();
+    let s = shape.pixels();
+    let mut rng = Rng::new(11);
+    let mut labels: Vec<i32> = (0..s).map(|i| (i * 7 % 3) as i32).collect();
+    labels[600] = 7; // out of range, not ignore_index
+    labels[850] = 255; // ignored
+    let mut z = rng.logits(shape.numel(), 2.0);
+    z[850] = f32::NAN; // channel 0 of the ignored pixel
+    z[2 * s + 301] = f32::INFINITY; // channel 2 of a valid pixel
+    let t = segloss::Targets::Labels(&labels);
+    let mut checked = 0;
+    for name in Loss::NAMES {
+        let Ok(loss) = Loss::parse(name, &["ignore_index=255"]) else {
+            continue;
+        };
+        if loss.validate(&shape, TargetKind::Labels).is_err() {
+            continue;
+        }
+        let want = match segloss::cpu::forward_backward(&loss, &shape, &z, t) {
+            Err(Error::BadInput(st)) => st,
+            other => panic!(
+                "{name}: expected BadInput from the CPU, got {:?}",
+                other.err()
+            ),
+        };
+        assert_eq!(want.bad_labels, 1, "{name} on the CPU");
+        assert!(want.nonfinite_logits >= 1, "{name} on the CPU");
+        for (tuning, k) in [("auto", kernels), ("gpu", gpu_tuned())] {
+            match k.run_blocking(&gpu.queue, &loss, &shape, &z, t) {
+                Err(Error::BadInput(got)) => assert_eq!(got, want, "{name}, {tuning} tuning"),
+                other => panic!("{name}, {tuning}: expected BadInput, got {:?}", other.err()),
+            }
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} losses take ignore_index with labels"
+    );
+}

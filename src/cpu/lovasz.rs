@@ -3,6 +3,7 @@
 //! cumulative foreground, the loss, and the gradient back through the activation.
 
 use super::activation::log_sum_exp;
+use super::sort::descending;
 use crate::loss::lovasz::LovaszSpec;
 use crate::loss::Status;
 use crate::tensor::{Shape, Targets};
@@ -91,7 +92,7 @@ pub(crate) fn forward_backward(
             let n = e / (c_n * s_n);
             n * s_n + s
         });
-        m.sort_by(|&a, &b| err[b].partial_cmp(&err[a]).unwrap()); // stable: ties keep order
+        m.sort_by(|&a, &b| descending(err[a], err[b])); // stable: ties keep order
         gts[g] = m.iter().map(|&e| fg[e]).sum();
         let mut cs = 0.0;
         for (i, &e) in m.iter().enumerate() {

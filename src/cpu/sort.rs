@@ -16,6 +16,16 @@ pub fn sort_pairs(keys: &[u32], values: &[u32], key_bits: u32) -> (Vec<u32>, Vec
     )
 }
 
+/// Orders two values largest first, for a stable sort: equal values (0.0 and -0.0 too) keep
+/// their order, and NaN, which only non-finite inputs make (the loss then reports them and
+/// returns no value), goes first instead of breaking the order `sort_by` needs.
+pub(crate) fn descending(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (false, false) => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+        (nan_a, nan_b) => nan_b.cmp(&nan_a),
+    }
+}
+
 /// Flags (1/0) of the `k` largest keys, ties to the lowest indices.
 pub fn select_top_k(keys: &[u32], k: usize) -> Vec<u32> {
     let mut idx: Vec<usize> = (0..keys.len()).collect();

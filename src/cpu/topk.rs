@@ -2,6 +2,7 @@
 //! lowest pixel index, as the GPU's radix select), their mean and gradient.
 
 use super::activation::log_sum_exp;
+use super::sort::descending;
 use crate::loss::topk::TopkSpec;
 use crate::loss::Status;
 use crate::tensor::{Shape, Targets};
@@ -39,7 +40,7 @@ pub(crate) fn forward_backward(
     let m = losses.len();
     let k = ((m as f64 * spec.k as f64 / 100.0).floor() as usize).max(1);
     // Largest first; ties: lower pixel first (a stable sort of pixel-ordered values).
-    losses.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+    losses.sort_by(|a, b| descending(a.0, b.0));
     let mut grad = vec![0.0; shape.numel()];
     let mut total = 0.0;
     for &(l, p) in losses.iter().take(k.min(m)) {
