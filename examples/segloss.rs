@@ -33,7 +33,8 @@ usage:
       The adapter, backend, driver, features and limits in use.
 
   segloss eval --loss NAME --logits Z.npy --target Y.npy [--param KEY=VALUE]...
-               [--backend gpu|cpu] [--grad G.npy] [--repeat R] [--tuning auto|gpu|software]
+               [--backend gpu|cpu] [--grad G.npy] [--repeat R [--passes]]
+               [--tuning auto|gpu|software]
       Computes the loss and dL/dlogits and prints one JSON object on stdout.
         --logits   float32 [N, C, *S], 1 to 3 spatial dimensions, C order
         --target   labels: any integer dtype (or bool), shape [N, *S] or [N, 1, *S],
@@ -46,6 +47,8 @@ usage:
                    untimed calls filling 0.2 s, so a GPU that idled is back at its clocks)
                    and adds \"ms\" (median wall ms per call, submit to completion) and, where
                    the device has timestamp queries, \"gpu_ms\" (median GPU time per call)
+        --passes   with --repeat, also times each compute pass on these inputs, as bench
+                   --passes does (\"passes\": label, count, ms); needs timestamp queries
       Output keys: \"loss\" (a number for reduction mean/sum; for reduction none an array,
       flattened in C order, of shape \"loss_shape\": [N, *S] for cross-entropy, [N, C', *S]
       for the others, C' the channels in the loss), \"loss_shape\" ([] for a number),
@@ -779,6 +782,7 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
             flag("grad"),
             flag("repeat"),
             flag("tuning"),
+            flag("passes"),
         ],
     )?;
     let name = required(C, &flags, "loss")?;
@@ -798,6 +802,12 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
     let repeat = repeat_flag(C, &flags)?;
     let tuning = tuning_flag(C, &flags)?;
     let grad_path = get(&flags, "grad");
+    let by_pass = get(&flags, "passes").is_some();
+    if by_pass && (repeat.is_none() || !gpu_backend) {
+        return usage(format!(
+            "{C}: --passes times the GPU's passes over the repeats: it needs --repeat and the gpu backend"
+        ));
+    }
 
     let loss = Loss::from_name(name, &params)?;
     let (shape, z) = read_logits(logits_path)?;
@@ -805,15 +815,15 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
     let kind = targets.view().kind();
     loss.validate(&shape, kind)?;
 
-    let (out, adapter, timing) = if gpu_backend {
-        eval_gpu(&loss, &shape, &z, &targets, repeat, tuning)?
+    let (out, adapter, timing, pass_times) = if gpu_backend {
+        eval_gpu(&loss, &shape, &z, &targets, repeat, by_pass, tuning)?
     } else {
         let run = || segloss::cpu::forward_backward(&loss, &shape, &z, targets.view());
         let out = run()?;
         let timing = Timing::cpu(repeat, || {
             std::hint::black_box(run()).ok();
         });
-        (out, "cpu reference".to_string(), timing)
+        (out, "cpu reference".to_string(), timing, Vec::new())
     };
 
     if let Some(path) = grad_path {
@@ -865,6 +875,9 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
         obj.insert("repeat".into(), json!(r));
     }
     timing.insert_into(&mut obj);
+    if by_pass {
+        obj.insert("passes".into(), passes_json(&pass_times));
+    }
     print_out(&format!("{}\n", Value::Object(obj)))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -1069,8 +1082,9 @@ fn eval_gpu(
     z: &[f32],
     targets: &OwnedTargets,
     repeat: Option<usize>,
+    by_pass: bool,
     tuning: Option<bool>,
-) -> CliResult<(LossOutput, String, Timing)> {
+) -> CliResult<(LossOutput, String, Timing, Vec<PassSummary>)> {
     let (gpu, kernels) = open_gpu(tuning)?;
     let (device, queue) = (&gpu.device, &gpu.queue);
     let adapter = gpu.adapter.get_info().name;
@@ -1099,6 +1113,7 @@ fn eval_gpu(
     gpu_errors()?;
 
     let mut timing = Timing::default();
+    let mut pass_times = Vec::new();
     if let Some(r) = repeat {
         let ts = Timestamps::new(&gpu);
         timing = time_gpu(&gpu, &ts, r, |enc| {
@@ -1106,8 +1121,15 @@ fn eval_gpu(
             Ok(())
         })?;
         read_status(device, queue, &plan)?.check()?;
+        if by_pass {
+            check_pass_timing(&gpu, "eval")?;
+            pass_times = time_passes(&gpu, &kernels, r, |enc| {
+                plan.record(enc, &inputs, &outputs)?;
+                Ok(())
+            })?;
+        }
     }
-    Ok((out, adapter, timing))
+    Ok((out, adapter, timing, pass_times))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1796,6 +1818,27 @@ struct PassSummary {
     ms: f64,
 }
 
+/// Fails unless the device has timestamp queries, which `--passes` needs.
+fn check_pass_timing(gpu: &Gpu, command: &str) -> CliResult<()> {
+    let features = gpu.device.features();
+    if !features.contains(segloss::wgpu::Features::TIMESTAMP_QUERY) {
+        return failed(format!(
+            "{command}: --passes needs timestamp queries, which {} does not have",
+            gpu.adapter.get_info().name
+        ));
+    }
+    Ok(())
+}
+
+/// The `"passes"` array of the JSON output: label, count and summed median ms of each.
+fn passes_json(passes: &[PassSummary]) -> Value {
+    let rows = passes.iter();
+    Value::Array(
+        rows.map(|p| json!({"label": p.label, "count": p.count, "ms": num64(p.ms)}))
+            .collect(),
+    )
+}
+
 /// Times every compute pass of what `record` records, `repeat` times after one warm-up call,
 /// each call submitted and read on its own: the median of each pass over the calls, summed
 /// per label in the order the labels first appear.
@@ -1824,7 +1867,7 @@ fn time_passes(
     let mut out: Vec<PassSummary> = Vec::new();
     let passes = calls.first().map_or(0, Vec::len);
     if calls.iter().any(|c| c.len() != passes) {
-        return failed("bench --passes: the calls recorded different numbers of passes");
+        return failed("--passes: the calls recorded different numbers of passes");
     }
     for i in 0..passes {
         let label = &calls[0][i].label;
@@ -1965,16 +2008,8 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
     };
     let (gpu, kernels) = open_gpu(tuning)?;
     let adapter = gpu.adapter.get_info();
-    if by_pass
-        && !gpu
-            .device
-            .features()
-            .contains(segloss::wgpu::Features::TIMESTAMP_QUERY)
-    {
-        return failed(format!(
-            "bench: --passes needs timestamp queries, which {} does not have",
-            adapter.name
-        ));
+    if by_pass {
+        check_pass_timing(&gpu, "bench")?;
     }
     let ts = Timestamps::new(&gpu);
     let timing = if ts.is_some() {
@@ -2090,11 +2125,7 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
                 obj.insert("timing".into(), json!(timing));
                 obj.insert("adapter".into(), json!(adapter.name));
                 if by_pass {
-                    let passes: Vec<Value> = pass_times
-                        .iter()
-                        .map(|p| json!({"label": p.label, "count": p.count, "ms": num64(p.ms)}))
-                        .collect();
-                    obj.insert("passes".into(), Value::Array(passes));
+                    obj.insert("passes".into(), passes_json(&pass_times));
                 }
                 print_out(&format!("{}\n", Value::Object(obj)))?;
             } else {
