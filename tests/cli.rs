@@ -463,11 +463,41 @@ fn repeat_adds_timings() {
             assert_eq!(backend, "gpu", "gpu_ms on the cpu backend: {v}");
             assert!(g.as_f64().is_some_and(|g| g >= 0.0), "gpu_ms {g}");
         }
+        assert!(v.get("passes").is_none(), "passes without --passes: {v}");
         // The timed repeats leave the answer as it was.
         let mut once = eval_args("focal", &z, &y, &params);
         once.extend(["--backend", backend]);
         let w = json(&once, &segloss(&once));
         assert_eq!(v["loss"], w["loss"], "{backend}");
+    }
+}
+
+/// `eval --passes` times each pass of a loss on the given inputs: dice's statistics and
+/// backward passes, with their counts and times.
+#[test]
+fn eval_passes_times_each_pass() {
+    let name = "dice_2d_labels";
+    let (z, y) = (
+        fixture("region", name, "logits"),
+        fixture("region", name, "target"),
+    );
+    let mut args = eval_args("dice", &z, &y, &[]);
+    args.extend(["--repeat", "2", "--passes"]);
+    let v = json(&args, &segloss(&args));
+    let passes = v["passes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no passes: {v}"));
+    let labels: Vec<&str> = passes
+        .iter()
+        .map(|p| p["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        ["segloss region statistics", "segloss region backward"]
+    );
+    for p in passes {
+        assert!(p["ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{p}");
+        assert!(p["count"].as_u64().is_some_and(|c| c >= 1), "{p}");
     }
 }
 
@@ -736,6 +766,19 @@ fn bad_input_fails_with_one_clear_line() {
             "zero repeat",
             with(base("focal"), &["--repeat", "0"]),
             "repeat",
+        ),
+        (
+            "passes without repeat",
+            with(base("focal"), &["--passes"]),
+            "--repeat",
+        ),
+        (
+            "passes on the cpu",
+            with(
+                base("focal"),
+                &["--repeat", "2", "--passes", "--backend", "cpu"],
+            ),
+            "gpu backend",
         ),
         (
             "unknown flag",
