@@ -1522,7 +1522,18 @@ const CASES: &[Case] = &[
     ),
     case("focal", &["use_softmax=true"], WIDE, Gen::Labels(None)),
     case("bce", &[], WIDE_C1, Gen::Labels(None)),
-    case("dice-ce", &[], WIDE, Gen::Labels(None)),
+    // Class weights, smoothing and ignored pixels in every lane of the software tuning's
+    // four-pixel gradient walk.
+    case(
+        "dice-ce",
+        &[
+            "weight=0.5,2,1,1.5,0.7",
+            "label_smoothing=0.1",
+            "ignore_index=255",
+        ],
+        WIDE,
+        Gen::Labels(Some(255)),
+    ),
     case("generalized-dice", &[], WIDE_3D, Gen::Dense(false)),
     case("hausdorff-dt", &[], WIDE, Gen::Labels(None)),
     case("boundary", &[], WIDE_3D, Gen::Labels(None)),

@@ -1292,6 +1292,146 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
     return pixel_loss;
 }
 
+// grad_pass four pixels at a time, as `four_pixels` does for the statistics: one-hot labels under
+// a softmax with the pixel cache (`load_dot`), the region term alone or with cross-entropy on
+// class labels, no unreduced output. The channels are the outer loop and the four pixels the
+// lanes of vec4s, so each class's coefficients and pixel-term weight are read once for four
+// pixels instead of at every element (on a CPU driver each read of a private array with a
+// runtime index is a per-lane gather: they were a fifth of dice's gradient pass on lavapipe),
+// and the logits are read again in the second walk instead of cached. The same numbers as
+// `px_load_dot` and `grad_pixel`, lane by lane.
+fn grad_four_pixels() -> bool {
+    return load_dot() && px_cached() && !binary_labels() && LOSS != R_UNIFIED
+        && (PIX == PIX_NONE || (PIX == PIX_CE && REDUCTION != REDUCE_NONE));
+}
+
+// What `grad_four` returns: its pixels' summed pixel-term loss and their status counts.
+struct FourPixels {
+    pixel_loss: f32,
+    bad_labels: u32,
+    bad_logits: u32,
+}
+
+// `grad_four_pixels`' walk over image n's pixels from s0 in steps of `stride`, four per step
+// (see `stats_four`): writes dL/dz.
+fn grad_four(n: u32, s0: u32, stride: u32, coef_scale: f32, pixel_mult: f32) -> FourPixels {
+    let seg = select(n, 0u, BATCH);
+    let ones = vec4<f32>(1.0);
+    let zeros = vec4<f32>(0.0);
+    var pixel_loss = 0.0;
+    var bad_labels = 0u;
+    var bad_logits = 0u;
+    let eps = params.label_smoothing;
+    let classes = f32(params.c);
+    for (var s = s0; s < params.s; s = s + 4u * stride) {
+        let sv = vec4<u32>(s, s + stride, s + 2u * stride, s + 3u * stride);
+        // Pixels past the image read the last one (a valid address) and write nothing.
+        let inside = sv < vec4<u32>(params.s);
+        let sc = min(sv, vec4<u32>(params.s - 1u));
+        let first = n * params.s;
+        let y = vec4<i32>(label_of(first + sc.x), label_of(first + sc.y), label_of(first + sc.z),
+            label_of(first + sc.w));
+        // `pixel_state`, lane-wise.
+        let ignored = vec4<bool>(HAS_IGNORE) & (y == vec4<i32>(params.ignore_index));
+        let in_range = (y >= vec4<i32>(0)) & (y < vec4<i32>(i32(params.c)));
+        let ok = inside & !ignored & in_range;
+        bad_labels = bad_labels + dot(vec4<u32>(inside & !ignored & !in_range), vec4<u32>(1u));
+        let okf = select(zeros, ones, ok);
+        let base = vec4<u32>(n * params.c * params.s) + sc;
+        // Walk 1 (`px_load_dot`): the online log-sum-exp, the sums of `px_dot`, and at the
+        // label's class its logit and coef.x (`hot_x`), picked up as the walk passes it.
+        var m = vec4<f32>(LSE_EMPTY.x);
+        var sum = zeros;
+        var dots = array<vec4<f32>, 3>(zeros, zeros, zeros);
+        var z_hot = zeros;
+        var hot_x = zeros;
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            let z = logits4(base + vec4<u32>(c * params.s));
+            bad_logits = bad_logits + dot(vec4<u32>(inside & is_nonfinite4(z)), vec4<u32>(1u));
+            let d = z - m;
+            let e = exp(-abs(d));
+            let up = d > zeros;
+            let f = select(ones, e, up);
+            let w = select(e, ones, up);
+            let is_hot = y == vec4<i32>(i32(c));
+            var coef = vec4<f32>(0.0);
+            if c >= FIRST_CHANNEL {
+                coef = coef_cache[c];
+            }
+            var fk = f;
+            var wk = w;
+            if SQUARED {
+                fk = f * f;
+                wk = w * w;
+            }
+            let other = select(ones, zeros, is_hot);
+            dots[0] = dots[0] * fk + wk * coef.y;
+            dots[1] = dots[1] * f + other * w;
+            dots[2] = dots[2] * fk + other * wk * coef.y;
+            sum = sum * f + w;
+            m = max(m, z);
+            z_hot = select(z_hot, z, is_hot);
+            hot_x = select(hot_x, vec4<f32>(coef.x), is_hot);
+        }
+        let inv = 1.0 / sum;
+        let lse = m + log(sum);
+        var scale = inv;
+        if SQUARED {
+            scale = 2.0 * inv * inv;
+        }
+        let p_hot = exp(z_hot - m) * inv;
+        let dot_all = coef_scale * (dots[0] * scale + p_hot * hot_x);
+        let rest_p = dots[1] * inv;
+        let rest_pd = coef_scale * dots[2] * scale;
+        var w_y = ones;
+        if PIX == PIX_CE && HAS_PIXEL_WEIGHT {
+            let yc = vec4<u32>(clamp(y, vec4<i32>(0), vec4<i32>(i32(params.c) - 1)));
+            w_y = vec4<f32>(pixel_weight(yc.x), pixel_weight(yc.y), pixel_weight(yc.z),
+                pixel_weight(yc.w));
+        }
+        // Walk 2 (`grad_pixel`): dL/dz, 0 at the pixels that do not count.
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            let e = base + vec4<u32>(c * params.s);
+            let z = logits4(e);
+            let p = exp(z - m) * inv;
+            let is_hot = y == vec4<i32>(i32(c));
+            var d = zeros;
+            if c >= FIRST_CHANNEL {
+                // `label_dl_dp`.
+                var da = ones;
+                if SQUARED {
+                    da = 2.0 * p;
+                }
+                d = coef_cache[c].y * da;
+                d = coef_scale * select(d, hot_x + d, is_hot);
+            }
+            var g = select(p * (d - dot_all), p * (d * rest_p - rest_pd), is_hot);
+            if PIX == PIX_CE {
+                // `ce_label_term`.
+                let hit = select(zeros, ones, is_hot);
+                let lp = z - lse;
+                let wc = pixel_weight(c);
+                let l = -(1.0 - eps) * w_y * hit * lp - eps / classes * wc * lp;
+                let gp = (1.0 - eps) * w_y * (p - hit)
+                    + eps / classes * (params.pixel_weight_sum * p - wc);
+                pixel_loss = pixel_loss + dot(l, okf);
+                g = g + pixel_mult * gp;
+            }
+            g = select(zeros, g, ok);
+            for (var k = 0u; k < 4u; k = k + 1u) {
+                if inside[k] {
+                    write_grad(e[k], g[k]);
+                }
+            }
+        }
+    }
+    return FourPixels(pixel_loss, bad_labels, bad_logits);
+}
+
+fn is_nonfinite4(x: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u)) == vec4<u32>(0x7f800000u);
+}
+
 // dL/dz = 0 at an ignored (or bad) pixel, and 0 in a compound loss's unreduced output.
 fn grad_zero(n: u32, s: u32, base: u32) {
     for (var c = 0u; c < params.c; c = c + 1u) {
@@ -1318,7 +1458,13 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     var bad_labels = 0u;
     var bad_logits = 0u;
     var bad_targets = 0u;
-    for (var s = wid.x * WG + lane.lid; s < params.s; s = s + stride) {
+    if grad_four_pixels() {
+        let r = grad_four(n, wid.x * WG + lane.lid, stride, coef_scale, pixel_mult);
+        pixel_loss = r.pixel_loss;
+        bad_labels = r.bad_labels;
+        bad_logits = r.bad_logits;
+    }
+    for (var s = wid.x * WG + lane.lid; s < params.s && !grad_four_pixels(); s = s + stride) {
         let p = n * params.s + s;
         let base = n * params.c * params.s + s;
         let label = label_of(p);
