@@ -1195,6 +1195,10 @@ const C1_3D: &[usize] = &[1, 1, 5, 6, 7];
 const WIDE: &[usize] = &[2, 5, 67, 131];
 const WIDE_3D: &[usize] = &[1, 3, 19, 21, 23];
 const WIDE_C1: &[usize] = &[2, 1, 67, 131];
+// Wide shapes whose planes are a multiple of four pixels: the software tuning's region gradient
+// then reads four neighbouring pixels at once (ALIGNED4 in shaders/region.wgsl).
+const WIDE_ALIGNED: &[usize] = &[2, 5, 68, 131];
+const WIDE_ALIGNED_3D: &[usize] = &[1, 3, 20, 21, 23];
 
 const CASES: &[Case] = &[
     // cross-entropy
@@ -1535,6 +1539,18 @@ const CASES: &[Case] = &[
         Gen::Labels(Some(255)),
     ),
     case("generalized-dice", &[], WIDE_3D, Gen::Dense(false)),
+    case(
+        "dice-ce",
+        &["weight=0.5,2,1,1.5,0.7", "ignore_index=255"],
+        WIDE_ALIGNED,
+        Gen::Labels(Some(255)),
+    ),
+    case(
+        "dice",
+        &["include_background=false", "squared_pred=true"],
+        WIDE_ALIGNED_3D,
+        Gen::Labels(None),
+    ),
     case("hausdorff-dt", &[], WIDE, Gen::Labels(None)),
     case("boundary", &[], WIDE_3D, Gen::Labels(None)),
     case("lovasz-softmax", &[], WIDE, Gen::Labels(None)),

@@ -1297,7 +1297,7 @@ pub struct RegionParams {
 }
 
 // params, logits, targets, class_weights, grad, loss_out, scratch, stats, status
-const SLOTS: [Slot; 9] = [
+const SLOTS: [Slot; 10] = [
     Slot::Uniform,
     Slot::Read,
     Slot::Read,
@@ -1307,7 +1307,15 @@ const SLOTS: [Slot; 9] = [
     Slot::ReadWrite,
     Slot::ReadWrite,
     Slot::ReadWrite,
+    Slot::Read,
 ];
+
+/// Whether every image plane of a channel starts on a multiple of four elements, so that the
+/// four-pixel gradient walk of the software tuning reads four neighbouring pixels as one vec4
+/// (`ALIGNED4` in shaders/region.wgsl; the logits are bound from offset 0).
+fn aligned4(shape: &Shape) -> bool {
+    shape.s().is_multiple_of(4)
+}
 
 /// Minimum pixels per thread of the statistics pass (see `RegionPlan::new`).
 const STATS_PIXELS_PER_THREAD: usize = 16;
@@ -1345,8 +1353,9 @@ pub(crate) struct RegionPlan {
     scratch: wgpu::Buffer,
     /// The statistics of a plain `record` (split-phase callers bring their own).
     pub stats: wgpu::Buffer,
-    /// Stand-ins for the outputs in the statistics pass (a buffer may be bound writable once).
-    dummy: [wgpu::Buffer; 2],
+    /// Stand-ins for the outputs in the statistics pass (a buffer may be bound writable once),
+    /// and for the vec4 view of the logits where it is unused.
+    dummy: [wgpu::Buffer; 3],
     nwg: u32,
     wx: u32,
 }
@@ -1427,6 +1436,7 @@ impl RegionPlan {
             ("LOG_HD", flag(spec.log_hd)),
             // `binary_labels()` in the shader (CLASS_LABELS is never set for this family).
             ("CE_BINARY", flag(shape.c() == 1)),
+            ("ALIGNED4", flag(aligned4(shape))),
             super::cache_constant(kernels, shape.c()),
             ("PARTIAL_SLOTS", kernels.partial_slots() as f64),
         ];
@@ -1520,6 +1530,8 @@ impl RegionPlan {
             dummy: [
                 storage(device, "segloss unused", 1, wgpu::BufferUsages::empty()),
                 storage(device, "segloss unused", 1, wgpu::BufferUsages::empty()),
+                // One vec4: the unused vec4 view of the logits.
+                storage(device, "segloss unused", 4, wgpu::BufferUsages::empty()),
             ],
             spec,
             layout,
@@ -1615,6 +1627,12 @@ impl RegionPlan {
             self.scratch.as_entire_binding(),
             sized(stats, self.spec.stats_len(shape)),
             plan.status_buffer().as_entire_binding(),
+            // The logits again, as vec4s, for `grad_four` where `aligned4` (else unused).
+            if aligned4(shape) {
+                sized(inputs.logits, shape.numel())
+            } else {
+                self.dummy[2].as_entire_binding()
+            },
         ];
         bind_group(device, "segloss region", &self.layout, resources)
     }
