@@ -12,7 +12,7 @@
 //                ---- the split point: a caller may all-reduce `stats` across devices here ----
 //   finalize     one workgroup: the loss from `stats`, and per-(segment, class) coefficients
 //                of its gradient with respect to the statistics;
-//   grad_pass    grid-stride over pixels: reads the logits again and writes dL/dz through the
+//   grad_pass    a block of pixels per workgroup (`pixel_block`): reads the logits again and writes dL/dz through the
 //                activation (no one-hot tensor anywhere: targets are read as labels or dense);
 //                compound losses add their pixel-wise term (cross-entropy, focal) here, in the
 //                same loop, and leave per-workgroup partials of its loss;
@@ -286,24 +286,37 @@ fn logits4(e: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(logits[e.x], logits[e.y], logits[e.z], logits[e.w]);
 }
 
-// `four_pixels`' pass over image n's pixels from s0 = x·WG + lid in steps of `stride`: fills
-// acc[c] for the kept classes, returns (valid pixels, their summed pixel-term weight) as the
-// pixel-by-pixel walk counts them.
-fn stats_four(n: u32, s0: u32, stride: u32) -> vec2<f32> {
+// The pixels [x, y) of an image that workgroup x of its `count` walks: one contiguous block each,
+// a multiple of `align` pixels long (the last ones may be short or empty), which the
+// workgroup's threads walk WG pixels (or vec4s of pixels) apart. Not a grid-stride over the
+// whole image: on lavapipe at 2×14×64³ the fused distance pass took 32-35 ms instead of 51-54,
+// and the gradient pass of sensitivity-specificity 24-25 instead of 37-39 (at 8×19×128×256
+// the same or a little faster); a workgroup runs on one core, and a block keeps its threads in
+// the same pages.
+fn pixel_block(x: u32, count: u32, align: u32) -> vec2<u32> {
+    let len = (params.s + count * align - 1u) / (count * align) * align;
+    return vec2<u32>(min(params.s, x * len), min(params.s, (x + 1u) * len));
+}
+
+// `four_pixels`' pass over the block `blk` (`pixel_block`) of image n's pixels, from pixel
+// blk.x + lid, four pixels WG apart per step: fills acc[c] for the kept classes, returns (valid
+// pixels, their summed pixel-term weight) as the pixel-by-pixel walk counts them.
+fn stats_four(n: u32, blk: vec2<u32>, lid: u32) -> vec2<f32> {
     for (var j = 0u; j < params.c; j = j + 1u) {
         acc[j] = vec4<f32>(0.0);
     }
     var counts = vec2<f32>(0.0);
     let ones = vec4<f32>(1.0);
-    for (var s = s0; s < params.s; s = s + 4u * stride) {
-        let sv = vec4<u32>(s, s + stride, s + 2u * stride, s + 3u * stride);
-        // Pixels past the image read the last one (a valid address) and count for nothing.
+    for (var s = blk.x + lid; s < blk.y; s = s + 4u * WG) {
+        let sv = vec4<u32>(s, s + WG, s + 2u * WG, s + 3u * WG);
+        // Pixels past the block read the image's last one (a valid address) and count for
+        // nothing.
         let sc = min(sv, vec4<u32>(params.s - 1u));
         let first = n * params.s;
         let y = vec4<i32>(label_of(first + sc.x), label_of(first + sc.y), label_of(first + sc.z),
             label_of(first + sc.w));
         // `pixel_state(label) == PIX_VALID`, lane-wise (labels, C > 1; every dense pixel).
-        let ok = (sv < vec4<u32>(params.s)) & (vec4<bool>(DENSE) | ((y >= vec4<i32>(0))
+        let ok = (sv < vec4<u32>(blk.y)) & (vec4<bool>(DENSE) | ((y >= vec4<i32>(0))
             & (y < vec4<i32>(i32(params.c)))
             & (vec4<bool>(!HAS_IGNORE) | (y != vec4<i32>(params.ignore_index)))));
         let okf = select(vec4<f32>(0.0), ones, ok);
@@ -403,12 +416,12 @@ fn write_partials(lane: Lane, wg: u32, c0: u32, chunk: u32, counts: vec4<f32>) {
 @compute @workgroup_size(WG)
 fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let n = wid.y;
-    let stride = params.wx * WG;
+    let blk = pixel_block(wid.x, params.wx, 1u);
     var bad_labels = 0u;
     var bad_logits = 0u;
     var bad_targets = 0u;
     if four_pixels() {
-        let counts = stats_four(n, wid.x * WG + lane.lid, stride);
+        let counts = stats_four(n, blk, lane.lid);
         write_partials(lane, n * params.wx + wid.x, 0u, params.c, vec4<f32>(counts, 0.0, 0.0));
         return;
     }
@@ -424,7 +437,7 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         // FUSED: the first chunk's walk over the pixels also writes the gradient, as grad_pass
         // would (with every channel's logits, whatever the chunk), and counts bad input.
         let fused = FUSED && c0 == 0u;
-        for (var s = wid.x * WG + lane.lid; s < params.s; s = s + stride) {
+        for (var s = blk.x + lane.lid; s < blk.y; s = s + WG) {
             let label = label_of(n * params.s + s);
             let state = pixel_state(label);
             let base = n * params.c * params.s + s;
@@ -1316,22 +1329,22 @@ struct FourPixels {
 
 // `grad_four` takes four neighbouring pixels per step when every channel's plane starts on a
 // multiple of four elements (S % 4 = 0, set by the host), and reads them as one vec4; otherwise
-// four pixels `stride` apart, read one by one, as `stats_four` does. On lavapipe at 2×14×64³ the
+// four pixels WG apart, read one by one, as `stats_four` does. On lavapipe at 2×14×64³ the
 // neighbours made dice's gradient pass 33 ms -> 20 (at 8×19×128×256 12-13 either way). (The
-// statistics pass keeps the scattered pixels: with neighbours it ran slower, 15 -> 23-25 ms.)
+// statistics pass keeps the pixels WG apart: with neighbours it ran slower, 15 -> 23-25 ms.)
 override ALIGNED4: bool = false;
 
-// A thread's first pixel of `grad_four`, from its index in the image's grid.
-fn four_start(t: u32) -> u32 {
-    return select(t, 4u * t, ALIGNED4);
+// The pixels a `grad_four` thread starts from in its workgroup's block (`pixel_block`, a
+// multiple of four pixels long with ALIGNED4), and the four of a step from pixel s.
+fn four_start(blk: vec2<u32>, lid: u32) -> u32 {
+    return blk.x + select(lid, 4u * lid, ALIGNED4);
 }
 
-// The four pixels of a `grad_four` step from pixel s.
-fn four_lanes(s: u32, stride: u32) -> vec4<u32> {
+fn four_lanes(s: u32) -> vec4<u32> {
     if ALIGNED4 {
         return vec4<u32>(s, s + 1u, s + 2u, s + 3u);
     }
-    return vec4<u32>(s, s + stride, s + 2u * stride, s + 3u * stride);
+    return vec4<u32>(s, s + WG, s + 2u * WG, s + 3u * WG);
 }
 
 // The logits at the four elements `four_lanes` gives (e: their indices in channel c).
@@ -1342,9 +1355,9 @@ fn logits_four(e: vec4<u32>) -> vec4<f32> {
     return logits4(e);
 }
 
-// `grad_four_pixels`' walk over image n's pixels from s0 = `four_start`, four per step
-// (`four_lanes`): writes dL/dz.
-fn grad_four(n: u32, s0: u32, stride: u32, coef_scale: f32, pixel_mult: f32) -> FourPixels {
+// `grad_four_pixels`' walk over the block `blk` of image n's pixels from `four_start`, four per
+// step (`four_lanes`): writes dL/dz.
+fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32) -> FourPixels {
     let seg = select(n, 0u, BATCH);
     let ones = vec4<f32>(1.0);
     let zeros = vec4<f32>(0.0);
@@ -1353,10 +1366,10 @@ fn grad_four(n: u32, s0: u32, stride: u32, coef_scale: f32, pixel_mult: f32) -> 
     var bad_logits = 0u;
     let eps = params.label_smoothing;
     let classes = f32(params.c);
-    for (var s = s0; s < params.s; s = s + 4u * stride) {
-        let sv = four_lanes(s, stride);
-        // Pixels past the image read the last one (a valid address) and write nothing.
-        let inside = sv < vec4<u32>(params.s);
+    for (var s = four_start(blk, lid); s < blk.y; s = s + 4u * WG) {
+        let sv = four_lanes(s);
+        // Pixels past the block read the image's last one (a valid address) and write nothing.
+        let inside = sv < vec4<u32>(blk.y);
         let sc = min(sv, vec4<u32>(params.s - 1u));
         let first = n * params.s;
         let y = vec4<i32>(label_of(first + sc.x), label_of(first + sc.y), label_of(first + sc.z),
@@ -1481,20 +1494,20 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         }
     }
     let gx = params.nwg / params.n;
-    let stride = gx * WG;
     let coef_scale = scratch[0].y;
     let pixel_mult = scratch[0].z;
     var pixel_loss = 0.0;
     var bad_labels = 0u;
     var bad_logits = 0u;
     var bad_targets = 0u;
+    let blk = pixel_block(wid.x, gx, select(1u, 4u, grad_four_pixels() && ALIGNED4));
     if grad_four_pixels() {
-        let r = grad_four(n, four_start(wid.x * WG + lane.lid), stride, coef_scale, pixel_mult);
+        let r = grad_four(n, blk, lane.lid, coef_scale, pixel_mult);
         pixel_loss = r.pixel_loss;
         bad_labels = r.bad_labels;
         bad_logits = r.bad_logits;
     }
-    for (var s = wid.x * WG + lane.lid; s < params.s && !grad_four_pixels(); s = s + stride) {
+    for (var s = blk.x + lane.lid; s < blk.y && !grad_four_pixels(); s = s + WG) {
         let p = n * params.s + s;
         let base = n * params.c * params.s + s;
         let label = label_of(p);
