@@ -148,8 +148,8 @@ struct Params {
 // class weight of their labels, 0, 0), the normalisers of a compound loss's pixel-wise mean.
 @group(0) @binding(7) var<storage, read_write> stats: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> status: array<atomic<u32>>;
-// The logits of binding 1 as vec4s, with ALIGNED4 (a one-vec4 stand-in otherwise).
-@group(0) @binding(9) var<storage, read> logits_vec4: array<vec4<f32>>;
+// `logits_vec4_at`: the logits as vec4s, a second binding where the device allows it.
+#include "common/logits_vec4.wgsl"
 
 const COEF_OFFSET: u32 = 1u;
 
@@ -1350,7 +1350,7 @@ fn four_lanes(s: u32) -> vec4<u32> {
 // The logits at the four elements `four_lanes` gives (e: their indices in channel c).
 fn logits_four(e: vec4<u32>) -> vec4<f32> {
     if ALIGNED4 {
-        return logits_vec4[e.x / 4u];
+        return logits_vec4_at(e.x / 4u);
     }
     return logits4(e);
 }

@@ -51,7 +51,8 @@ pub struct Kernels {
 pub(crate) struct Inner {
     pub(crate) device: wgpu::Device,
     pub(crate) limits: wgpu::Limits,
-    subgroups: bool,
+    /// What the shaders are composed for (`shader::Caps`), subgroups included.
+    caps: shader::Caps,
     /// `partial_slots()`: the most subgroups a workgroup can have on this device.
     partial_slots: usize,
     /// Tuned for an adapter that runs shaders on the CPU (lavapipe, WARP, SwiftShader: few
@@ -75,7 +76,7 @@ struct PipelineKey {
 impl std::fmt::Debug for Kernels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernels")
-            .field("subgroups", &self.inner.subgroups)
+            .field("subgroups", &self.inner.caps.subgroups)
             .field("software_tuning", &self.inner.software)
             .field("partial_slots", &self.inner.partial_slots)
             .field(
@@ -115,7 +116,11 @@ impl Kernels {
             inner: Arc::new(Inner {
                 device: device.clone(),
                 limits: device.limits(),
-                subgroups,
+                caps: shader::Caps {
+                    subgroups,
+                    logits_vec4: device.limits().max_storage_buffers_per_shader_stage
+                        >= shader::Caps::LOGITS_VEC4_STORAGE_BUFFERS,
+                },
                 partial_slots,
                 software: options
                     .software_tuning
@@ -140,7 +145,12 @@ impl Kernels {
 
     /// Whether reductions use subgroup operations.
     pub fn uses_subgroups(&self) -> bool {
-        self.inner.subgroups
+        self.inner.caps.subgroups
+    }
+
+    /// The device capabilities the shaders are composed for.
+    pub fn caps(&self) -> shader::Caps {
+        self.inner.caps
     }
 
     /// Pipelines compiled so far (each is compiled once).
@@ -194,7 +204,7 @@ impl Kernels {
         let module = lock(&self.inner.modules)
             .entry(family)
             .or_insert_with(|| {
-                let src = shader::compose(family, self.inner.subgroups);
+                let src = shader::compose(family, self.inner.caps);
                 let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(family.file()),
                     source: wgpu::ShaderSource::Wgsl(src.into()),

@@ -1,9 +1,46 @@
 //! Loads the WGSL sources and resolves their `#include "path"` lines.
 //!
 //! WGSL has no import mechanism, so shared pieces under `shaders/common/` are spliced in textually
-//! (each file once). `common/reduce.wgsl` is virtual: it resolves to the subgroup reduction when the
-//! device has the `SUBGROUP` feature and to the shared-memory tree otherwise; both define the same
-//! `Lane` struct and `wg_sum` function.
+//! (each file once). Two includes are virtual, resolved by the device's capabilities (`Caps`):
+//! `common/reduce.wgsl` is the subgroup reduction when the device has the `SUBGROUP` feature and
+//! the shared-memory tree otherwise (both define the same `Lane` struct and `wg_sum` function);
+//! `common/logits_vec4.wgsl` binds the region family's logits a second time as vec4s where the
+//! device allows a ninth storage buffer per stage, and reads them one by one otherwise.
+
+/// The device capabilities that change a family's WGSL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Caps {
+    /// The device has `Features::SUBGROUP` (and the kernels use it).
+    pub subgroups: bool,
+    /// The device allows at least 9 storage buffers per shader stage (WebGPU's default limit is
+    /// 8): the region family binds the logits a second time, as `array<vec4<f32>>`.
+    pub logits_vec4: bool,
+}
+
+impl Caps {
+    /// Every combination, for validation.
+    pub const ALL: [Caps; 4] = [
+        Caps {
+            subgroups: false,
+            logits_vec4: false,
+        },
+        Caps {
+            subgroups: false,
+            logits_vec4: true,
+        },
+        Caps {
+            subgroups: true,
+            logits_vec4: false,
+        },
+        Caps {
+            subgroups: true,
+            logits_vec4: true,
+        },
+    ];
+
+    /// Storage buffers per shader stage that `logits_vec4` needs.
+    pub const LOGITS_VEC4_STORAGE_BUFFERS: u32 = 9;
+}
 
 /// A kernel family: one WGSL file under `shaders/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,24 +163,34 @@ const SOURCES: &[(&str, &str)] = &[
         "common/reduce_subgroup.wgsl",
         include_str!("../shaders/common/reduce_subgroup.wgsl"),
     ),
+    (
+        "common/logits_vec4_bound.wgsl",
+        include_str!("../shaders/common/logits_vec4_bound.wgsl"),
+    ),
+    (
+        "common/logits_vec4_none.wgsl",
+        include_str!("../shaders/common/logits_vec4_none.wgsl"),
+    ),
 ];
 
 fn source(name: &str) -> Option<&'static str> {
     SOURCES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
-/// The complete WGSL of `family`, includes resolved, for a device with or without subgroups.
-pub fn compose(family: Family, subgroups: bool) -> String {
+/// The complete WGSL of `family`, includes resolved, for a device with `caps`.
+pub fn compose(family: Family, caps: Caps) -> String {
     let mut out = String::new();
     let mut seen = Vec::new();
-    splice(family.file(), subgroups, &mut seen, &mut out);
+    splice(family.file(), caps, &mut seen, &mut out);
     out
 }
 
-fn splice(name: &str, subgroups: bool, seen: &mut Vec<String>, out: &mut String) {
+fn splice(name: &str, caps: Caps, seen: &mut Vec<String>, out: &mut String) {
     let name = match name {
-        "common/reduce.wgsl" if subgroups => "common/reduce_subgroup.wgsl",
+        "common/reduce.wgsl" if caps.subgroups => "common/reduce_subgroup.wgsl",
         "common/reduce.wgsl" => "common/reduce_shared.wgsl",
+        "common/logits_vec4.wgsl" if caps.logits_vec4 => "common/logits_vec4_bound.wgsl",
+        "common/logits_vec4.wgsl" => "common/logits_vec4_none.wgsl",
         other => other,
     };
     if seen.iter().any(|s| s == name) {
@@ -154,7 +201,7 @@ fn splice(name: &str, subgroups: bool, seen: &mut Vec<String>, out: &mut String)
     let text = source(name).unwrap_or_else(|| panic!("segloss: no WGSL source named {name}"));
     for line in text.lines() {
         match line.trim().strip_prefix("#include ") {
-            Some(rest) => splice(rest.trim().trim_matches('"'), subgroups, seen, out),
+            Some(rest) => splice(rest.trim().trim_matches('"'), caps, seen, out),
             None => {
                 out.push_str(line);
                 out.push('\n');
@@ -165,8 +212,9 @@ fn splice(name: &str, subgroups: bool, seen: &mut Vec<String>, out: &mut String)
 
 /// Parses and validates `family` with naga, as wgpu would, with no adapter.
 /// Returns naga's message on failure.
-pub fn validate(family: Family, subgroups: bool) -> Result<naga::Module, String> {
-    let src = compose(family, subgroups);
+pub fn validate(family: Family, caps: Caps) -> Result<naga::Module, String> {
+    let subgroups = caps.subgroups;
+    let src = compose(family, caps);
     let module = naga::front::wgsl::parse_str(&src)
         .map_err(|e| format!("{}: {}", family.file(), e.emit_to_string(&src)))?;
     let mut caps = naga::valid::Capabilities::default();

@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use segloss::{
-    Error, Gpu, Inputs, KernelOptions, Kernels, Loss, Outputs, Shape, Status, TargetKind,
+    Error, Gpu, GpuOptions, Inputs, KernelOptions, Kernels, Loss, Outputs, Shape, Status,
+    TargetKind,
 };
 
 fn run_plan_raw(
@@ -319,7 +320,8 @@ fn wgsl_const(module: &naga::Module, name: &str) -> naga::Literal {
 
 #[test]
 fn wgsl_constants_match_rust() {
-    let module = segloss::shader::validate(segloss::shader::Family::Pixel, false).unwrap();
+    let module =
+        segloss::shader::validate(segloss::shader::Family::Pixel, Default::default()).unwrap();
     let constant = |name: &str| -> u32 {
         match wgsl_const(&module, name) {
             naga::Literal::U32(v) => v,
@@ -328,7 +330,8 @@ fn wgsl_constants_match_rust() {
     };
     assert_eq!(constant("WG"), segloss::WG);
     assert_eq!(constant("PIXEL_CACHE") as usize, segloss::loss::PIXEL_CACHE);
-    let distance = segloss::shader::validate(segloss::shader::Family::Distance, false).unwrap();
+    let distance =
+        segloss::shader::validate(segloss::shader::Family::Distance, Default::default()).unwrap();
     assert_eq!(
         wgsl_const(&distance, "PRIVATE_LINE"),
         naga::Literal::U32(segloss::distance::PRIVATE_LINE as u32),
@@ -515,4 +518,54 @@ fn every_loss_counts_bad_inputs_as_the_cpu_does() {
         checked >= 15,
         "only {checked} losses take ignore_index with labels"
     );
+}
+
+/// A device created with WebGPU's default limits (8 storage buffers per stage, 16 KiB of
+/// workgroup memory, among others), as an engine that asks for nothing more has: every loss plans
+/// and matches the CPU reference, with subgroups and with the shared-memory reductions, and the
+/// region family's vec4 view of the logits left out (`shader::Caps`). On the test adapter's own
+/// limits the same kernels have the view.
+#[test]
+fn every_loss_runs_on_a_device_with_default_limits() {
+    quiet_lavapipe();
+    let plain = Gpu::new(&GpuOptions {
+        backends: segloss::wgpu::Backends::VULKAN,
+        limits: Some(segloss::wgpu::Limits::default()),
+        ..Default::default()
+    })
+    .expect("a device with the default limits");
+    let with_subgroups = Kernels::new(&plain.device).unwrap();
+    let options = KernelOptions {
+        subgroups: Some(false),
+        ..Default::default()
+    };
+    let shared = Kernels::with_options(&plain.device, options).unwrap();
+    assert!(!with_subgroups.caps().logits_vec4 && !shared.caps().logits_vec4);
+    assert_eq!(
+        gpu().1.caps().logits_vec4,
+        gpu().0.device.limits().max_storage_buffers_per_shader_stage >= 9
+    );
+    let mut rng = Rng::new(3);
+    let mut ran = 0;
+    for dims in [&[2usize, 3, 12, 20][..], &[1, 3, 4, 6, 8]] {
+        let shape = Shape::new(dims[0], dims[1], &dims[2..]).unwrap();
+        let z = rng.logits(shape.numel(), 3.0);
+        for name in Loss::NAMES {
+            // (wasserstein-dice has no default distance matrix.)
+            let Ok(loss) = Loss::parse(name, &[]) else {
+                continue;
+            };
+            if loss.validate(&shape, TargetKind::Labels).is_err() {
+                continue;
+            }
+            let classes = label_classes(&loss, &shape);
+            let t = targets(&mut rng, &shape, TargetKind::Labels, classes, None, false);
+            for (k, reduce) in [(&with_subgroups, "subgroups"), (&shared, "shared memory")] {
+                let what = format!("{name} {dims:?}, default limits, {reduce}");
+                assert_gpu_matches_cpu((&plain, k), &what, &loss, &shape, &z, t.view());
+            }
+            ran += 1;
+        }
+    }
+    assert!(ran >= 40, "only {ran} cases ran");
 }

@@ -1,13 +1,14 @@
-//! Every shader parses and validates with naga, with and without subgroups, with no adapter.
+//! Every shader parses and validates with naga, for every combination of the device
+//! capabilities that change the source (subgroups, the vec4 view of the logits), with no adapter.
 
-use segloss::shader::{self, Family};
+use segloss::shader::{self, Caps, Family};
 
 #[test]
-fn every_family_validates_with_and_without_subgroups() {
+fn every_family_validates_for_every_caps() {
     for family in Family::ALL {
-        for subgroups in [false, true] {
-            if let Err(e) = shader::validate(family, subgroups) {
-                panic!("subgroups={subgroups}: {e}");
+        for caps in Caps::ALL {
+            if let Err(e) = shader::validate(family, caps) {
+                panic!("{caps:?}: {e}");
             }
         }
     }

@@ -1296,7 +1296,8 @@ pub struct RegionParams {
     pub pixel_weight_sum: f32,
 }
 
-// params, logits, targets, class_weights, grad, loss_out, scratch, stats, status
+// params, logits, targets, aux, grad, loss_out, scratch, stats, status, and with
+// `Caps::logits_vec4` the logits again as vec4s (`slots`)
 const SLOTS: [Slot; 10] = [
     Slot::Uniform,
     Slot::Read,
@@ -1310,11 +1311,22 @@ const SLOTS: [Slot; 10] = [
     Slot::Read,
 ];
 
-/// Whether every image plane of a channel starts on a multiple of four elements, so that the
-/// four-pixel gradient walk of the software tuning reads four neighbouring pixels as one vec4
-/// (`ALIGNED4` in shaders/region.wgsl; the logits are bound from offset 0).
-fn aligned4(shape: &Shape) -> bool {
-    shape.s().is_multiple_of(4)
+/// The bindings of the region family on these kernels' device: the vec4 view of the logits only
+/// where the device allows a ninth storage buffer per stage (`shader::Caps::logits_vec4`).
+fn slots(kernels: &Kernels) -> &'static [Slot] {
+    if kernels.caps().logits_vec4 {
+        &SLOTS
+    } else {
+        &SLOTS[..SLOTS.len() - 1]
+    }
+}
+
+/// Whether the four-pixel gradient walk of the software tuning reads four neighbouring pixels as
+/// one vec4 (`ALIGNED4` in shaders/region.wgsl): every image plane of a channel starts on a
+/// multiple of four elements (the logits are bound from offset 0), and the device has the vec4
+/// view of the logits.
+fn aligned4(kernels: &Kernels, shape: &Shape) -> bool {
+    kernels.caps().logits_vec4 && shape.s().is_multiple_of(4)
 }
 
 /// Minimum pixels per thread of the statistics pass (see `RegionPlan::new`).
@@ -1436,11 +1448,12 @@ impl RegionPlan {
             ("LOG_HD", flag(spec.log_hd)),
             // `binary_labels()` in the shader (CLASS_LABELS is never set for this family).
             ("CE_BINARY", flag(shape.c() == 1)),
-            ("ALIGNED4", flag(aligned4(shape))),
+            ("ALIGNED4", flag(aligned4(kernels, shape))),
             super::cache_constant(kernels, shape.c()),
             ("PARTIAL_SLOTS", kernels.partial_slots() as f64),
         ];
-        let (layout, pipeline_layout) = kernels.layout(Family::Region, &layout_entries(&SLOTS));
+        let (layout, pipeline_layout) =
+            kernels.layout(Family::Region, &layout_entries(slots(kernels)));
         let pipe = |entry| kernels.pipeline(Family::Region, entry, &constants, &pipeline_layout);
         let nseg = spec.segments(shape);
         let scratch_len = 4
@@ -1617,7 +1630,7 @@ impl RegionPlan {
                 self.dummy[1].as_entire_binding(),
             ),
         };
-        let resources = vec![
+        let mut resources = vec![
             uniform.as_entire_binding(),
             sized(inputs.logits, shape.numel()),
             sized(inputs.targets, plan.targets_len()),
@@ -1627,13 +1640,15 @@ impl RegionPlan {
             self.scratch.as_entire_binding(),
             sized(stats, self.spec.stats_len(shape)),
             plan.status_buffer().as_entire_binding(),
+        ];
+        if plan.kernels.caps().logits_vec4 {
             // The logits again, as vec4s, for `grad_four` where `aligned4` (else unused).
-            if aligned4(shape) {
+            resources.push(if aligned4(&plan.kernels, shape) {
                 sized(inputs.logits, shape.numel())
             } else {
                 self.dummy[2].as_entire_binding()
-            },
-        ];
+            });
+        }
         bind_group(device, "segloss region", &self.layout, resources)
     }
 
