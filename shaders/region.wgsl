@@ -12,8 +12,9 @@
 //                ---- the split point: a caller may all-reduce `stats` across devices here ----
 //   finalize     one workgroup: the loss from `stats`, and per-(segment, class) coefficients
 //                of its gradient with respect to the statistics;
-//   grad_pass    a block of pixels per workgroup (`pixel_block`): reads the logits again and writes dL/dz through the
-//                activation (no one-hot tensor anywhere: targets are read as labels or dense);
+//   grad_pass    a block of pixels per workgroup (`pixel_block`): reads the logits again and
+//                writes dL/dz through the activation (no one-hot tensor anywhere: targets are
+//                read as labels or dense);
 //                compound losses add their pixel-wise term (cross-entropy, focal) here, in the
 //                same loop, and leave per-workgroup partials of its loss;
 //   loss_final   one workgroup (compound losses): region loss + weighted pixel-wise loss.
@@ -290,7 +291,7 @@ fn logits4(e: vec4<u32>) -> vec4<f32> {
 // a multiple of `align` pixels long (the last ones may be short or empty), which the
 // workgroup's threads walk WG pixels (or vec4s of pixels) apart. Not a grid-stride over the
 // whole image: on lavapipe at 2×14×64³ the fused distance pass took 32-35 ms instead of 51-54,
-// and the gradient pass of sensitivity-specificity 24-25 instead of 37-39 (at 8×19×128×256
+// and the gradient pass of sensitivity-specificity 25-27 instead of 37-41 (at 8×19×128×256
 // the same or a little faster); a workgroup runs on one core, and a block keeps its threads in
 // the same pages.
 fn pixel_block(x: u32, count: u32, align: u32) -> vec2<u32> {
@@ -1450,15 +1451,15 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
             }
             var g = select(p * (d - dot_all), p * (d * rest_p - rest_pd), is_hot);
             if PIX == PIX_CE {
-                // `ce_label_term`.
                 let hit = select(zeros, ones, is_hot);
                 let lp = z - lse;
                 let wc = pixel_weight(c);
-                let l = -(1.0 - eps) * w_y * hit * lp - eps / classes * wc * lp;
-                let gp = (1.0 - eps) * w_y * (p - hit)
-                    + eps / classes * (params.pixel_weight_sum * p - wc);
-                pixel_loss = pixel_loss + dot(l, okf);
-                g = g + pixel_mult * gp;
+                for (var k = 0u; k < 4u; k = k + 1u) {
+                    let lg = ce_label_term(lp[k], p[k], hit[k], w_y[k], wc, eps, classes,
+                        params.pixel_weight_sum);
+                    pixel_loss = pixel_loss + lg.x * okf[k];
+                    g[k] = g[k] + pixel_mult * lg.y;
+                }
             }
             g = select(zeros, g, ok);
             for (var k = 0u; k < 4u; k = k + 1u) {
@@ -1469,10 +1470,6 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
         }
     }
     return FourPixels(pixel_loss, bad_labels, bad_logits);
-}
-
-fn is_nonfinite4(x: vec4<f32>) -> vec4<bool> {
-    return (bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u)) == vec4<u32>(0x7f800000u);
 }
 
 // dL/dz = 0 at an ignored (or bad) pixel, and 0 in a compound loss's unreduced output.

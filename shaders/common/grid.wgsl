@@ -13,6 +13,11 @@ fn is_nonfinite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
 }
 
+// `is_nonfinite` of each lane.
+fn is_nonfinite4(x: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(x) & vec4<u32>(0x7f800000u)) == vec4<u32>(0x7f800000u);
+}
+
 // Status counters (see `Status` in src/loss/mod.rs; the indices are checked by a test).
 const STATUS_BAD_LABEL: u32 = 0u;
 const STATUS_NONFINITE_LOGIT: u32 = 1u;
