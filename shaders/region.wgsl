@@ -1359,7 +1359,6 @@ fn logits_four(e: vec4<u32>) -> vec4<f32> {
 // `grad_four_pixels`' walk over the block `blk` of image n's pixels from `four_start`, four per
 // step (`four_lanes`): writes dL/dz.
 fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32) -> FourPixels {
-    let seg = select(n, 0u, BATCH);
     let ones = vec4<f32>(1.0);
     let zeros = vec4<f32>(0.0);
     var pixel_loss = 0.0;
