@@ -85,6 +85,16 @@ pub enum Error {
     /// reference (see [`crate::Status`]).
     #[error("bad input: {0}")]
     BadInput(crate::Status),
+    /// The device was created with a limit below what the kernels need (`Kernels::new`).
+    #[error("the device's {name} is {has}; segloss needs at least {needs}")]
+    Limit {
+        /// The `wgpu::Limits` field.
+        name: &'static str,
+        /// The device's value.
+        has: u64,
+        /// What the kernels need.
+        needs: u64,
+    },
     /// wgpu reported a failure (validation, out of memory, mapping, device lost).
     #[error("wgpu: {0}")]
     Gpu(String),

@@ -12,6 +12,14 @@ use crate::shader::{self, Family};
 /// per binding (2^30 floats) anyway.
 pub const MAX_BINDING_ELEMENTS: u64 = 1 << 31;
 
+/// Storage buffers per shader stage the kernels need at least (the region and clDice families
+/// bind eight; WebGPU's default limit is eight). `Kernels::new` refuses a device with fewer.
+pub const MIN_STORAGE_BUFFERS: u32 = 8;
+
+/// Workgroup memory (bytes) the kernels need at least (the radix sort's shared-memory scan;
+/// WebGPU's default limit is 16 KiB). `Kernels::new` refuses a device with less.
+pub const MIN_WORKGROUP_STORAGE: u32 = 8192;
+
 /// The runtime checks naga compiles into the shaders: all of them except loop bounding, which
 /// every loop here does without (see the SAFETY note in [`Kernels::pipeline`]).
 fn runtime_checks() -> wgpu::ShaderRuntimeChecks {
@@ -93,8 +101,10 @@ impl Kernels {
         Self::with_options(device, KernelOptions::default())
     }
 
-    /// Kernels for `device` with explicit options.
+    /// Kernels for `device` with explicit options. Fails with [`Error::Limit`] on a device created
+    /// with limits below what the kernels need (WebGPU's defaults are enough).
     pub fn with_options(device: &wgpu::Device, options: KernelOptions) -> Result<Self> {
+        check_limits(&device.limits())?;
         let has = device.features().contains(wgpu::Features::SUBGROUP);
         let subgroups =
             match options.subgroups {
@@ -348,6 +358,44 @@ impl GradientEntry {
             kernels.pipeline(self.family, self.entry, &self.constants, &self.layout)
         }
     }
+}
+
+/// Every limit the kernels need that a device may lack, checked before anything is compiled,
+/// so that a small device gets an error naming the limit instead of a wgpu validation panic.
+fn check_limits(limits: &wgpu::Limits) -> Result<()> {
+    let needs = [
+        (
+            "max_storage_buffers_per_shader_stage",
+            limits.max_storage_buffers_per_shader_stage,
+            MIN_STORAGE_BUFFERS,
+        ),
+        (
+            "max_compute_workgroup_storage_size",
+            limits.max_compute_workgroup_storage_size,
+            MIN_WORKGROUP_STORAGE,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            limits.max_compute_invocations_per_workgroup,
+            WG,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            limits.max_compute_workgroup_size_x,
+            WG,
+        ),
+        ("max_bind_groups", limits.max_bind_groups, 1),
+    ];
+    for (name, has, needs) in needs {
+        if has < needs {
+            return Err(Error::Limit {
+                name,
+                has: has.into(),
+                needs: needs.into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Threads per workgroup of every kernel (`WG` in shaders/common/grid.wgsl).

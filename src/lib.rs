@@ -47,7 +47,10 @@ pub mod sort;
 mod tensor;
 
 pub use error::{Error, Result};
-pub use kernels::{KernelOptions, Kernels, MAX_BINDING_ELEMENTS, MAX_WORKGROUPS, WG};
+pub use kernels::{
+    KernelOptions, Kernels, MAX_BINDING_ELEMENTS, MAX_WORKGROUPS, MIN_STORAGE_BUFFERS,
+    MIN_WORKGROUP_STORAGE, WG,
+};
 pub use loss::{Activation, Loss, Plan, Reduction, Status};
 pub use readback::{run_blocking, Gpu, GpuOptions, LossOutput};
 pub use tensor::{Inputs, Outputs, Shape, TargetKind, Targets};

@@ -213,6 +213,46 @@ fn splice(name: &str, caps: Caps, seen: &mut Vec<String>, out: &mut String) {
 /// Parses and validates `family` with naga, as wgpu would, with no adapter.
 /// Returns naga's message on failure.
 pub fn validate(family: Family, caps: Caps) -> Result<naga::Module, String> {
+    validate_with_info(family, caps).map(|(module, _)| module)
+}
+
+/// The most workgroup memory (bytes) any entry point of `family` uses, on a device with `caps`:
+/// what `Kernels` checks the device's `max_compute_workgroup_storage_size` against.
+pub fn workgroup_storage(family: Family, caps: Caps) -> Result<u32, String> {
+    let (module, info) = validate_with_info(family, caps)?;
+    let mut most = 0;
+    for (i, _) in module.entry_points.iter().enumerate() {
+        let uses = info.get_entry_point(i);
+        let bytes: u32 = module
+            .global_variables
+            .iter()
+            .filter(|(h, g)| g.space == naga::AddressSpace::WorkGroup && !uses[*h].is_empty())
+            .map(|(_, g)| module.types[g.ty].inner.size(module.to_ctx()))
+            .sum();
+        most = most.max(bytes);
+    }
+    Ok(most)
+}
+
+/// The storage buffers `family` binds on a device with `caps` (every entry point shares one
+/// layout): what `Kernels` checks the device's `max_storage_buffers_per_shader_stage` against.
+pub fn storage_buffers(family: Family, caps: Caps) -> Result<u32, String> {
+    let (module, _) = validate_with_info(family, caps)?;
+    let mut bindings: Vec<(u32, u32)> = module
+        .global_variables
+        .iter()
+        .filter(|(_, g)| matches!(g.space, naga::AddressSpace::Storage { .. }))
+        .filter_map(|(_, g)| g.binding.as_ref().map(|b| (b.group, b.binding)))
+        .collect();
+    bindings.sort_unstable();
+    bindings.dedup();
+    Ok(bindings.len() as u32)
+}
+
+fn validate_with_info(
+    family: Family,
+    caps: Caps,
+) -> Result<(naga::Module, naga::valid::ModuleInfo), String> {
     let subgroups = caps.subgroups;
     let src = compose(family, caps);
     let module = naga::front::wgsl::parse_str(&src)
@@ -226,8 +266,8 @@ pub fn validate(family: Family, caps: Caps) -> Result<naga::Module, String> {
         validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE);
         validator.subgroup_operations(naga::valid::SubgroupOperationSet::all());
     }
-    validator
+    let info = validator
         .validate(&module)
         .map_err(|e| format!("{}: {}", family.file(), e.emit_to_string(&src)))?;
-    Ok(module)
+    Ok((module, info))
 }

@@ -569,3 +569,44 @@ fn every_loss_runs_on_a_device_with_default_limits() {
     }
     assert!(ran >= 40, "only {ran} cases ran");
 }
+
+/// A device created with a limit below what the kernels need gets `Error::Limit` naming it from
+/// `Kernels::new`, before anything is compiled, instead of a wgpu validation panic later.
+#[test]
+fn a_device_below_the_needed_limits_is_refused_by_name() {
+    quiet_lavapipe();
+    let base = segloss::wgpu::Limits::default();
+    type Lower = fn(&mut segloss::wgpu::Limits);
+    let cases: [(&str, Lower); 3] = [
+        ("max_storage_buffers_per_shader_stage", |l| {
+            l.max_storage_buffers_per_shader_stage = segloss::MIN_STORAGE_BUFFERS - 1
+        }),
+        ("max_compute_workgroup_storage_size", |l| {
+            l.max_compute_workgroup_storage_size = segloss::MIN_WORKGROUP_STORAGE - 4
+        }),
+        ("max_compute_invocations_per_workgroup", |l| {
+            l.max_compute_invocations_per_workgroup = segloss::WG / 2
+        }),
+    ];
+    for (name, lower) in cases {
+        let mut limits = base.clone();
+        lower(&mut limits);
+        let small = Gpu::new(&GpuOptions {
+            backends: segloss::wgpu::Backends::VULKAN,
+            limits: Some(limits),
+            ..Default::default()
+        })
+        .expect("a device with a lowered limit");
+        match Kernels::new(&small.device) {
+            Err(Error::Limit {
+                name: got,
+                has,
+                needs,
+            }) => {
+                assert_eq!(got, name);
+                assert!(has < needs, "{name}: {has} >= {needs}");
+            }
+            other => panic!("{name}: expected Error::Limit, got {:?}", other.err()),
+        }
+    }
+}
