@@ -429,7 +429,21 @@ fn info() -> CliResult<ExitCode> {
     );
     line(
         "max_compute_workgroup_storage_size",
-        l.max_compute_workgroup_storage_size.to_string(),
+        format!(
+            "{} (segloss needs {})",
+            l.max_compute_workgroup_storage_size,
+            segloss::MIN_WORKGROUP_STORAGE
+        ),
+    );
+    line(
+        "max_storage_buffers_per_shader_stage",
+        format!(
+            "{} (segloss needs {}; with {}, the vec4 view of the logits: {})",
+            l.max_storage_buffers_per_shader_stage,
+            segloss::MIN_STORAGE_BUFFERS,
+            segloss::shader::Caps::LOGITS_VEC4_STORAGE_BUFFERS,
+            yes(kernels.caps().logits_vec4)
+        ),
     );
     line(
         "workgroup size / max workgroups",

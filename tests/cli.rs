@@ -340,6 +340,8 @@ fn info_reports_adapter_features_and_limits() {
         "max_storage_buffer_binding_size",
         "max_buffer_size",
         "max_compute_workgroups_per_dimension",
+        "max_storage_buffers_per_shader_stage",
+        "segloss needs",
     ] {
         assert!(s.contains(key), "info lacks `{key}`:\n{s}");
     }
