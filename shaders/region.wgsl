@@ -282,6 +282,26 @@ fn targets4(e: vec4<u32>) -> vec4<f32> {
     return bitcast<vec4<f32>>(vec4<u32>(targets[e.x], targets[e.y], targets[e.z], targets[e.w]));
 }
 
+// The labels of four pixels of an image, `first` its first pixel and `sc` their indices in it.
+fn labels4(first: u32, sc: vec4<u32>) -> vec4<i32> {
+    return vec4<i32>(label_of(first + sc.x), label_of(first + sc.y), label_of(first + sc.z),
+        label_of(first + sc.w));
+}
+
+// `pixel_state(label) == PIX_VALID` and `== PIX_BAD`, lane by lane (labels with C > 1; every
+// dense pixel is valid).
+fn label_ok4(y: vec4<i32>) -> vec4<bool> {
+    let in_range = (y >= vec4<i32>(0)) & (y < vec4<i32>(i32(params.c)));
+    let ignored = vec4<bool>(HAS_IGNORE) & (y == vec4<i32>(params.ignore_index));
+    return vec4<bool>(DENSE) | (in_range & !ignored);
+}
+
+fn label_bad4(y: vec4<i32>) -> vec4<bool> {
+    let in_range = (y >= vec4<i32>(0)) & (y < vec4<i32>(i32(params.c)));
+    let ignored = vec4<bool>(HAS_IGNORE) & (y == vec4<i32>(params.ignore_index));
+    return vec4<bool>(!DENSE) & !in_range & !ignored;
+}
+
 // The logits at four element indices.
 fn logits4(e: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(logits[e.x], logits[e.y], logits[e.z], logits[e.w]);
@@ -313,13 +333,8 @@ fn stats_four(n: u32, blk: vec2<u32>, lid: u32) -> vec2<f32> {
         // Pixels past the block read the image's last one (a valid address) and count for
         // nothing.
         let sc = min(sv, vec4<u32>(params.s - 1u));
-        let first = n * params.s;
-        let y = vec4<i32>(label_of(first + sc.x), label_of(first + sc.y), label_of(first + sc.z),
-            label_of(first + sc.w));
-        // `pixel_state(label) == PIX_VALID`, lane-wise (labels, C > 1; every dense pixel).
-        let ok = (sv < vec4<u32>(blk.y)) & (vec4<bool>(DENSE) | ((y >= vec4<i32>(0))
-            & (y < vec4<i32>(i32(params.c)))
-            & (vec4<bool>(!HAS_IGNORE) | (y != vec4<i32>(params.ignore_index)))));
+        let y = labels4(n * params.s, sc);
+        let ok = (sv < vec4<u32>(blk.y)) & label_ok4(y);
         let okf = select(vec4<f32>(0.0), ones, ok);
         counts.x = counts.x + dot(okf, ones);
         if PIX == PIX_CE && !DENSE {
@@ -334,11 +349,9 @@ fn stats_four(n: u32, blk: vec2<u32>, lid: u32) -> vec2<f32> {
         var sum = vec4<f32>(0.0);
         for (var c = 0u; c < params.c; c = c + 1u) {
             let z = logits4(base + vec4<u32>(c * params.s));
-            let d = z - m;
-            let e = exp(-abs(d));
-            let up = d > vec4<f32>(0.0);
-            sum = select(sum + e, sum * e + 1.0, up);
-            m = select(m, z, up);
+            let fw = lse_factors4(m, z);
+            sum = sum * fw.f + fw.w;
+            m = max(m, z);
         }
         let inv = okf / sum;
         // Walk 2: p_c = exp(z_c - max) / Σ (`px_softmax_p`), 0 at pixels that do not count.
@@ -1371,14 +1384,9 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
         // Pixels past the block read the image's last one (a valid address) and write nothing.
         let inside = sv < vec4<u32>(blk.y);
         let sc = min(sv, vec4<u32>(params.s - 1u));
-        let first = n * params.s;
-        let y = vec4<i32>(label_of(first + sc.x), label_of(first + sc.y), label_of(first + sc.z),
-            label_of(first + sc.w));
-        // `pixel_state`, lane-wise.
-        let ignored = vec4<bool>(HAS_IGNORE) & (y == vec4<i32>(params.ignore_index));
-        let in_range = (y >= vec4<i32>(0)) & (y < vec4<i32>(i32(params.c)));
-        let ok = inside & !ignored & in_range;
-        bad_labels = bad_labels + dot(vec4<u32>(inside & !ignored & !in_range), vec4<u32>(1u));
+        let y = labels4(n * params.s, sc);
+        let ok = inside & label_ok4(y);
+        bad_labels = bad_labels + dot(vec4<u32>(inside & label_bad4(y)), vec4<u32>(1u));
         let okf = select(zeros, ones, ok);
         let base = vec4<u32>(n * params.c * params.s) + sc;
         // Walk 1 (`px_load_dot`): the online log-sum-exp, the sums of `px_dot`, and at the
@@ -1391,11 +1399,9 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
         for (var c = 0u; c < params.c; c = c + 1u) {
             let z = logits_four(base + vec4<u32>(c * params.s));
             bad_logits = bad_logits + dot(vec4<u32>(inside & is_nonfinite4(z)), vec4<u32>(1u));
-            let d = z - m;
-            let e = exp(-abs(d));
-            let up = d > zeros;
-            let f = select(ones, e, up);
-            let w = select(e, ones, up);
+            let fw = lse_factors4(m, z);
+            let f = fw.f;
+            let w = fw.w;
             let is_hot = y == vec4<i32>(i32(c));
             var coef = vec4<f32>(0.0);
             if c >= FIRST_CHANNEL {
@@ -1502,31 +1508,34 @@ fn grad_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         pixel_loss = r.pixel_loss;
         bad_labels = r.bad_labels;
         bad_logits = r.bad_logits;
-    }
-    for (var s = blk.x + lane.lid; s < blk.y && !grad_four_pixels(); s = s + WG) {
-        let p = n * params.s + s;
-        let base = n * params.c * params.s + s;
-        let label = label_of(p);
-        let seg = select(n, 0u, BATCH);
-        if load_dot() {
-            bad_logits = bad_logits + px_load_dot(base, seg, hot_channel(label));
-        } else {
-            let bad = px_load(base, 0u);
-            bad_logits = bad_logits + bad.x;
-            bad_targets = bad_targets + bad.y;
+    } else {
+        for (var s = blk.x + lane.lid; s < blk.y; s = s + WG) {
+            let p = n * params.s + s;
+            let base = n * params.c * params.s + s;
+            let label = label_of(p);
+            let seg = select(n, 0u, BATCH);
+            if load_dot() {
+                bad_logits = bad_logits + px_load_dot(base, seg, hot_channel(label));
+            } else {
+                let bad = px_load(base, 0u);
+                bad_logits = bad_logits + bad.x;
+                bad_targets = bad_targets + bad.y;
+            }
+            let state = pixel_state(label);
+            if state != PIX_VALID {
+                bad_labels = bad_labels + u32(state == PIX_BAD);
+                grad_zero(n, s, base);
+                continue;
+            }
+            let lse = px_prepare(base);
+            if LOSS == R_UNIFIED {
+                pixel_loss = pixel_loss
+                    + unified_pixel(seg, base, label, lse, coef_scale, pixel_mult);
+                continue;
+            }
+            pixel_loss = pixel_loss
+                + grad_pixel(n, s, seg, base, label, lse, coef_scale, pixel_mult, 0.0);
         }
-        let state = pixel_state(label);
-        if state != PIX_VALID {
-            bad_labels = bad_labels + u32(state == PIX_BAD);
-            grad_zero(n, s, base);
-            continue;
-        }
-        let lse = px_prepare(base);
-        if LOSS == R_UNIFIED {
-            pixel_loss = pixel_loss + unified_pixel(seg, base, label, lse, coef_scale, pixel_mult);
-            continue;
-        }
-        pixel_loss = pixel_loss + grad_pixel(n, s, seg, base, label, lse, coef_scale, pixel_mult, 0.0);
     }
     count_bad(bad_labels, bad_logits, bad_targets);
     if PIX != PIX_NONE && REDUCTION != REDUCE_NONE {

@@ -61,6 +61,19 @@ fn lse_factors(state: vec2<f32>, z: f32) -> vec2<f32> {
     return select(vec2<f32>(1.0, e), vec2<f32>(e, 1.0), d > 0.0);
 }
 
+// `lse_factors` of four pixels at once (m: their maxima so far), lane by lane.
+struct LseFactors4 {
+    f: vec4<f32>,
+    w: vec4<f32>,
+}
+
+fn lse_factors4(m: vec4<f32>, z: vec4<f32>) -> LseFactors4 {
+    let d = z - m;
+    let e = exp(-abs(d));
+    let up = d > vec4<f32>(0.0);
+    return LseFactors4(select(vec4<f32>(1.0), e, up), select(e, vec4<f32>(1.0), up));
+}
+
 // The state after pushing z with its `lse_factors` fw.
 fn lse_advance(state: vec2<f32>, z: f32, fw: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(max(state.x, z), state.y * fw.x + fw.y);
