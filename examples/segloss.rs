@@ -1414,6 +1414,7 @@ const CASES: &[Case] = &[
     case("dice-ce", &["reduction=sum"], D2, Gen::Dense(false)),
     case("dice-ce", &[], C1, Gen::Labels(None)),
     case("dice-focal", &[], D2, Gen::Labels(None)),
+    case("dice-focal", &["gamma=0.5"], D2, Gen::Dense(false)),
     case(
         "dice-focal",
         &["alpha=0.25", "include_background=false", "reduction=none"],
@@ -1564,6 +1565,30 @@ const CASES: &[Case] = &[
         &["include_background=false", "squared_pred=true"],
         WIDE_ALIGNED_3D,
         Gen::Labels(None),
+    ),
+    // The sigmoid focal term in the four-pixel gradient walk (and its two-valued targets' form).
+    case(
+        "dice-focal",
+        &[
+            "alpha=0.25",
+            "include_background=false",
+            "weight=0.5,2,1,1.5",
+            "ignore_index=255",
+        ],
+        WIDE_ALIGNED,
+        Gen::Labels(Some(255)),
+    ),
+    case(
+        "generalized-dice-focal",
+        &["gamma=0.5"],
+        WIDE_3D,
+        Gen::Labels(None),
+    ),
+    case(
+        "focal",
+        &["alpha=0.25", "ignore_index=255"],
+        WIDE_3D,
+        Gen::Labels(Some(255)),
     ),
     case("hausdorff-dt", &[], WIDE, Gen::Labels(None)),
     case("boundary", &[], WIDE_3D, Gen::Labels(None)),

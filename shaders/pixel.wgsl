@@ -395,7 +395,7 @@ fn pixel_sigmoid(n: u32, s: u32, base: u32, label: i32, mult: f32, beta: f32, ba
             if HAS_ALPHA {
                 af = focal_alpha_factor(t, params.alpha);
             }
-            lg = focal_sigmoid_term(z, t, params.gamma, af * weight_of(c));
+            lg = focal_sigmoid_term(z, t, params.gamma, af * weight_of(c), !DENSE);
         } else {
             var a = beta;
             var b = 1.0 - beta;

@@ -1167,7 +1167,7 @@ fn pixel_term(e: u32, c: u32, z: f32, t: f32, label: i32, lse_ce: f32, aux: vec4
         if HAS_ALPHA {
             af = focal_alpha_factor(t, params.focal_alpha);
         }
-        return focal_sigmoid_term(z, t, params.pixel_gamma, af * pixel_weight(c));
+        return focal_sigmoid_term(z, t, params.pixel_gamma, af * pixel_weight(c), !DENSE);
     }
     return vec2<f32>(0.0);
 }
@@ -1322,8 +1322,8 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
 }
 
 // grad_pass four pixels at a time, as `four_pixels` does for the statistics: one-hot labels under
-// a softmax with the pixel cache (`load_dot`), the region term alone or with cross-entropy on
-// class labels, no unreduced output. The channels are the outer loop and the four pixels the
+// a softmax with the pixel cache (`load_dot`), the region term alone or with cross-entropy or
+// the sigmoid focal term (dice-focal), no unreduced output. The channels are the outer loop and the four pixels the
 // lanes of vec4s, so each class's coefficients and pixel-term weight are read once for four
 // pixels instead of at every element (on a CPU driver each read of a private array with a
 // runtime index is a per-lane gather: they were a fifth of dice's gradient pass on lavapipe),
@@ -1331,7 +1331,7 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
 // `px_load_dot` and `grad_pixel`, lane by lane.
 fn grad_four_pixels() -> bool {
     return load_dot() && px_cached() && !binary_labels() && LOSS != R_UNIFIED
-        && (PIX == PIX_NONE || (PIX == PIX_CE && REDUCTION != REDUCE_NONE));
+        && (PIX == PIX_NONE || ((PIX == PIX_CE || PIX == PIX_FOCAL) && REDUCTION != REDUCE_NONE));
 }
 
 // What `grad_four` returns: its pixels' summed pixel-term loss and their status counts.
@@ -1455,13 +1455,24 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
                 d = coef_scale * select(d, hot_x + d, is_hot);
             }
             var g = select(p * (d - dot_all), p * (d * rest_p - rest_pd), is_hot);
-            if PIX == PIX_CE {
+            if PIX == PIX_CE || (PIX == PIX_FOCAL && c >= FIRST_CHANNEL) {
+                // The pixel-wise term (`pixel_term`), lane by lane; the labels make the focal
+                // term's targets 0 or 1.
                 let hit = select(zeros, ones, is_hot);
                 let lp = z - lse;
                 let wc = pixel_weight(c);
                 for (var k = 0u; k < 4u; k = k + 1u) {
-                    let lg = ce_label_term(lp[k], p[k], hit[k], w_y[k], wc, eps, classes,
-                        params.pixel_weight_sum);
+                    var lg = vec2<f32>(0.0);
+                    if PIX == PIX_CE {
+                        lg = ce_label_term(lp[k], p[k], hit[k], w_y[k], wc, eps, classes,
+                            params.pixel_weight_sum);
+                    } else {
+                        var aw = wc;
+                        if HAS_ALPHA {
+                            aw = aw * focal_alpha_factor(hit[k], params.focal_alpha);
+                        }
+                        lg = focal_sigmoid_term(z[k], hit[k], params.pixel_gamma, aw, true);
+                    }
                     pixel_loss = pixel_loss + lg.x * okf[k];
                     g[k] = g[k] + pixel_mult * lg.y;
                 }

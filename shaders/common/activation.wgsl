@@ -21,18 +21,26 @@ fn neg_log_one_minus(u: f32) -> f32 {
     return -log(1.0 - u);
 }
 
-// log σ(x) = min(x, 0) - log(1 + exp(-|x|)); never overflows (|x| = 100 is fine).
-fn log_sigmoid(x: f32) -> f32 {
-    return min(x, 0.0) - log1p_pos(exp(-abs(x)));
+// (log σ(x), log σ(-x), σ(x), σ(-x)) from one exp, e = exp(-|x|), which never overflows:
+// log σ(±x) = min(±x, 0) - log(1 + e), and σ(±x) is 1 / (1 + e) on the side where ±x >= 0,
+// e / (1 + e) on the other. A loss term that needs several of them takes them from one call
+// (after inlining, the compiler drops what a caller leaves unused): each exp and log is an
+// instruction sequence on a CPU driver, and lavapipe runs both sides of a branch.
+fn sigmoid_parts(x: f32) -> vec4<f32> {
+    let e = exp(-abs(x));
+    let l = log1p_pos(e);
+    let r = 1.0 / (1.0 + e);
+    let pos = x >= 0.0;
+    return vec4<f32>(min(x, 0.0) - l, min(-x, 0.0) - l, select(e * r, r, pos),
+        select(r, e * r, pos));
 }
 
-// σ(x) without overflow in exp.
+fn log_sigmoid(x: f32) -> f32 {
+    return sigmoid_parts(x).x;
+}
+
 fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
+    return sigmoid_parts(x).z;
 }
 
 // Online log-sum-exp over a channel loop: state = (running max, sum of exp(z - max)).

@@ -5,20 +5,31 @@
 // Weighted BCE on a logit: l = -(a·t·log σ(z) + b·(1-t)·log σ(-z)); returns (l, dl/dz).
 // BCE: a = w·pos_weight, b = w. Balanced BCE: a = β, b = 1 - β.
 fn bce_term(z: f32, t: f32, a: f32, b: f32) -> vec2<f32> {
-    let l = -(a * t * log_sigmoid(z) + b * (1.0 - t) * log_sigmoid(-z));
-    let g = b * (1.0 - t) * sigmoid(z) - a * t * sigmoid(-z);
+    let s = sigmoid_parts(z);
+    let l = -(a * t * s.x + b * (1.0 - t) * s.y);
+    let g = b * (1.0 - t) * s.z - a * t * s.w;
     return vec2<f32>(l, g);
 }
 
 // MONAI's sigmoid focal term, times the weight `aw` (alpha factor × class weight):
 // bce = z - z·t - log σ(z), f = exp(γ·log σ(u)) with u = z(1 - 2t); l = aw·f·bce.
 // Returns (l, dl/dz), using d bce/dz = σ(z) - t and d f/dz = γ f σ(-u) (1 - 2t).
-fn focal_sigmoid_term(z: f32, t: f32, gamma: f32, aw: f32) -> vec2<f32> {
-    let bce = z - z * t - log_sigmoid(z);
-    let u = z * (1.0 - 2.0 * t);
-    let f = exp(gamma * log_sigmoid(u));
-    let df = gamma * f * sigmoid(-u) * (1.0 - 2.0 * t);
-    return vec2<f32>(aw * f * bce, aw * (f * (sigmoid(z) - t) + df * bce));
+// `binary`: the caller's t is 0 or 1 (labels). Then u = ±z, bce = -log σ(-u) and
+// σ(z) - t = (1 - 2t)·σ(u), so one `sigmoid_parts` of u gives everything, and neither bce nor
+// σ(z) - t is a difference of nearly equal numbers (at z = -20, t = 0: bce = 2e-9, not 0).
+fn focal_sigmoid_term(z: f32, t: f32, gamma: f32, aw: f32, binary: bool) -> vec2<f32> {
+    if binary {
+        let su = sigmoid_parts(select(z, -z, t > 0.5));
+        let bce = -su.y;
+        let f = exp(gamma * su.x);
+        return aw * f * vec2<f32>(bce, (1.0 - 2.0 * t) * (su.z + gamma * su.w * bce));
+    }
+    let sz = sigmoid_parts(z);
+    let bce = z - z * t - sz.x;
+    let su = sigmoid_parts(z * (1.0 - 2.0 * t));
+    let f = exp(gamma * su.x);
+    let df = gamma * f * su.w * (1.0 - 2.0 * t);
+    return vec2<f32>(aw * f * bce, aw * (f * (sz.z - t) + df * bce));
 }
 
 // MONAI's alpha factor of the sigmoid focal term: t·α + (1-t)(1-α).

@@ -5,19 +5,24 @@ pub fn log1p_pos(u: f64) -> f64 {
     u.ln_1p()
 }
 
-/// log σ(x) = min(x, 0) - log(1 + exp(-|x|)).
+/// (log σ(x), log σ(-x), σ(x), σ(-x)) from e = exp(-|x|): log σ(±x) = min(±x, 0) - log(1 + e),
+/// σ(±x) = 1 / (1 + e) where ±x >= 0, else e / (1 + e).
+pub fn sigmoid_parts(x: f64) -> [f64; 4] {
+    let e = (-x.abs()).exp();
+    let l = log1p_pos(e);
+    let r = 1.0 / (1.0 + e);
+    let (sx, s_neg) = if x >= 0.0 { (r, e * r) } else { (e * r, r) };
+    [x.min(0.0) - l, (-x).min(0.0) - l, sx, s_neg]
+}
+
+/// log σ(x).
 pub fn log_sigmoid(x: f64) -> f64 {
-    x.min(0.0) - log1p_pos((-x.abs()).exp())
+    sigmoid_parts(x)[0]
 }
 
 /// σ(x) without overflow.
 pub fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    sigmoid_parts(x)[2]
 }
 
 /// log Σ exp(z) over an iterator, max-subtracted (the shader's online form computes the same).

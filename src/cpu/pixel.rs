@@ -255,7 +255,13 @@ impl Pixel<'_> {
             let t = self.ctx.target(e, c, self.label);
             let (lc, g) = if spec.kind == PixelKind::Focal {
                 let af = spec.alpha.map_or(1.0, |a| focal_alpha_factor(t, a as f64));
-                focal_sigmoid_term(z, t, spec.gamma as f64, af * spec.weight[c] as f64)
+                focal_sigmoid_term(
+                    z,
+                    t,
+                    spec.gamma as f64,
+                    af * spec.weight[c] as f64,
+                    !spec.dense,
+                )
             } else {
                 let (a, b) = if spec.kind == PixelKind::Bce {
                     let b = spec.weight[c] as f64;

@@ -604,7 +604,7 @@ fn pixel_term(
             let af = spec
                 .focal_alpha
                 .map_or(1.0, |a| focal_alpha_factor(t, a as f64));
-            focal_sigmoid_term(z, t, spec.pixel_gamma as f64, af * pw(c))
+            focal_sigmoid_term(z, t, spec.pixel_gamma as f64, af * pw(c), !spec.dense)
         }
         _ => (0.0, 0.0),
     }

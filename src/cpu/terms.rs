@@ -1,21 +1,33 @@
 //! CPU mirror of `shaders/common/terms.wgsl`, in f64: per-element loss terms and derivatives.
 //! Each returns `(loss, derivative)`.
 
-use super::activation::{log_sigmoid, pow_nonneg, sigmoid};
+use super::activation::{pow_nonneg, sigmoid_parts};
 
 /// Weighted BCE on a logit: `l = -(a·t·log σ(z) + b·(1-t)·log σ(-z))`, and dl/dz.
 pub fn bce_term(z: f64, t: f64, a: f64, b: f64) -> (f64, f64) {
-    let l = -(a * t * log_sigmoid(z) + b * (1.0 - t) * log_sigmoid(-z));
-    (l, b * (1.0 - t) * sigmoid(z) - a * t * sigmoid(-z))
+    let [ls, ls_neg, s, s_neg] = sigmoid_parts(z);
+    let l = -(a * t * ls + b * (1.0 - t) * ls_neg);
+    (l, b * (1.0 - t) * s - a * t * s_neg)
 }
 
-/// MONAI's sigmoid focal term times `aw`, and dl/dz.
-pub fn focal_sigmoid_term(z: f64, t: f64, gamma: f64, aw: f64) -> (f64, f64) {
-    let bce = z - z * t - log_sigmoid(z);
-    let u = z * (1.0 - 2.0 * t);
-    let f = (gamma * log_sigmoid(u)).exp();
-    let df = gamma * f * sigmoid(-u) * (1.0 - 2.0 * t);
-    (aw * f * bce, aw * (f * (sigmoid(z) - t) + df * bce))
+/// MONAI's sigmoid focal term times `aw`, and dl/dz. `binary`: t is 0 or 1, so u = ±z,
+/// bce = -log σ(-u) and σ(z) - t = (1 - 2t)·σ(u) (the shader's one-`sigmoid_parts` form).
+pub fn focal_sigmoid_term(z: f64, t: f64, gamma: f64, aw: f64, binary: bool) -> (f64, f64) {
+    if binary {
+        let [ls_u, ls_neg_u, s_u, s_neg_u] = sigmoid_parts(if t > 0.5 { -z } else { z });
+        let bce = -ls_neg_u;
+        let f = (gamma * ls_u).exp();
+        return (
+            aw * f * bce,
+            aw * f * (1.0 - 2.0 * t) * (s_u + gamma * s_neg_u * bce),
+        );
+    }
+    let [ls_z, _, s_z, _] = sigmoid_parts(z);
+    let bce = z - z * t - ls_z;
+    let [ls_u, _, _, s_neg_u] = sigmoid_parts(z * (1.0 - 2.0 * t));
+    let f = (gamma * ls_u).exp();
+    let df = gamma * f * s_neg_u * (1.0 - 2.0 * t);
+    (aw * f * bce, aw * (f * (s_z - t) + df * bce))
 }
 
 /// MONAI's alpha factor of the sigmoid focal term.
