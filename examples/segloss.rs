@@ -1586,7 +1586,7 @@ const CASES: &[Case] = &[
     ),
     case(
         "focal",
-        &["alpha=0.25", "ignore_index=255"],
+        &["alpha=0.25", "gamma=3", "ignore_index=255"],
         WIDE_3D,
         Gen::Labels(Some(255)),
     ),

@@ -14,6 +14,24 @@ fn bce_term(z: f32, t: f32, a: f32, b: f32) -> vec2<f32> {
 // MONAI's sigmoid focal term, times the weight `aw` (alpha factor × class weight):
 // bce = z - z·t - log σ(z), f = exp(γ·log σ(u)) with u = z(1 - 2t); l = aw·f·bce.
 // Returns (l, dl/dz), using d bce/dz = σ(z) - t and d f/dz = γ f σ(-u) (1 - 2t).
+// The sigmoid focal term's γ where it is a whole number up to `MAX_FOCAL_POWER` (MONAI's default
+// is 2), set by the host per pipeline; -1 otherwise. The focal factor σ(u)^γ is then a product
+// instead of exp(γ·log σ(u)): on lavapipe that exp was a fifth of the sigmoid focal loss's pass
+// (BENCHMARKS.md), and a product of γ factors is as exact.
+override FOCAL_POWER: i32 = -1;
+
+// x^γ for the focal factor, from x and log x (the caller has both).
+fn focal_pow(x: f32, log_x: f32, gamma: f32) -> f32 {
+    if FOCAL_POWER < 0 {
+        return exp(gamma * log_x);
+    }
+    var f = 1.0;
+    for (var i = 0; i < FOCAL_POWER; i = i + 1) {
+        f = f * x;
+    }
+    return f;
+}
+
 // `binary`: the caller's t is 0 or 1 (labels). Then u = ±z, bce = -log σ(-u) and
 // σ(z) - t = (1 - 2t)·σ(u), so one `sigmoid_parts` of u gives everything, and neither bce nor
 // σ(z) - t is a difference of nearly equal numbers (at z = -20, t = 0: bce = 2e-9, not 0).
@@ -21,13 +39,13 @@ fn focal_sigmoid_term(z: f32, t: f32, gamma: f32, aw: f32, binary: bool) -> vec2
     if binary {
         let su = sigmoid_parts(select(z, -z, t > 0.5));
         let bce = -su.y;
-        let f = exp(gamma * su.x);
+        let f = focal_pow(su.z, su.x, gamma);
         return aw * f * vec2<f32>(bce, (1.0 - 2.0 * t) * (su.z + gamma * su.w * bce));
     }
     let sz = sigmoid_parts(z);
     let bce = z - z * t - sz.x;
     let su = sigmoid_parts(z * (1.0 - 2.0 * t));
-    let f = exp(gamma * su.x);
+    let f = focal_pow(su.z, su.x, gamma);
     let df = gamma * f * su.w * (1.0 - 2.0 * t);
     return vec2<f32>(aw * f * bce, aw * (f * (sz.z - t) + df * bce));
 }

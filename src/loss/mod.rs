@@ -36,6 +36,21 @@ pub(crate) fn cache_constant(kernels: &crate::Kernels, c: usize) -> (&'static st
     ("CACHED", if kernels.pixel_cache(c) { 1.0 } else { 0.0 })
 }
 
+/// The largest whole-number focal γ whose power the shaders take as a product
+/// (`FOCAL_POWER` in shaders/common/terms.wgsl).
+pub(crate) const MAX_FOCAL_POWER: f32 = 8.0;
+
+/// The `FOCAL_POWER` pipeline constant of a kernel with a sigmoid focal term of exponent
+/// `gamma` (`None`: no such term): γ itself where it is a whole number up to
+/// [`MAX_FOCAL_POWER`], else -1 (`exp(γ·log σ)`, the shader's default).
+pub(crate) fn focal_power_constant(gamma: Option<f32>) -> (&'static str, f64) {
+    let power = match gamma {
+        Some(g) if g.fract() == 0.0 && (0.0..=MAX_FOCAL_POWER).contains(&g) => g as f64,
+        _ => -1.0,
+    };
+    ("FOCAL_POWER", power)
+}
+
 /// How the per-element losses are combined, as the reference defines it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Reduction {
@@ -824,5 +839,22 @@ impl Plan {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::focal_power_constant;
+
+    #[test]
+    fn the_focal_power_is_whole_gammas_up_to_the_limit() {
+        let power = |g| focal_power_constant(g).1;
+        assert_eq!(power(Some(2.0)), 2.0);
+        assert_eq!(power(Some(0.0)), 0.0);
+        assert_eq!(power(Some(8.0)), 8.0);
+        for g in [0.5, 2.5, 9.0, 1e9] {
+            assert_eq!(power(Some(g)), -1.0, "gamma {g}");
+        }
+        assert_eq!(power(None), -1.0);
     }
 }

@@ -535,6 +535,9 @@ impl PixelPlan {
             ("PER_IMAGE_NORM", flag(spec.per_image_norm())),
             ("PREPASS", flag(spec.needs_prepass())),
             super::cache_constant(kernels, shape.c()),
+            super::focal_power_constant(
+                (spec.kind == PixelKind::Focal && !spec.focal_softmax).then_some(spec.gamma),
+            ),
             ("PARTIAL_SLOTS", kernels.partial_slots() as f64),
         ];
         let (layout, pipeline_layout) = kernels.layout(Family::Pixel, &layout_entries(&SLOTS));

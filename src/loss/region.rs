@@ -1450,6 +1450,7 @@ impl RegionPlan {
             ("CE_BINARY", flag(shape.c() == 1)),
             ("ALIGNED4", flag(aligned4(kernels, shape))),
             super::cache_constant(kernels, shape.c()),
+            super::focal_power_constant((spec.pix == PixTerm::Focal).then_some(spec.pixel_gamma)),
             ("PARTIAL_SLOTS", kernels.partial_slots() as f64),
         ];
         let (layout, pipeline_layout) =
