@@ -1334,6 +1334,18 @@ const CASES: &[Case] = &[
         Gen::Dense(true),
     ),
     case("focal", &[], C1, Gen::Labels(None)),
+    case(
+        "focal",
+        &["activation=softmax", "gamma=3"],
+        D2,
+        Gen::Dense(false),
+    ),
+    case(
+        "focal",
+        &["activation=softmax", "ignore_index=255", "gamma=0.5"],
+        C1,
+        Gen::Labels(Some(255)),
+    ),
     // region losses
     case("dice", &[], D2, Gen::Labels(None)),
     case(

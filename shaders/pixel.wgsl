@@ -426,7 +426,34 @@ fn pixel_focal_softmax(n: u32, s: u32, base: u32, label: i32, mult: f32) -> f32 
     let first = FIRST_CHANNEL;
     // The log-sum-exp over the kept channels, from px_load's walk.
     let lse = px_softmax();
-    // Loop 1: loss, and G = Σ_c dl_c/dlog p_c.
+    if !DENSE {
+        // Labels: the label's channel is the only one with a target, so its term is the loss
+        // and G below: one focal term per pixel instead of one per element in each loop (the
+        // powers of 1 - p are exps and logs). Same numbers as the loops below (a term with
+        // t = 0 is 0). Binary labels (C = 1): channel 0 where the label is 1.
+        var hot = label;
+        if binary_labels() {
+            hot = select(-1, 0, label == 1);
+        }
+        var lg = vec2<f32>(0.0);
+        if hot >= i32(first) {
+            let z = px_logit(base, u32(hot));
+            lg = focal_softmax_term(1.0, focal_alpha_weight(u32(hot)), z - lse, px_softmax_p(z),
+                params.gamma);
+        }
+        for (var c = 0u; c < params.c; c = c + 1u) {
+            let e = base + c * params.s;
+            if c < first {
+                write_grad(e, 0.0);
+                continue;
+            }
+            let hit = f32(i32(c) == hot);
+            store_none(n, s, c, hit * lg.x);
+            write_grad(e, mult * (hit * lg.y - px_softmax_p(px_logit(base, c)) * lg.y));
+        }
+        return lg.x;
+    }
+    // Dense targets. Loop 1: loss, and G = Σ_c dl_c/dlog p_c.
     var l = 0.0;
     var gsum = 0.0;
     for (var c = first; c < params.c; c = c + 1u) {
