@@ -1371,6 +1371,18 @@ const CASES: &[Case] = &[
         Gen::Labels(Some(255)),
     ),
     case("dice", &[], C1, Gen::Labels(None)),
+    // The four-pixel statistics walk without a softmax.
+    case(
+        "dice",
+        &[
+            "activation=sigmoid",
+            "ignore_index=255",
+            "include_background=false",
+        ],
+        WIDE,
+        Gen::Labels(Some(255)),
+    ),
+    case("tversky", &["activation=none"], WIDE_3D, Gen::Dense(false)),
     case("jaccard", &[], D2, Gen::Labels(None)),
     case(
         "jaccard",

@@ -253,8 +253,8 @@ fn by_label() -> bool {
         && LOSS != R_WASS && LOSS != R_UNIFIED;
 }
 
-// The statistics under a softmax with the pixel cache (the software tuning: many pixels per
-// thread, and C <= PIXEL_CACHE, so one chunk): for the losses `by_label` covers and, through
+// The statistics with the pixel cache (the software tuning: many pixels per thread, and
+// C <= PIXEL_CACHE, so one chunk): for the losses `by_label` covers and, through
 // `stat4`'s sums, for the others that take them (sensitivity-specificity, soft labels, dense
 // targets). A thread takes four of its pixels at once, as the lanes of vec4s, with the channels
 // outside: one walk for the four log-sum-exps, a second that reads the logits again and adds
@@ -264,10 +264,13 @@ fn by_label() -> bool {
 // read: on lavapipe at 8×19×128×256 the statistics pass of dice went from 15 to 12 ms
 // (fourteenth session), sensitivity-specificity's from 13 to 9 and dice's on dense targets by
 // a fifth (fifteenth; BENCHMARKS.md).
+// Under a sigmoid (or no activation) each element's p is its own, and walk 1 goes: dice's
+// statistics pass on sigmoid took 7.8-9.3 ms instead of 13.7-15.4 pixel by pixel (exp-log,
+// whose 1 - p_y below is the other classes' sum, only takes a softmax).
 fn four_pixels() -> bool {
     let sums = by_label() || (LOSS != R_EXPLOG && LOSS != R_WASS && LOSS != R_UNIFIED
         && LOSS != R_BOUNDARY && LOSS != R_HAUSDORFF);
-    return px_cached() && sums && ACT == ACT_SOFTMAX && !FUSED && !binary_labels();
+    return px_cached() && sums && !FUSED && !binary_labels();
 }
 
 // Σ over the lanes of `stat4(p, g)`, each times its lane's `okf` (0 where the pixel does not
@@ -344,10 +347,10 @@ fn stats_four(n: u32, blk: vec2<u32>, lid: u32) -> vec2<f32> {
             counts.y = counts.y + dot(okf, w);
         }
         let base = vec4<u32>(n * params.c * params.s) + sc;
-        // Walk 1: the four online log-sum-exps (`lse_push`, lane by lane).
+        // Walk 1 (softmax): the four online log-sum-exps (`lse_push`, lane by lane).
         var m = vec4<f32>(LSE_EMPTY.x);
         var sum = vec4<f32>(0.0);
-        for (var c = 0u; c < params.c; c = c + 1u) {
+        for (var c = 0u; c < params.c && ACT == ACT_SOFTMAX; c = c + 1u) {
             let z = logits4(base + vec4<u32>(c * params.s));
             let fw = lse_factors4(m, z);
             sum = sum * fw.f + fw.w;
@@ -364,7 +367,13 @@ fn stats_four(n: u32, blk: vec2<u32>, lid: u32) -> vec2<f32> {
         }
         for (var c = c_first; c < params.c; c = c + 1u) {
             let z = logits4(base + vec4<u32>(c * params.s));
-            let p = exp(z - m) * inv;
+            var p = exp(z - m) * inv;
+            if ACT != ACT_SOFTMAX {
+                p = vec4<f32>(prob(z.x, 0.0), prob(z.y, 0.0), prob(z.z, 0.0), prob(z.w, 0.0));
+            }
+            // 0, not a product with 0: a non-finite logit at a pixel that does not count (the
+            // gradient pass reports it) leaves the sums alone.
+            p = select(vec4<f32>(0.0), p, ok);
             let hot = select(vec4<f32>(0.0), ones, ok & (y == vec4<i32>(i32(c))));
             if !by_label() {
                 if c >= FIRST_CHANNEL {
