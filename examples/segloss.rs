@@ -1383,6 +1383,27 @@ const CASES: &[Case] = &[
         Gen::Labels(Some(255)),
     ),
     case("tversky", &["activation=none"], WIDE_3D, Gen::Dense(false)),
+    // ... and the four-pixel gradient walk without a softmax (and cross-entropy's own softmax
+    // beside a sigmoid).
+    case(
+        "combo",
+        &["alpha=0.3", "ce_ratio=0.7", "ignore_index=255"],
+        WIDE_ALIGNED,
+        Gen::Labels(Some(255)),
+    ),
+    case("combo", &[], WIDE_3D, Gen::Labels(None)),
+    case(
+        "dice-ce",
+        &["activation=sigmoid", "weight=0.5,2,1"],
+        WIDE_ALIGNED_3D,
+        Gen::Labels(None),
+    ),
+    case(
+        "dice",
+        &["activation=none", "squared_pred=true"],
+        WIDE_ALIGNED,
+        Gen::Labels(None),
+    ),
     case("jaccard", &[], D2, Gen::Labels(None)),
     case(
         "jaccard",
