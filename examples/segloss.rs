@@ -1383,8 +1383,8 @@ const CASES: &[Case] = &[
         Gen::Labels(Some(255)),
     ),
     case("tversky", &["activation=none"], WIDE_3D, Gen::Dense(false)),
-    // ... and the four-pixel gradient walk without a softmax (and cross-entropy's own softmax
-    // beside a sigmoid).
+    // ... and the four-pixel gradient walk without a softmax (with cross-entropy, which keeps its
+    // own softmax, or with combo's BCE).
     case(
         "combo",
         &["alpha=0.3", "ce_ratio=0.7", "ignore_index=255"],
@@ -1404,6 +1404,7 @@ const CASES: &[Case] = &[
         WIDE_ALIGNED,
         Gen::Labels(None),
     ),
+    case("dice-ce", &["activation=none"], WIDE, Gen::Labels(None)),
     case("jaccard", &[], D2, Gen::Labels(None)),
     case(
         "jaccard",

@@ -1334,8 +1334,10 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
 // (`by_label`) with the pixel cache, under any activation (the softmax's dot products are
 // `load_dot`'s), the region term alone or with cross-entropy, the sigmoid focal term
 // (dice-focal) or BCE (combo), no unreduced output. Without a softmax there is no first walk
-// unless cross-entropy needs its log-sum-exp: combo's gradient pass at 2×14×64³ took 18.5-19.9 ms
-// instead of 31.4-33.1 pixel by pixel. The channels are the outer loop and the four pixels the
+// unless cross-entropy needs its log-sum-exp, and the walk only pays with cross-entropy or BCE
+// beside the region term: combo's gradient pass at 2×14×64³ took 18.5-19.9 ms instead of
+// 31.4-33.1 pixel by pixel, dice-ce's on sigmoid 15.7-16.8 instead of 21.4-23.9 (8×19×128×256),
+// but dice's on sigmoid 16.5-22.1 instead of 14.2-16.8, and dice-focal's the same. The channels are the outer loop and the four pixels the
 // lanes of vec4s, so each class's coefficients and pixel-term weight are read once for four
 // pixels instead of at every element (on a CPU driver each read of a private array with a
 // runtime index is a per-lane gather: they were a fifth of dice's gradient pass on lavapipe),
@@ -1343,7 +1345,8 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
 // `px_load_dot` and `grad_pixel`, lane by lane.
 fn grad_four_pixels() -> bool {
     let pix = PIX == PIX_CE || PIX == PIX_FOCAL || PIX == PIX_COMBO;
-    return by_label() && !FUSED && px_cached() && !binary_labels() && LOSS != R_UNIFIED
+    let act = ACT == ACT_SOFTMAX || PIX == PIX_CE || PIX == PIX_COMBO;
+    return by_label() && !FUSED && px_cached() && !binary_labels() && LOSS != R_UNIFIED && act
         && (PIX == PIX_NONE || (pix && REDUCTION != REDUCE_NONE));
 }
 
