@@ -1405,6 +1405,19 @@ const CASES: &[Case] = &[
         Gen::Labels(None),
     ),
     case("dice-ce", &["activation=none"], WIDE, Gen::Labels(None)),
+    // Sensitivity-specificity in the four-pixel gradient walk.
+    case(
+        "sensitivity-specificity",
+        &["r=0.3", "ignore_index=255"],
+        WIDE_ALIGNED,
+        Gen::Labels(Some(255)),
+    ),
+    case(
+        "sensitivity-specificity",
+        &["batch=true", "include_background=false"],
+        WIDE_3D,
+        Gen::Labels(None),
+    ),
     case("jaccard", &[], D2, Gen::Labels(None)),
     case(
         "jaccard",
