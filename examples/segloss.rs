@@ -1405,6 +1405,19 @@ const CASES: &[Case] = &[
         Gen::Labels(None),
     ),
     case("dice-ce", &["activation=none"], WIDE, Gen::Labels(None)),
+    // Dense targets in the four-pixel gradient walk (lanes WG apart even on aligned shapes).
+    case(
+        "dice",
+        &["squared_pred=true", "include_background=false"],
+        WIDE_ALIGNED,
+        Gen::Dense(false),
+    ),
+    case(
+        "tversky",
+        &["alpha=0.3", "beta=0.7"],
+        WIDE,
+        Gen::Dense(true),
+    ),
     // Sensitivity-specificity in the four-pixel gradient walk.
     case(
         "sensitivity-specificity",

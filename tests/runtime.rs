@@ -520,6 +520,54 @@ fn every_loss_counts_bad_inputs_as_the_cpu_does() {
     );
 }
 
+/// The same for dense targets: a NaN target and an infinite one, and a NaN logit, on an image large
+/// enough for several pixels per thread (the software tuning's four-pixel walks read each target
+/// themselves and must count what they read).
+#[test]
+fn every_loss_counts_bad_dense_targets_as_the_cpu_does() {
+    let (gpu, kernels) = gpu();
+    let shape = Shape::new(1, 3, &[29, 32]).unwrap();
+    let s = shape.pixels();
+    let mut rng = Rng::new(12);
+    let z = {
+        let mut z = rng.logits(shape.numel(), 2.0);
+        z[s + 77] = f32::NAN;
+        z
+    };
+    let mut t: Vec<f32> = (0..shape.numel())
+        .map(|e| f32::from((e % s) * 5 % 3 == e / s))
+        .collect();
+    t[401] = f32::NAN;
+    t[2 * s + 900] = f32::INFINITY;
+    let targets = segloss::Targets::Dense(&t);
+    let mut checked = 0;
+    for name in Loss::NAMES {
+        let Ok(loss) = Loss::parse(name, &[]) else {
+            continue;
+        };
+        if loss.validate(&shape, TargetKind::Dense).is_err() {
+            continue;
+        }
+        let want = match segloss::cpu::forward_backward(&loss, &shape, &z, targets) {
+            Err(Error::BadInput(st)) => st,
+            other => panic!(
+                "{name}: expected BadInput from the CPU, got {:?}",
+                other.err()
+            ),
+        };
+        assert_eq!(want.nonfinite_targets, 2, "{name} on the CPU");
+        assert_eq!(want.nonfinite_logits, 1, "{name} on the CPU");
+        for (tuning, k) in [("auto", kernels), ("gpu", gpu_tuned())] {
+            match k.run_blocking(&gpu.queue, &loss, &shape, &z, targets) {
+                Err(Error::BadInput(got)) => assert_eq!(got, want, "{name}, {tuning} tuning"),
+                other => panic!("{name}, {tuning}: expected BadInput, got {:?}", other.err()),
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} losses take dense targets");
+}
+
 /// A device created with WebGPU's default limits (8 storage buffers per stage, 16 KiB of
 /// workgroup memory, among others), as an engine that asks for nothing more has: every loss plans
 /// and matches the CPU reference, with subgroups and with the shared-memory reductions, and the

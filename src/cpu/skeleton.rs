@@ -193,7 +193,10 @@ pub(crate) fn forward_backward(
                     Activation::None => z[e],
                 };
                 t[e] = match targets {
-                    Targets::Dense(d) => d[e] as f64,
+                    Targets::Dense(d) => {
+                        status.nonfinite_targets += (!d[e].is_finite()) as u32;
+                        d[e] as f64
+                    }
                     Targets::Labels(lb) => {
                         let y = lb[n * s_n + s];
                         let bad = if c_n == 1 {
