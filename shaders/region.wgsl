@@ -1330,10 +1330,11 @@ fn grad_pixel(n: u32, s: u32, seg: u32, base: u32, label: i32, lse: f32, coef_sc
     return pixel_loss;
 }
 
-// grad_pass four pixels at a time, as `four_pixels` does for the statistics: one-hot labels
-// (`by_label`) with the pixel cache, under any activation (the softmax's dot products are
-// `load_dot`'s), the region term alone or with cross-entropy, the sigmoid focal term
-// (dice-focal) or BCE (combo), no unreduced output. Without a softmax there is no first walk
+// grad_pass four pixels at a time, as `four_pixels` does for the statistics, with the pixel
+// cache: one-hot labels (`by_label`, and sensitivity-specificity's, `four_ss`) under any
+// activation (the softmax's dot products are `load_dot`'s), or the Dice family's dense targets
+// under a softmax (`four_dense`); the region term alone or with cross-entropy, the sigmoid
+// focal term (dice-focal) or BCE (combo); no unreduced output. Without a softmax there is no first walk
 // unless cross-entropy needs its log-sum-exp, and the walk only pays with cross-entropy or BCE
 // beside the region term: combo's gradient pass at 2×14×64³ took 18.5-19.9 ms instead of
 // 31.4-33.1 pixel by pixel, dice-ce's on sigmoid 15.7-16.8 instead of 21.4-23.9 (8×19×128×256),

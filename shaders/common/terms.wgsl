@@ -11,13 +11,10 @@ fn bce_term(z: f32, t: f32, a: f32, b: f32) -> vec2<f32> {
     return vec2<f32>(l, g);
 }
 
-// MONAI's sigmoid focal term, times the weight `aw` (alpha factor × class weight):
-// bce = z - z·t - log σ(z), f = exp(γ·log σ(u)) with u = z(1 - 2t); l = aw·f·bce.
-// Returns (l, dl/dz), using d bce/dz = σ(z) - t and d f/dz = γ f σ(-u) (1 - 2t).
-// The sigmoid focal term's γ where it is a whole number up to `MAX_FOCAL_POWER` (MONAI's default
-// is 2), set by the host per pipeline; -1 otherwise. The focal factor σ(u)^γ is then a product
-// instead of exp(γ·log σ(u)): on lavapipe that exp was a fifth of the sigmoid focal loss's pass
-// (BENCHMARKS.md), and a product of γ factors is as exact.
+// The sigmoid focal term's γ where it is a whole number up to `MAX_FOCAL_POWER` (src/loss/mod.rs;
+// MONAI's default is 2), set by the host per pipeline; -1 otherwise. The focal factor σ(u)^γ is
+// then a product instead of exp(γ·log σ(u)): on lavapipe that exp was a sixth of the sigmoid
+// focal loss's pass (BENCHMARKS.md), and a product of γ factors is as exact.
 override FOCAL_POWER: i32 = -1;
 
 // x^γ for the focal factor, from x and log x (the caller has both).
@@ -32,6 +29,9 @@ fn focal_pow(x: f32, log_x: f32, gamma: f32) -> f32 {
     return f;
 }
 
+// MONAI's sigmoid focal term, times the weight `aw` (alpha factor × class weight):
+// bce = z - z·t - log σ(z), f = exp(γ·log σ(u)) with u = z(1 - 2t); l = aw·f·bce.
+// Returns (l, dl/dz), using d bce/dz = σ(z) - t and d f/dz = γ f σ(-u) (1 - 2t).
 // `binary`: the caller's t is 0 or 1 (labels). Then u = ±z, bce = -log σ(-u) and
 // σ(z) - t = (1 - 2t)·σ(u), so one `sigmoid_parts` of u gives everything, and neither bce nor
 // σ(z) - t is a difference of nearly equal numbers (at z = -20, t = 0: bce = 2e-9, not 0).
