@@ -1418,6 +1418,18 @@ const CASES: &[Case] = &[
         WIDE,
         Gen::Dense(true),
     ),
+    case(
+        "dice-ce",
+        &["weight=0.5,2,1", "label_smoothing=0.1"],
+        WIDE_3D,
+        Gen::Dense(false),
+    ),
+    case(
+        "dice-ce",
+        &["squared_pred=true"],
+        WIDE_ALIGNED,
+        Gen::Dense(true),
+    ),
     // Sensitivity-specificity in the four-pixel gradient walk.
     case(
         "sensitivity-specificity",
