@@ -1430,6 +1430,19 @@ const CASES: &[Case] = &[
         WIDE_ALIGNED,
         Gen::Dense(true),
     ),
+    case(
+        "dice-focal",
+        &["alpha=0.25", "include_background=false"],
+        WIDE_3D,
+        Gen::Dense(false),
+    ),
+    case("combo", &["ce_ratio=0.3"], WIDE, Gen::Dense(false)),
+    case(
+        "dice-ce",
+        &["activation=sigmoid", "label_smoothing=0.1"],
+        WIDE_ALIGNED,
+        Gen::Dense(false),
+    ),
     // Sensitivity-specificity in the four-pixel gradient walk.
     case(
         "sensitivity-specificity",

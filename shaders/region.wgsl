@@ -1363,16 +1363,21 @@ fn four_ss() -> bool {
     return LOSS == R_SS && !DENSE && !SOFT;
 }
 
-// Dense targets under a softmax for the Dice family's dl/dp = coef.x·g + coef.y·p^(k-1)·k
-// (`dl_dp`; not soft_label's, whose dtp depends on p): the dot Σ_c p_c·dl/dp_c is two online
-// sums, Σ e_c·coef.x·g_c and Σ e_c^k·coef.y, and each target is read in both walks; with
-// dice-ce's cross-entropy, walk 1 also sums its A = Σ_c w_c·t'_c (`ce_dense_term`). Dice's
+// Dense targets for the Dice family's dl/dp = coef.x·g + coef.y·p^(k-1)·k (`dl_dp`; not
+// soft_label's, whose dtp depends on p), and combo's: under a softmax the dot Σ_c p_c·dl/dp_c is
+// two online sums, Σ e_c·coef.x·g_c and Σ e_c^k·coef.y, and each target is read in both walks;
+// with dice-ce's cross-entropy, walk 1 also sums its A = Σ_c w_c·t'_c (`ce_dense_term`). Under
+// a sigmoid (`grad_four_pixels` takes it beside cross-entropy or BCE) only walk 2 reads them.
+// Dense combo's gradient pass took 17.3-18.8 ms instead of 20.9-21.6, dense dice-focal's
+// 24.7-25.6 instead of 26.6-27.3 (26.1-27.0 and 37.3-38.2 instead of 32.4-33.3 and 40.7-41.6
+// in 3D). Dice's
 // gradient pass on dense one-hot targets took 19.0-19.1 ms instead of 21.6-22.0 pixel by pixel
 // at 8×19×128×256, 30.6-31.4 instead of 34.1-36.2 at 2×14×64³; dice-ce's 21.4-22.6 instead of
 // 25.0-26.1, and 33.8-34.6 instead of 38.9-39.1.
 fn four_dense() -> bool {
-    return DENSE && !SOFT && ACT == ACT_SOFTMAX && (PIX == PIX_NONE || PIX == PIX_CE)
-        && (LOSS == R_DICE || LOSS == R_TVERSKY || LOSS == R_GDL);
+    let pix = PIX == PIX_NONE || PIX == PIX_CE || PIX == PIX_FOCAL || PIX == PIX_COMBO;
+    return DENSE && !SOFT && pix
+        && (LOSS == R_DICE || LOSS == R_TVERSKY || LOSS == R_GDL || LOSS == R_COMBO);
 }
 
 // `grad_four`'s powers of p: 2 (p², Σ e_c²) for squared_pred and for sensitivity-specificity.
@@ -1535,6 +1540,9 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
             var tg = select(zeros, ones, is_hot);
             if four_dense() {
                 tg = targets4(e);
+                if !four_first_walk() {
+                    bad_targets = bad_targets + dot(vec4<u32>(inside & is_nonfinite4(tg)), vec4<u32>(1u));
+                }
             }
             var d = zeros;
             if c >= FIRST_CHANNEL {
@@ -1555,7 +1563,7 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
                 }
             }
             var g = d;
-            if four_dense() {
+            if four_dense() && ACT == ACT_SOFTMAX {
                 g = p * (d - dot_all);
             } else if ACT == ACT_SOFTMAX {
                 g = select(p * (d - dot_all), p * (d * rest_p - rest_pd), is_hot);
@@ -1583,7 +1591,7 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
                         if HAS_ALPHA {
                             aw = aw * focal_alpha_factor(hit[k], params.focal_alpha);
                         }
-                        lg = focal_sigmoid_term(z[k], hit[k], params.pixel_gamma, aw, true);
+                        lg = focal_sigmoid_term(z[k], hit[k], params.pixel_gamma, aw, !DENSE);
                     }
                     pixel_loss = pixel_loss + lg.x * okf[k];
                     g[k] = g[k] + pixel_mult * lg.y;
