@@ -472,13 +472,50 @@ fn single_channel_labels_mean_the_same_on_gpu_and_cpu() {
     assert_eq!(refused, ["cross-entropy", "topk"]);
 }
 
+/// For every loss that plans with `params` on these targets: the CPU reference's status (which
+/// `cpu_expects` checks), and the same status from the GPU in both tunings. Returns how many
+/// losses it checked.
+fn statuses_match_the_cpu(
+    shape: &Shape,
+    z: &[f32],
+    targets: segloss::Targets,
+    params: &[&str],
+    cpu_expects: impl Fn(&str, &segloss::Status),
+) -> usize {
+    let (gpu, kernels) = gpu();
+    let mut checked = 0;
+    for name in Loss::NAMES {
+        let Ok(loss) = Loss::parse(name, params) else {
+            continue;
+        };
+        if loss.validate(shape, targets.kind()).is_err() {
+            continue;
+        }
+        let want = match segloss::cpu::forward_backward(&loss, shape, z, targets) {
+            Err(Error::BadInput(st)) => st,
+            other => panic!(
+                "{name}: expected BadInput from the CPU, got {:?}",
+                other.err()
+            ),
+        };
+        cpu_expects(name, &want);
+        for (tuning, k) in [("auto", kernels), ("gpu", gpu_tuned())] {
+            match k.run_blocking(&gpu.queue, &loss, shape, z, targets) {
+                Err(Error::BadInput(got)) => assert_eq!(got, want, "{name}, {tuning} tuning"),
+                other => panic!("{name}, {tuning}: expected BadInput, got {:?}", other.err()),
+            }
+        }
+        checked += 1;
+    }
+    checked
+}
+
 /// Every loss that takes class labels reports the same status as the CPU reference, in both
 /// tunings, on an image large enough that the software tuning's gradient pass takes several
 /// pixels per thread (its four-pixel walk: the bad pixels sit in different lanes): one label
 /// out of range, a non-finite logit at an ignored pixel and one at a valid pixel.
 #[test]
 fn every_loss_counts_bad_inputs_as_the_cpu_does() {
-    let (gpu, kernels) = gpu();
     let shape = Shape::new(1, 3, &[29, 31]).unwrap();
     let s = shape.pixels();
     let mut rng = Rng::new(11);
@@ -489,82 +526,36 @@ fn every_loss_counts_bad_inputs_as_the_cpu_does() {
     z[850] = f32::NAN; // channel 0 of the ignored pixel
     z[2 * s + 301] = f32::INFINITY; // channel 2 of a valid pixel
     let t = segloss::Targets::Labels(&labels);
-    let mut checked = 0;
-    for name in Loss::NAMES {
-        let Ok(loss) = Loss::parse(name, &["ignore_index=255"]) else {
-            continue;
-        };
-        if loss.validate(&shape, TargetKind::Labels).is_err() {
-            continue;
-        }
-        let want = match segloss::cpu::forward_backward(&loss, &shape, &z, t) {
-            Err(Error::BadInput(st)) => st,
-            other => panic!(
-                "{name}: expected BadInput from the CPU, got {:?}",
-                other.err()
-            ),
-        };
+    let checked = statuses_match_the_cpu(&shape, &z, t, &["ignore_index=255"], |name, want| {
         assert_eq!(want.bad_labels, 1, "{name} on the CPU");
         assert!(want.nonfinite_logits >= 1, "{name} on the CPU");
-        for (tuning, k) in [("auto", kernels), ("gpu", gpu_tuned())] {
-            match k.run_blocking(&gpu.queue, &loss, &shape, &z, t) {
-                Err(Error::BadInput(got)) => assert_eq!(got, want, "{name}, {tuning} tuning"),
-                other => panic!("{name}, {tuning}: expected BadInput, got {:?}", other.err()),
-            }
-        }
-        checked += 1;
-    }
+    });
     assert!(
         checked >= 15,
         "only {checked} losses take ignore_index with labels"
     );
 }
 
-/// The same for dense targets: a NaN target and an infinite one, and a NaN logit, on an image large
-/// enough for several pixels per thread (the software tuning's four-pixel walks read each target
-/// themselves and must count what they read).
+/// The same for dense targets: a NaN target and an infinite one, and a NaN logit, on an image
+/// large enough for several pixels per thread (the software tuning's four-pixel walks read each
+/// target themselves and must count what they read).
 #[test]
 fn every_loss_counts_bad_dense_targets_as_the_cpu_does() {
-    let (gpu, kernels) = gpu();
     let shape = Shape::new(1, 3, &[29, 32]).unwrap();
     let s = shape.pixels();
     let mut rng = Rng::new(12);
-    let z = {
-        let mut z = rng.logits(shape.numel(), 2.0);
-        z[s + 77] = f32::NAN;
-        z
-    };
+    let mut z = rng.logits(shape.numel(), 2.0);
+    z[s + 77] = f32::NAN;
     let mut t: Vec<f32> = (0..shape.numel())
         .map(|e| f32::from((e % s) * 5 % 3 == e / s))
         .collect();
     t[401] = f32::NAN;
     t[2 * s + 900] = f32::INFINITY;
     let targets = segloss::Targets::Dense(&t);
-    let mut checked = 0;
-    for name in Loss::NAMES {
-        let Ok(loss) = Loss::parse(name, &[]) else {
-            continue;
-        };
-        if loss.validate(&shape, TargetKind::Dense).is_err() {
-            continue;
-        }
-        let want = match segloss::cpu::forward_backward(&loss, &shape, &z, targets) {
-            Err(Error::BadInput(st)) => st,
-            other => panic!(
-                "{name}: expected BadInput from the CPU, got {:?}",
-                other.err()
-            ),
-        };
+    let checked = statuses_match_the_cpu(&shape, &z, targets, &[], |name, want| {
         assert_eq!(want.nonfinite_targets, 2, "{name} on the CPU");
         assert_eq!(want.nonfinite_logits, 1, "{name} on the CPU");
-        for (tuning, k) in [("auto", kernels), ("gpu", gpu_tuned())] {
-            match k.run_blocking(&gpu.queue, &loss, &shape, &z, targets) {
-                Err(Error::BadInput(got)) => assert_eq!(got, want, "{name}, {tuning} tuning"),
-                other => panic!("{name}, {tuning}: expected BadInput, got {:?}", other.err()),
-            }
-        }
-        checked += 1;
-    }
+    });
     assert!(checked >= 15, "only {checked} losses take dense targets");
 }
 
