@@ -1443,6 +1443,13 @@ const CASES: &[Case] = &[
         WIDE_ALIGNED,
         Gen::Dense(false),
     ),
+    // The Wasserstein Dice loss in the four-pixel gradient walk.
+    case(
+        "wasserstein-dice",
+        &["dist_matrix=0,1,1,1,0,0.5,1,0.5,0", "weighting_mode=GDL"],
+        WIDE_3D,
+        Gen::Labels(None),
+    ),
     // Sensitivity-specificity in the four-pixel gradient walk.
     case(
         "sensitivity-specificity",
