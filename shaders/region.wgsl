@@ -190,9 +190,15 @@ fn dist(y: u32, c: u32) -> f32 {
     return aux[2u * params.c + y * params.c + c];
 }
 
-// M[y, c] for four labels (clamped into [0, C): a lane that does not count reads a valid row).
+// Four labels as class indices, clamped into [0, C): a lane that does not count (ignored, out of
+// range) reads a valid row of a per-class table, and its value is then not used.
+fn label_rows4(y: vec4<i32>) -> vec4<u32> {
+    return vec4<u32>(clamp(y, vec4<i32>(0), vec4<i32>(i32(params.c) - 1)));
+}
+
+// M[y, c] for four labels.
 fn wass_row(y: vec4<i32>, c: u32) -> vec4<f32> {
-    let yc = vec4<u32>(clamp(y, vec4<i32>(0), vec4<i32>(i32(params.c) - 1)));
+    let yc = label_rows4(y);
     return vec4<f32>(dist(yc.x, c), dist(yc.y, c), dist(yc.z, c), dist(yc.w, c));
 }
 
@@ -1480,7 +1486,7 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
         // four_wass: the label's W_y (0 where the pixel does not count).
         var w_lab = zeros;
         if four_wass() {
-            let yc = vec4<u32>(clamp(y, vec4<i32>(0), vec4<i32>(i32(params.c) - 1)));
+            let yc = label_rows4(y);
             w_lab = select(zeros, vec4<f32>(coef_cache[yc.x].x, coef_cache[yc.y].x,
                 coef_cache[yc.z].x, coef_cache[yc.w].x), ok);
         }
@@ -1509,11 +1515,11 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
                 other = coef.x * t;
                 ce_a = ce_a + pixel_weight(c) * ((1.0 - eps) * t + eps / classes);
             }
+            // The factor of e_c^k in Σ_c p_c·dl/dp_c: coef.y, lane by lane for the variants.
             var coef_y = vec4<f32>(coef.y);
             if four_ss() {
                 coef_y = select(coef_y, vec4<f32>(coef.x), is_hot);
-            }
-            if four_wass() && c >= FIRST_CHANNEL {
+            } else if four_wass() && c >= FIRST_CHANNEL {
                 coef_y = w_lab * wass_row(y, c);
             }
             dots[0] = dots[0] * fk + wk * coef_y;
@@ -1545,7 +1551,7 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
         let rest_pd = coef_scale * dots[2] * scale;
         var w_y = ones;
         if PIX == PIX_CE && HAS_PIXEL_WEIGHT {
-            let yc = vec4<u32>(clamp(y, vec4<i32>(0), vec4<i32>(i32(params.c) - 1)));
+            let yc = label_rows4(y);
             w_y = vec4<f32>(pixel_weight(yc.x), pixel_weight(yc.y), pixel_weight(yc.z),
                 pixel_weight(yc.w));
         }
@@ -1579,18 +1585,18 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
                     da = 2.0 * p;
                 }
                 let coef = coef_cache[c];
-                d = coef.y * da;
-                var d_hot = coef.x + d;
-                if four_ss() {
-                    d_hot = -2.0 * rest_p * coef.x;
-                }
-                d = coef_scale * select(d, d_hot, is_hot);
                 if four_dense() {
-                    d = coef_scale * (coef.x * tg + coef.y * da);
+                    d = coef.x * tg + coef.y * da;
+                } else if four_wass() {
+                    d = w_lab * wass_row(y, c);
+                } else {
+                    var d_hot = coef.x + coef.y * da;
+                    if four_ss() {
+                        d_hot = -2.0 * rest_p * coef.x;
+                    }
+                    d = select(coef.y * da, d_hot, is_hot);
                 }
-                if four_wass() {
-                    d = coef_scale * w_lab * wass_row(y, c);
-                }
+                d = coef_scale * d;
             }
             var g = d;
             if four_dense() && ACT == ACT_SOFTMAX {
@@ -1601,9 +1607,8 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
                 g = d * p * (1.0 - p);
             }
             if PIX == PIX_CE || PIX == PIX_COMBO || (PIX == PIX_FOCAL && c >= FIRST_CHANNEL) {
-                // The pixel-wise term (`pixel_term`), lane by lane; the labels make the focal
-                // term's targets 0 or 1.
-                let hit = tg;
+                // The pixel-wise term (`pixel_term`), lane by lane, on the targets `tg` (from
+                // labels, 0 or 1: the focal term's two-valued form).
                 let lp = z - lse;
                 let wc = pixel_weight(c);
                 for (var k = 0u; k < 4u; k = k + 1u) {
@@ -1612,16 +1617,16 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
                         let ts = (1.0 - eps) * tg[k] + eps / classes;
                         lg = ce_dense_term(lp[k], p_sm[k], ts, wc, ce_a[k]);
                     } else if PIX == PIX_CE {
-                        lg = ce_label_term(lp[k], p_sm[k], hit[k], w_y[k], wc, eps, classes,
+                        lg = ce_label_term(lp[k], p_sm[k], tg[k], w_y[k], wc, eps, classes,
                             params.pixel_weight_sum);
                     } else if PIX == PIX_COMBO {
-                        lg = bce_term(z[k], hit[k], params.beta, 1.0 - params.beta);
+                        lg = bce_term(z[k], tg[k], params.beta, 1.0 - params.beta);
                     } else {
                         var aw = wc;
                         if HAS_ALPHA {
-                            aw = aw * focal_alpha_factor(hit[k], params.focal_alpha);
+                            aw = aw * focal_alpha_factor(tg[k], params.focal_alpha);
                         }
-                        lg = focal_sigmoid_term(z[k], hit[k], params.pixel_gamma, aw, !DENSE);
+                        lg = focal_sigmoid_term(z[k], tg[k], params.pixel_gamma, aw, !DENSE);
                     }
                     pixel_loss = pixel_loss + lg.x * okf[k];
                     g[k] = g[k] + pixel_mult * lg.y;
