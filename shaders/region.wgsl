@@ -317,6 +317,11 @@ fn label_bad4(y: vec4<i32>) -> vec4<bool> {
     return vec4<bool>(!DENSE) & !in_range & !ignored;
 }
 
+// `prob` of four logits under a sigmoid or no activation (a softmax's needs its walk's sums).
+fn prob4(z: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(prob(z.x, 0.0), prob(z.y, 0.0), prob(z.z, 0.0), prob(z.w, 0.0));
+}
+
 // The logits at four element indices.
 fn logits4(e: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(logits[e.x], logits[e.y], logits[e.z], logits[e.w]);
@@ -381,7 +386,7 @@ fn stats_four(n: u32, blk: vec2<u32>, lid: u32) -> vec2<f32> {
             let z = logits4(base + vec4<u32>(c * params.s));
             var p = exp(z - m) * inv;
             if ACT != ACT_SOFTMAX {
-                p = vec4<f32>(prob(z.x, 0.0), prob(z.y, 0.0), prob(z.z, 0.0), prob(z.w, 0.0));
+                p = prob4(z);
             }
             // 0, not a product with 0: a non-finite logit at a pixel that does not count (the
             // gradient pass reports it) leaves the sums alone.
@@ -1566,7 +1571,7 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
             let p_sm = exp(z - m) * inv;
             var p = p_sm;
             if ACT != ACT_SOFTMAX {
-                p = vec4<f32>(prob(z.x, 0.0), prob(z.y, 0.0), prob(z.z, 0.0), prob(z.w, 0.0));
+                p = prob4(z);
             }
             let is_hot = y == vec4<i32>(i32(c));
             // The targets: one-hot from the labels, or read (`four_dense`).
