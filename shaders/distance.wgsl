@@ -310,25 +310,29 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 // gathers from one (on lavapipe the distance losses ran 1.2-1.3× faster so); longer lines use
 // their slice of `env` (5·len floats each, which `Edt::new` sizes). Lavapipe's compile time
 // grows with the square of a private array's length (one array of 3·512 + 1 floats: 50 s), hence
-// four arrays of PRIVATE_LINE (once per process; then Mesa's disk cache).
+// arrays of PRIVATE_LINE (once per process; then Mesa's disk cache).
 override PRIVATE_ENV: bool = true;
 // Must match `PRIVATE_LINE` in src/distance.rs (checked by a test).
 const PRIVATE_LINE: u32 = 256u;
-var<private> pv: array<f32, PRIVATE_LINE>;
+// An entry's position and its first pixel, packed by `set_entry` (both <= PRIVATE_LINE < 2^16):
+// on lavapipe each private access with a per-lane index is a gather or a scatter, and those
+// accesses are most of the pass's cost, so two values that are always read together share one.
+var<private> pvz: array<u32, PRIVATE_LINE>;
 var<private> ph: array<f32, PRIVATE_LINE>;
-var<private> pz: array<f32, PRIVATE_LINE>;
 // A run's end and its segment's end, packed by `set_run` (both <= PRIVATE_LINE < 2^16).
 var<private> pr: array<u32, PRIVATE_LINE>;
 
 // The envelopes of one line, one segment per run of same-class pixels, stored one after the
-// other: entry t has a position v (pixel index), a height h and a breakpoint z (where its
-// parabola starts to be the lowest). Run r (the r-th run of the line) has its end b_r and the
-// end of its segment, one past its last entry (the next segment's first; the same as the
-// segment's start for a run with no pixel of finite height, which has no entry): walk 2
-// reads both with one access per run, and the segment's bounds stop its advance loop. `vo`,
-// `ho`, `zo`, `bo`, `eo` are the arrays' offsets in `env` when they are not private (b and the
-// segment ends apart there: a line may be longer than 2^16); `k` is the last entry (-1: none
-// yet) and `first` the current segment's first entry.
+// other: entry t has a position v (pixel index), a height h and a start z, the first pixel
+// where its parabola is the lowest of the segment's (the envelope is only ever read at the
+// pixels, so its breakpoints are kept as pixel indices: whole numbers, which pack, and a pop
+// test that compares two parabolas at one pixel, without a division). Run r (the r-th run of
+// the line) has its end b_r and the end of its segment, one past its last entry (the next
+// segment's first; the same as the segment's start for a run with no pixel of finite height,
+// which has no entry): walk 2 reads both with one access per run, and the segment's bounds stop
+// its advance loop. `vo`, `ho`, `zo`, `bo`, `eo` are the arrays' offsets in `env` when they are
+// not private (each value apart there: a line may be longer than 2^16); `k` is the last entry
+// (-1: none yet) and `first` the current segment's first entry.
 struct Envelope {
     vo: u32,
     ho: u32,
@@ -339,11 +343,13 @@ struct Envelope {
     first: i32,
 }
 
-fn v_at(e: Envelope, t: u32) -> f32 {
+// Entry t's (position, first pixel).
+fn vz_at(e: Envelope, t: u32) -> vec2<u32> {
     if PRIVATE_ENV {
-        return pv[t];
+        let packed = pvz[t];
+        return vec2<u32>(packed & 0xffffu, packed >> 16u);
     }
-    return env[e.vo + t];
+    return vec2<u32>(u32(env[e.vo + t]), u32(env[e.zo + t]));
 }
 
 fn h_at(e: Envelope, t: u32) -> f32 {
@@ -351,13 +357,6 @@ fn h_at(e: Envelope, t: u32) -> f32 {
         return ph[t];
     }
     return env[e.ho + t];
-}
-
-fn z_at(e: Envelope, t: u32) -> f32 {
-    if PRIVATE_ENV {
-        return pz[t];
-    }
-    return env[e.zo + t];
 }
 
 // Run r's (end, segment end).
@@ -369,15 +368,14 @@ fn run_at(e: Envelope, r: u32) -> vec2<u32> {
     return vec2<u32>(u32(env[e.bo + r]), u32(env[e.eo + r]));
 }
 
-fn set_entry(e: Envelope, t: u32, v: f32, h: f32, z: f32) {
+fn set_entry(e: Envelope, t: u32, v: u32, h: f32, z: u32) {
     if PRIVATE_ENV {
-        pv[t] = v;
+        pvz[t] = v | (z << 16u);
         ph[t] = h;
-        pz[t] = z;
     } else {
-        env[e.vo + t] = v;
+        env[e.vo + t] = f32(v);
         env[e.ho + t] = h;
-        env[e.zo + t] = z;
+        env[e.zo + t] = f32(z);
     }
 }
 
@@ -393,27 +391,37 @@ fn set_run(e: Envelope, r: u32, b: u32) {
     }
 }
 
-// Pushes the parabola of height h at pixel q onto the current segment, first popping those of
-// the segment it hides everywhere.
-fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32) {
+// Pushes the parabola of height h at pixel q (of a line of `len` pixels) onto the current
+// segment, first popping those of the segment it hides at every pixel they own. The top entry
+// (v, h_v, from pixel z on) owns the pixels from z up; the new parabola, at q > v, is the lower
+// one beyond their crossing, so it hides the top one wherever it is no higher at z. Where it
+// is higher there, it starts at the first pixel past the crossing
+// s = ((h + x_q²) - (h_v + x_v²)) / (2 (x_q - x_v)) (> x_z, so after z; its index is clamped
+// to the line, past which no pixel reads it, and which keeps it in the 16 bits it is packed in).
+fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32, len: u32) {
     let xq = f32(q) * sp;
-    var s = -INF;
+    var z = 0u;
     loop {
         if (*e).k < (*e).first {
             break;
         }
         let top = u32((*e).k);
-        let xv = v_at(*e, top) * sp;
-        s = ((h + xq * xq) - (h_at(*e, top) + xv * xv)) / (2.0 * (xq - xv));
-        if s <= z_at(*e, top) {
+        let vz = vz_at(*e, top);
+        let hv = h_at(*e, top);
+        // Both parabolas at pixel z, the pixel differences first (exact in f32).
+        let dq = (f32(vz.y) - f32(q)) * sp;
+        let dv = (f32(vz.y) - f32(vz.x)) * sp;
+        if dq * dq + h <= dv * dv + hv {
             (*e).k = (*e).k - 1;
         } else {
+            let xv = f32(vz.x) * sp;
+            let s = ((h + xq * xq) - (hv + xv * xv)) / (2.0 * (xq - xv));
+            z = u32(min(floor(s / sp) + 1.0, f32(len)));
             break;
         }
     }
     (*e).k = (*e).k + 1;
-    let top = u32((*e).k);
-    set_entry(*e, top, f32(q), h, select(s, -INF, (*e).k == (*e).first));
+    set_entry(*e, u32((*e).k), q, h, z);
 }
 
 // MAP_IN_LAST_AXIS, for a line of a prediction volume starting at element `start`: what to
@@ -467,7 +475,7 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
                 fg = !fg;
             }
             if abs(f) < INF {
-                envelope_push(&e, q, abs(f), sp);
+                envelope_push(&e, q, abs(f), sp, len);
             }
         }
         set_run(e, r, len);
@@ -488,16 +496,15 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
                 r = r + 1u;
                 run = run_at(e, r);
             }
-            let x = f32(p) * sp;
             loop {
-                if j + 1u >= run.y || z_at(e, j + 1u) >= x {
+                if j + 1u >= run.y || vz_at(e, j + 1u).y > p {
                     break;
                 }
                 j = j + 1u;
             }
             // The pixel difference first (exact in f32), so long lines with a fractional
             // spacing keep the distance's digits (x - x_v would lose ~x·2^-24).
-            let dx = (f32(p) - v_at(e, j)) * sp;
+            let dx = (f32(p) - f32(vz_at(e, j).x)) * sp;
             var d = select(INF, dx * dx + h_at(e, j), j < run.y);
             let b = run.x;
             if a > 0u {

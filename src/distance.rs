@@ -279,13 +279,13 @@ pub(crate) fn grid(spatial: &[usize], spacing: &[f32]) -> Result<([u32; 4], [f32
 pub const NO_SOURCE: f32 = 1e30;
 
 /// Lines of up to this many pixels keep the exact transform's envelope in private memory (per
-/// invocation, four arrays of this length) and need no scratch buffer; longer lines take 5·len
+/// invocation, three arrays of this length) and need no scratch buffer; longer lines take 5·len
 /// floats of a storage buffer each (`PRIVATE_LINE` in shaders/distance.wgsl). The first axis
 /// needs neither.
 pub const PRIVATE_LINE: usize = 256;
 
 /// Scratch floats of one line over `PRIVATE_LINE` in the envelope pass (`edt_axis`): positions,
-/// heights and breakpoints of the envelopes' entries, and the ends of the runs and of their
+/// heights and first pixels of the envelopes' entries, and the ends of the runs and of their
 /// segments (len each).
 fn line_scratch(len: usize) -> usize {
     5 * len

@@ -142,6 +142,35 @@ fn envelope_with_many_runs() {
     }
 }
 
+/// Parabolas that cross far past the line: a coarse first axis (spacing 209.03) and rows of the
+/// mask with no background, whose pixels take the nearest background pixel of their column
+/// through the envelope. On row 1 the parabola of column 0 (height 209.03², from row 0) stays
+/// below that of column 1 (4·209.03², from row 3) up to pixel 65 540 or so, so column 1's entry
+/// starts there: it must stay past the line (clamped to it; in private memory the index is
+/// packed into 16 bits, where 65 541 would read as 5).
+#[test]
+fn envelope_with_distant_crossings() {
+    let (gpu, kernels) = gpu();
+    for len in [40, segloss::distance::PRIVATE_LINE + 1] {
+        let spatial = [4, len];
+        let spacing = [209.03, 1.0];
+        let mask: Vec<bool> = (0..4 * len).map(|k| k != 0 && k != 3 * len + 1).collect();
+        let words: Vec<u32> = mask.iter().map(|&m| u32::from(m)).collect();
+        let options = DistanceOptions {
+            spacing: spacing.to_vec(),
+            ..Default::default()
+        };
+        let got = transform(gpu, kernels, &words, &spatial, &options);
+        let want = segloss::cpu::distance::edt(&mask, &spatial, &spacing);
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "len {len} pixel {i}: gpu {g} vs cpu {w}"
+            );
+        }
+    }
+}
+
 // `small_binding_device` (64 KiB bindings, 16 384 floats) makes the exact transform's scratch
 // (5·len floats per line, for the axes after the first with lines over PRIVATE_LINE) walk
 // the lines in windows.

@@ -1,7 +1,8 @@
 //! CPU mirror of `shaders/distance.wgsl`, in f64: the exact separable transform (the same lower
 //! envelope as the shader, line by line; the shader builds one per run of same-class pixels, this
-//! one per class over the whole line, which gives the same minima), and a brute-force transform
-//! as the oracle of the oracle.
+//! one per class over the whole line, which gives the same minima, and keeps each parabola's
+//! start as a pixel index where this keeps the real breakpoint), and a brute-force transform as
+//! the oracle of the oracle.
 
 /// Squared distances "no source yet".
 const INF: f64 = f64::INFINITY;
