@@ -332,7 +332,7 @@ var<private> pr: array<u32, PRIVATE_LINE>;
 // which has no entry): walk 2 reads both with one access per run, and the segment's bounds stop
 // its advance loop. `vo`, `ho`, `zo`, `bo`, `eo` are the arrays' offsets in `env` when they are
 // not private (each value apart there: a line may be longer than 2^16); `k` is the last entry
-// (-1: none yet) and `first` the current segment's first entry.
+// (-1: none yet), `first` the current segment's first entry and `a` its run's first pixel.
 struct Envelope {
     vo: u32,
     ho: u32,
@@ -341,6 +341,7 @@ struct Envelope {
     eo: u32,
     k: i32,
     first: i32,
+    a: u32,
 }
 
 // Entry t's (position, first pixel).
@@ -392,15 +393,18 @@ fn set_run(e: Envelope, r: u32, b: u32) {
 }
 
 // Pushes the parabola of height h at pixel q (of a line of `len` pixels) onto the current
-// segment, first popping those of the segment it hides at every pixel they own. The top entry
-// (v, h_v, from pixel z on) owns the pixels from z up; the new parabola, at q > v, is the lower
-// one beyond their crossing, so it hides the top one wherever it is no higher at z. Where it
-// is higher there, it starts at the first pixel past the crossing
+// segment, first popping those of the segment it hides at every pixel of the run they own. The
+// top entry (v, h_v, from pixel z on) owns the pixels from z up; the new parabola, at q > v, is
+// the lower one beyond their crossing, so it hides the top one wherever it is no higher at z.
+// Where it is higher there, it starts at the first pixel past the crossing
 // s = ((h + x_q²) - (h_v + x_v²)) / (2 (x_q - x_v)) (> x_z, so after z; its index is clamped
 // to the line, past which no pixel reads it, and which keeps it in the 16 bits it is packed in).
+// A segment's first entry starts at its run's first pixel, so within a run the starts increase
+// by one pixel at least and each entry owns a pixel of the run or none past it: walk 2 moves to
+// the next entry at most once per pixel.
 fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32, len: u32) {
     let xq = f32(q) * sp;
-    var z = 0u;
+    var z = (*e).a;
     loop {
         if (*e).k < (*e).first {
             break;
@@ -416,7 +420,9 @@ fn envelope_push(e: ptr<function, Envelope>, q: u32, h: f32, sp: f32, len: u32) 
         } else {
             let xv = f32(vz.x) * sp;
             let s = ((h + xq * xq) - (hv + xv * xv)) / (2.0 * (xq - xv));
-            z = u32(min(floor(s / sp) + 1.0, f32(len)));
+            // After z also where rounding puts s at x_z or before it (a fractional spacing at
+            // a near tie): walk 2's single step needs each start past the one before.
+            z = max(u32(min(floor(s / sp) + 1.0, f32(len))), vz.y + 1u);
             break;
         }
     }
@@ -442,8 +448,8 @@ fn map_shifts(start: u32) -> vec2<u32> {
 // So each run gets an envelope of its own pixels, and the two sources enter in closed form.
 // The line is walked twice, pixel by pixel, whatever its runs: once building every run's
 // envelope, once reading them. Every thread (one line each) runs the same len iterations of
-// each walk, so the lanes of a SIMD group stay together; only the short pop and advance loops
-// differ between them. (Building and reading run by run made a lane that was still building
+// each walk, so the lanes of a SIMD group stay together; only the short pop loop differs
+// between them (walk 2 moves to the next entry at most once per pixel). (Building and reading run by run made a lane that was still building
 // its run wait for one that was reading its own, and the other way round.)
 @compute @workgroup_size(WG)
 fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -461,7 +467,7 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         // segments hold distinct pixels of the line (len entries at most: v, h, z), and a line
         // has len runs at most (b, segment end).
         let vo = i * (5u * len);
-        var e = Envelope(vo, vo + len, vo + 2u * len, vo + 3u * len, vo + 4u * len, -1, 0);
+        var e = Envelope(vo, vo + len, vo + 2u * len, vo + 3u * len, vo + 4u * len, -1, 0, 0u);
         // Walk 1: the envelopes.
         let fg0 = vol[start] < 0.0;
         var fg = fg0;
@@ -472,6 +478,7 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
                 set_run(e, r, q);
                 r = r + 1u;
                 e.first = e.k + 1;
+                e.a = q;
                 fg = !fg;
             }
             if abs(f) < INF {
@@ -496,10 +503,7 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
                 r = r + 1u;
                 run = run_at(e, r);
             }
-            loop {
-                if j + 1u >= run.y || vz_at(e, j + 1u).y > p {
-                    break;
-                }
+            if j + 1u < run.y && vz_at(e, j + 1u).y <= p {
                 j = j + 1u;
             }
             // The pixel difference first (exact in f32), so long lines with a fractional
