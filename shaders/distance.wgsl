@@ -486,30 +486,38 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             }
         }
         set_run(e, r, len);
-        // Walk 2: each pixel's lowest parabola of its run's segment [j0, end) (none for an
-        // empty one), and the run's two sources a - 1 and b. Runs alternate classes, so the
-        // class needs no read.
+        // Walk 2: each pixel's lowest parabola of its run's segment (none for an empty one),
+        // and the run's two sources a - 1 and b. Runs alternate classes, so the class needs no
+        // read. The current entry's position and height stay in registers (cv, ch), so a pixel
+        // reads the next entry, and its height only where the walk moves to it. A run whose
+        // segment is empty keeps the previous run's last entry, which lies before its left
+        // source a - 1 and so never beats it (the first run starts with none: ch = INF).
         fg = fg0;
         var a = 0u;
         r = 0u;
-        var j = 0u;
+        var next = 0u;
         var run = run_at(e, 0u);
+        var cv = 0.0;
+        var ch = INF;
         for (var p = 0u; p < len; p = p + 1u) {
             if p == run.x {
                 // The next run, and its segment, which starts where this one's ends.
                 a = p;
                 fg = !fg;
-                j = run.y;
+                next = run.y;
                 r = r + 1u;
                 run = run_at(e, r);
             }
-            if j + 1u < run.y && vz_at(e, j + 1u).y <= p {
-                j = j + 1u;
+            let vz = vz_at(e, next);
+            if next < run.y && vz.y <= p {
+                cv = f32(vz.x);
+                ch = h_at(e, next);
+                next = next + 1u;
             }
             // The pixel difference first (exact in f32), so long lines with a fractional
             // spacing keep the distance's digits (x - x_v would lose ~x·2^-24).
-            let dx = (f32(p) - f32(vz_at(e, j).x)) * sp;
-            var d = select(INF, dx * dx + h_at(e, j), j < run.y);
+            let dx = (f32(p) - cv) * sp;
+            var d = dx * dx + ch;
             let b = run.x;
             if a > 0u {
                 let dl = f32(p - a + 1u) * sp;
