@@ -1696,6 +1696,20 @@ const CASES: &[Case] = &[
     ),
     case("hausdorff-dt", &[], WIDE, Gen::Labels(None)),
     case("boundary", &[], WIDE_3D, Gen::Labels(None)),
+    // The fused distance pass's four-pixel walk (`fused_four` in shaders/region.wgsl) without
+    // the background class, and over the batch.
+    case(
+        "boundary",
+        &["include_background=false"],
+        WIDE,
+        Gen::Labels(None),
+    ),
+    case(
+        "hausdorff-dt",
+        &["include_background=true", "batch=true"],
+        WIDE_3D,
+        Gen::Labels(None),
+    ),
     case("lovasz-softmax", &[], WIDE, Gen::Labels(None)),
     case("lovasz-hinge", &[], WIDE_C1, Gen::Labels(None)),
     case("topk", &["k=30"], WIDE_3D, Gen::Labels(None)),

@@ -472,19 +472,20 @@ fn single_channel_labels_mean_the_same_on_gpu_and_cpu() {
     assert_eq!(refused, ["cross-entropy", "topk"]);
 }
 
-/// For every loss that plans with `params` on these targets: the CPU reference's status (which
-/// `cpu_expects` checks), and the same status from the GPU in both tunings. Returns how many
-/// losses it checked.
+/// For every loss that `only` names and that plans with `params` on these targets: the CPU
+/// reference's status (which `cpu_expects` checks), and the same status from the GPU in both
+/// tunings. Returns how many losses it checked.
 fn statuses_match_the_cpu(
     shape: &Shape,
     z: &[f32],
     targets: segloss::Targets,
     params: &[&str],
+    only: impl Fn(&str) -> bool,
     cpu_expects: impl Fn(&str, &segloss::Status),
 ) -> usize {
     let (gpu, kernels) = gpu();
     let mut checked = 0;
-    for name in Loss::NAMES {
+    for name in Loss::NAMES.iter().filter(|n| only(n)) {
         let Ok(loss) = Loss::parse(name, params) else {
             continue;
         };
@@ -513,7 +514,9 @@ fn statuses_match_the_cpu(
 /// Every loss that takes class labels reports the same status as the CPU reference, in both
 /// tunings, on an image large enough that the software tuning's gradient pass takes several
 /// pixels per thread (its four-pixel walk: the bad pixels sit in different lanes): one label
-/// out of range, a non-finite logit at an ignored pixel and one at a valid pixel.
+/// out of range, a non-finite logit at an ignored pixel and one at a valid pixel; and both at
+/// the image's last pixel, which the four-pixel walks' lanes past their block read again (and
+/// must not count again).
 #[test]
 fn every_loss_counts_bad_inputs_as_the_cpu_does() {
     let shape = Shape::new(1, 3, &[29, 31]).unwrap();
@@ -522,18 +525,30 @@ fn every_loss_counts_bad_inputs_as_the_cpu_does() {
     let mut labels: Vec<i32> = (0..s).map(|i| (i * 7 % 3) as i32).collect();
     labels[600] = 7; // out of range, not ignore_index
     labels[850] = 255; // ignored
+    labels[s - 1] = 9; // out of range, the last pixel
     let mut z = rng.logits(shape.numel(), 2.0);
     z[850] = f32::NAN; // channel 0 of the ignored pixel
     z[2 * s + 301] = f32::INFINITY; // channel 2 of a valid pixel
+    z[s + s - 1] = f32::NAN; // channel 1 of the last pixel
     let t = segloss::Targets::Labels(&labels);
-    let checked = statuses_match_the_cpu(&shape, &z, t, &["ignore_index=255"], |name, want| {
-        assert_eq!(want.bad_labels, 1, "{name} on the CPU");
+    let ignore = ["ignore_index=255"];
+    let takes_ignore = |name: &str| Loss::parse(name, &ignore).is_ok();
+    let checked = statuses_match_the_cpu(&shape, &z, t, &ignore, takes_ignore, |name, want| {
+        assert_eq!(want.bad_labels, 2, "{name} on the CPU");
         assert!(want.nonfinite_logits >= 1, "{name} on the CPU");
     });
     assert!(
         checked >= 15,
         "only {checked} losses take ignore_index with labels"
     );
+    // The others (the distance losses among them), for which label 255 is out of range too.
+    let others = |name: &str| !takes_ignore(name);
+    assert!(others("boundary") && others("hausdorff-dt"));
+    let checked = statuses_match_the_cpu(&shape, &z, t, &[], others, |name, want| {
+        assert_eq!(want.bad_labels, 3, "{name} on the CPU");
+        assert!(want.nonfinite_logits >= 1, "{name} on the CPU");
+    });
+    assert!(checked >= 5, "only {checked} other losses take labels");
 }
 
 /// The same for dense targets: a NaN target and an infinite one, and a NaN logit, on an image
@@ -552,10 +567,17 @@ fn every_loss_counts_bad_dense_targets_as_the_cpu_does() {
     t[401] = f32::NAN;
     t[2 * s + 900] = f32::INFINITY;
     let targets = segloss::Targets::Dense(&t);
-    let checked = statuses_match_the_cpu(&shape, &z, targets, &[], |name, want| {
-        assert_eq!(want.nonfinite_targets, 2, "{name} on the CPU");
-        assert_eq!(want.nonfinite_logits, 1, "{name} on the CPU");
-    });
+    let checked = statuses_match_the_cpu(
+        &shape,
+        &z,
+        targets,
+        &[],
+        |_| true,
+        |name, want| {
+            assert_eq!(want.nonfinite_targets, 2, "{name} on the CPU");
+            assert_eq!(want.nonfinite_logits, 1, "{name} on the CPU");
+        },
+    );
     assert!(checked >= 15, "only {checked} losses take dense targets");
 }
 
