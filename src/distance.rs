@@ -322,6 +322,8 @@ pub(crate) struct Edt {
 #[derive(Clone, Copy)]
 pub(crate) struct LossVolumes {
     pub hausdorff: bool,
+    /// Hausdorff's α is 2: the map's pipeline takes ALPHA_TWO (shaders/distance.wgsl).
+    pub alpha_two: bool,
     /// Floats `env` must hold for `seed_winner` (one per pixel), or 0.
     pub winners: usize,
 }
@@ -399,11 +401,13 @@ impl Edt {
         // The separable passes read none of the seeding and finishing constants: built without
         // them, every plan of the device shares them (one compile each, not one per loss).
         // The envelope pass of an axis of extent d; with MAP_IN_LAST_AXIS for Hausdorff's map.
+        let alpha_two = loss.is_some_and(|l| l.alpha_two);
         let envelope = |d: usize, map: bool| {
             let flag = |b: bool| if b { 1.0 } else { 0.0 };
             let constants = [
                 ("PRIVATE_ENV", flag(d <= PRIVATE_LINE)),
                 ("MAP_IN_LAST_AXIS", flag(map)),
+                ("ALPHA_TWO", flag(map && alpha_two)),
             ];
             kernels.pipeline(Family::Distance, "edt_axis", &constants, &pipeline_layout)
         };
@@ -803,14 +807,16 @@ impl LossMap {
             } else {
                 1
             };
+        let hausdorff = spec.kind == MapKind::Hausdorff;
+        let alpha_two = hausdorff && spec.alpha == 2.0;
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         let constants = [
             ("DENSE", flag(spec.dense)),
             ("HAS_IGNORE", flag(spec.ignore_index.is_some())),
             ("ACT", spec.act as f64),
             ("MAP_KIND", spec.kind as u32 as f64),
+            ("ALPHA_TWO", flag(alpha_two)),
         ];
-        let hausdorff = spec.kind == MapKind::Hausdorff;
         // A softmax prediction's masks come from `seed_winner`, one class per pixel in `env`.
         let winner = hausdorff && spec.act == 0;
         let edt = Edt::new(
@@ -821,6 +827,7 @@ impl LossMap {
             Method::Exact,
             Some(LossVolumes {
                 hausdorff,
+                alpha_two,
                 winners: if winner { shape.pixels() } else { 0 },
             }),
         )?;
