@@ -37,6 +37,8 @@ override SIGNED: bool = false;
 override MAP_IN_LAST_AXIS: bool = false;
 // finish_map: 0 boundary (signed map of the target), 1 Hausdorff (dt_p^α + dt_g^α).
 override MAP_KIND: u32 = 0u;
+const MAP_BOUNDARY: u32 = 0u;
+const MAP_HAUSDORFF: u32 = 1u;
 // Hausdorff's α is 2 (MONAI's default), set by the host for the passes that write the map: dt^α
 // is then the squared distance itself. As a runtime test of params.alpha, the power's other
 // branch (exp2 and log2, twice per pixel) cost lavapipe 10% of the 2D envelope passes, since it
@@ -50,8 +52,6 @@ fn hausdorff_map_value(pred: f32, truth: f32) -> f32 {
     }
     return distance_power_of(pred, params.alpha) + distance_power_of(truth, params.alpha);
 }
-const MAP_BOUNDARY: u32 = 0u;
-const MAP_HAUSDORFF: u32 = 1u;
 
 // Must match `DistanceParams` in src/distance.rs.
 struct Params {
@@ -342,10 +342,11 @@ var<private> pr: array<u32, PRIVATE_LINE>;
 // test that compares two parabolas at one pixel, without a division). Run r (the r-th run of
 // the line) has its end b_r and the end of its segment, one past its last entry (the next
 // segment's first; the same as the segment's start for a run with no pixel of finite height,
-// which has no entry): walk 2 reads both with one access per run, and the segment's bounds stop
-// its advance loop. `vo`, `ho`, `zo`, `bo`, `eo` are the arrays' offsets in `env` when they are
-// not private (each value apart there: a line may be longer than 2^16); `k` is the last entry
-// (-1: none yet), `first` the current segment's first entry and `a` its run's first pixel.
+// which has no entry): walk 2 reads both with one access per run, and the segment's end bounds
+// its step to the next entry. `vo`, `ho`, `zo`, `bo`, `eo` are the arrays' offsets in `env`
+// when they are not private (each value apart there: a line may be longer than 2^16); `k` is
+// the last entry (-1: none yet), `first` the current segment's first entry and `a` its run's
+// first pixel.
 struct Envelope {
     vo: u32,
     ho: u32,
@@ -462,8 +463,9 @@ fn map_shifts(start: u32) -> vec2<u32> {
 // The line is walked twice, pixel by pixel, whatever its runs: once building every run's
 // envelope, once reading them. Every thread (one line each) runs the same len iterations of
 // each walk, so the lanes of a SIMD group stay together; only the short pop loop differs
-// between them (walk 2 moves to the next entry at most once per pixel). (Building and reading run by run made a lane that was still building
-// its run wait for one that was reading its own, and the other way round.)
+// between them (walk 2 moves to the next entry at most once per pixel). (Building and reading
+// run by run made a lane that was still building its run wait for one that was reading its
+// own, and the other way round.)
 @compute @workgroup_size(WG)
 fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let axis = params.axis;

@@ -467,7 +467,8 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     }
     if fused_four_pixels() {
         let r = fused_four(n, blk, lane.lid);
-        write_partials(lane, n * params.wx + wid.x, 0u, params.c, vec4<f32>(r.valid, 0.0, 0.0, 0.0));
+        let counts = vec4<f32>(r.valid, 0.0, 0.0, 0.0);
+        write_partials(lane, n * params.wx + wid.x, 0u, params.c, counts);
         count_bad(r.bad_labels, r.bad_logits, 0u);
         return;
     }
@@ -1660,14 +1661,15 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
 // read twice instead. On lavapipe the pass took 18.4-18.8 ms instead of 21.9-24.4 (boundary)
 // and 17.7-17.9 instead of 20.6-23.4 (hausdorff-dt) at 8×19×128×256, 30.3-30.6 instead of
 // 35.5-42.6 at 2×14×64³; with `grad_four`'s neighbouring pixels (ALIGNED4) it was slower than
-// pixel by pixel (21 -> 38 ms), the map's reads being four scalar loads either way. With K = λ·distance_coef() (every class's coefficient),
-// e_c = exp(z_c - max), Σ = Σ_c e_c, y the label and g one-hot:
+// pixel by pixel (21 -> 38 ms), the map's reads being four scalar loads either way.
+// With K = λ·distance_coef() (every class's coefficient), e_c = exp(z_c - max), Σ = Σ_c e_c,
+// y the label and g one-hot:
 //   boundary:  l = Σ_c p_c·φ_c,          dl/dp_c = K·φ_c;
 //   hausdorff: l = Σ_c (p_c - g_c)²·φ_c, dl/dp_c = 2K·(p_c - g_c)·φ_c;
 // over the kept classes (φ = 0 below FIRST_CHANNEL). Walk 1 sums, online, the other classes'
-// Σ_{c≠y} e_c (so 1 - p_y keeps its digits where p_y is near 1) and Σ_{c≠y} e_c·φ_c (boundary)
-// or Σ_{c≠y} e_c²·φ_c (hausdorff), and picks up z_y and φ_y; then the loss and the dot
-// Σ_c p_c·dl/dp_c are closed forms, and walk 2 reads each logit and map value again for
+// Σ_{c≠y} e_c (so 1 - p_y keeps its digits where p_y is near 1) and Σ_{c≠y} e_c·φ_c
+// (boundary) or Σ_{c≠y} e_c²·φ_c (hausdorff), and picks up z_y and φ_y; then the loss and
+// the dot Σ_c p_c·dl/dp_c are closed forms, and walk 2 reads each logit and map value again for
 // dL/dz_c = p_c·(dl/dp_c - dot), which at the label is taken without the difference:
 //   boundary:  p_y·K·((1 - p_y)·φ_y - Σ_{c≠y} p_c·φ_c),
 //   hausdorff: -2K·p_y·((1 - p_y)²·φ_y + Σ_{c≠y} p_c²·φ_c).
