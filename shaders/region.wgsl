@@ -317,6 +317,32 @@ fn label_bad4(y: vec4<i32>) -> vec4<bool> {
     return vec4<bool>(!DENSE) & !in_range & !ignored;
 }
 
+// The lanes of `mask` that are set, as a count.
+fn count4(mask: vec4<bool>) -> u32 {
+    return dot(vec4<u32>(mask), vec4<u32>(1u));
+}
+
+// One step of a four-pixel walk over image n's block ending at `end`, at the pixels `sv` (their
+// indices in the image): the pixels past the block read the image's last one (a valid address)
+// and count for nothing.
+struct FourStep {
+    inside: vec4<bool>,   // the pixel is in the block
+    y: vec4<i32>,         // its label
+    ok: vec4<bool>,       // in the block, and its label counts (`label_ok4`)
+    okf: vec4<f32>,       // ok as 1 or 0
+    base: vec4<u32>,      // its channel 0 element in [N, C, *S]
+    bad_labels: u32,      // pixels in the block with a bad label
+}
+
+fn four_step(n: u32, sv: vec4<u32>, end: u32) -> FourStep {
+    let inside = sv < vec4<u32>(end);
+    let sc = min(sv, vec4<u32>(params.s - 1u));
+    let y = labels4(n * params.s, sc);
+    let ok = inside & label_ok4(y);
+    return FourStep(inside, y, ok, select(vec4<f32>(0.0), vec4<f32>(1.0), ok),
+        vec4<u32>(n * params.c * params.s) + sc, count4(inside & label_bad4(y)));
+}
+
 // `prob` of four logits under a sigmoid or no activation (a softmax's needs its walk's sums).
 fn prob4(z: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(prob(z.x, 0.0), prob(z.y, 0.0), prob(z.z, 0.0), prob(z.w, 0.0));
@@ -349,13 +375,11 @@ fn stats_four(n: u32, blk: vec2<u32>, lid: u32) -> vec2<f32> {
     var counts = vec2<f32>(0.0);
     let ones = vec4<f32>(1.0);
     for (var s = blk.x + lid; s < blk.y; s = s + 4u * WG) {
-        let sv = vec4<u32>(s, s + WG, s + 2u * WG, s + 3u * WG);
-        // Pixels past the block read the image's last one (a valid address) and count for
-        // nothing.
-        let sc = min(sv, vec4<u32>(params.s - 1u));
-        let y = labels4(n * params.s, sc);
-        let ok = (sv < vec4<u32>(blk.y)) & label_ok4(y);
-        let okf = select(vec4<f32>(0.0), ones, ok);
+        let st = four_step(n, vec4<u32>(s, s + WG, s + 2u * WG, s + 3u * WG), blk.y);
+        let y = st.y;
+        let ok = st.ok;
+        let okf = st.okf;
+        let base = st.base;
         counts.x = counts.x + dot(okf, ones);
         if PIX == PIX_CE && !DENSE {
             let yc = vec4<u32>(max(y, vec4<i32>(0)));
@@ -363,7 +387,6 @@ fn stats_four(n: u32, blk: vec2<u32>, lid: u32) -> vec2<f32> {
                 pixel_weight(yc.w));
             counts.y = counts.y + dot(okf, w);
         }
-        let base = vec4<u32>(n * params.c * params.s) + sc;
         // Walk 1 (softmax): the four online log-sum-exps (`lse_push`, lane by lane).
         var m = vec4<f32>(LSE_EMPTY.x);
         var sum = vec4<f32>(0.0);
@@ -1478,15 +1501,13 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
     let eps = params.label_smoothing;
     let classes = f32(params.c);
     for (var s = four_start(blk, lid); s < blk.y; s = s + 4u * WG) {
-        let sv = four_lanes(s);
-        // Pixels past the block read the image's last one (a valid address) and write nothing.
-        let inside = sv < vec4<u32>(blk.y);
-        let sc = min(sv, vec4<u32>(params.s - 1u));
-        let y = labels4(n * params.s, sc);
-        let ok = inside & label_ok4(y);
-        bad_labels = bad_labels + dot(vec4<u32>(inside & label_bad4(y)), vec4<u32>(1u));
-        let okf = select(zeros, ones, ok);
-        let base = vec4<u32>(n * params.c * params.s) + sc;
+        let st = four_step(n, four_lanes(s), blk.y);
+        let inside = st.inside;
+        let y = st.y;
+        let ok = st.ok;
+        let okf = st.okf;
+        let base = st.base;
+        bad_labels = bad_labels + st.bad_labels;
         // Walk 1 (`px_load_dot`): the online log-sum-exp, the sums of `px_dot`, and at the
         // label's class its logit and coef.x (`hot_x`), picked up as the walk passes it.
         var m = vec4<f32>(LSE_EMPTY.x);
@@ -1504,7 +1525,7 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
         }
         for (var c = 0u; c < params.c && four_first_walk(); c = c + 1u) {
             let z = logits_four(base + vec4<u32>(c * params.s));
-            bad_logits = bad_logits + dot(vec4<u32>(inside & is_nonfinite4(z)), vec4<u32>(1u));
+            bad_logits = bad_logits + count4(inside & is_nonfinite4(z));
             let fw = lse_factors4(m, z);
             let f = fw.f;
             let w = fw.w;
@@ -1523,7 +1544,7 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
             if four_dense() {
                 // dots[1] is Σ e_c·coef.x·g_c here; cross-entropy's A = Σ_c w_c·t'_c.
                 let t = targets4(base + vec4<u32>(c * params.s));
-                bad_targets = bad_targets + dot(vec4<u32>(inside & is_nonfinite4(t)), vec4<u32>(1u));
+                bad_targets = bad_targets + count4(inside & is_nonfinite4(t));
                 other = coef.x * t;
                 ce_a = ce_a + pixel_weight(c) * ((1.0 - eps) * t + eps / classes);
             }
@@ -1572,7 +1593,7 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
             let e = base + vec4<u32>(c * params.s);
             let z = logits_four(e);
             if !four_first_walk() {
-                bad_logits = bad_logits + dot(vec4<u32>(inside & is_nonfinite4(z)), vec4<u32>(1u));
+                bad_logits = bad_logits + count4(inside & is_nonfinite4(z));
             }
             // The softmax's p (cross-entropy's whatever the activation), and the activation's.
             let p_sm = exp(z - m) * inv;
@@ -1586,7 +1607,7 @@ fn grad_four(n: u32, blk: vec2<u32>, lid: u32, coef_scale: f32, pixel_mult: f32)
             if four_dense() {
                 tg = targets4(e);
                 if !four_first_walk() {
-                    bad_targets = bad_targets + dot(vec4<u32>(inside & is_nonfinite4(tg)), vec4<u32>(1u));
+                    bad_targets = bad_targets + count4(inside & is_nonfinite4(tg));
                 }
             }
             var d = zeros;
@@ -1702,16 +1723,13 @@ fn fused_four(n: u32, blk: vec2<u32>, lid: u32) -> FusedFour {
     var loss = 0.0;
     var r = FusedFour(0.0, 0u, 0u);
     for (var s = blk.x + lid; s < blk.y; s = s + 4u * WG) {
-        let sv = vec4<u32>(s, s + WG, s + 2u * WG, s + 3u * WG);
-        // Pixels past the block read the image's last one (a valid address) and write nothing.
-        let inside = sv < vec4<u32>(blk.y);
-        let sc = min(sv, vec4<u32>(params.s - 1u));
-        let y = labels4(n * params.s, sc);
-        let ok = inside & label_ok4(y);
-        r.bad_labels = r.bad_labels + dot(vec4<u32>(inside & label_bad4(y)), vec4<u32>(1u));
-        let okf = select(zeros, ones, ok);
-        r.valid = r.valid + dot(okf, ones);
-        let base = vec4<u32>(n * params.c * params.s) + sc;
+        let st = four_step(n, vec4<u32>(s, s + WG, s + 2u * WG, s + 3u * WG), blk.y);
+        let inside = st.inside;
+        let y = st.y;
+        let ok = st.ok;
+        let base = st.base;
+        r.bad_labels = r.bad_labels + st.bad_labels;
+        r.valid = r.valid + dot(st.okf, ones);
         // Walk 1.
         var m = vec4<f32>(LSE_EMPTY.x);
         var sum = zeros;
@@ -1722,7 +1740,7 @@ fn fused_four(n: u32, blk: vec2<u32>, lid: u32) -> FusedFour {
         for (var c = 0u; c < params.c; c = c + 1u) {
             let e = base + vec4<u32>(c * params.s);
             let z = logits4(e);
-            r.bad_logits = r.bad_logits + dot(vec4<u32>(inside & is_nonfinite4(z)), vec4<u32>(1u));
+            r.bad_logits = r.bad_logits + count4(inside & is_nonfinite4(z));
             let fw = lse_factors4(m, z);
             let is_hot = y == vec4<i32>(i32(c));
             let other = select(ones, zeros, is_hot);
