@@ -5,14 +5,19 @@ Run from the repository root, in an environment with
 `torch monai==1.6.1 segmentation-models-pytorch==0.6.0 scipy numpy` and a built tool
 (`cargo build --release --example segloss`):
 
-    python benches/compare.py [--size 8,19,128,256] [--repeat 10] [--losses A,B,...] [--edt-size 128,128,128]
-                              [--segloss target/release/examples/segloss]
+    python benches/compare.py [--size 8,19,128,256] [--repeat 10] [--rounds 1] [--losses A,B,...]
+                              [--edt-size 128,128,128] [--segloss target/release/examples/segloss]
 
 On the same inputs, each reference runs forward + backward (on CUDA when torch sees a GPU, else
 on the CPU) `--repeat` times after a warm-up of 0.2 s, and segloss runs through
 `segloss eval --repeat` (its "gpu_ms" where the adapter has timestamp queries, else "ms"). Prints one line per pair with
 the median milliseconds and the ratio reference / segloss (> 1: segloss is faster), and with
 --json one JSON object per pair.
+
+With `--rounds R`, each pair is timed R times in turn (reference, segloss, reference, ...), and
+the line gives the median of the R rounds' ratios and their range: on a shared or throttling
+machine, whose speed drifts between two measurements taken a minute apart, a ratio of two
+measurements taken side by side is steadier than a ratio of two separate medians.
 
 The exact distance transform is compared twice, through `segloss edt --repeat` against scipy's
 `distance_transform_edt` (which runs on the CPU whatever torch sees): on one mask per image of
@@ -118,11 +123,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="8,19,128,256", help="N,C,*S of the logits")
     ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=1, help="time each pair this many times in turn")
     ap.add_argument("--segloss", default="target/release/examples/segloss")
     ap.add_argument("--losses", default="", help="only these segloss names (and edt), comma-separated")
     ap.add_argument("--edt-size", default="128,128,128", help="the extents of the single EDT volume")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.rounds < 1 or a.repeat < 1:
+        ap.error(f"--rounds and --repeat take at least 1 (got {a.rounds} and {a.repeat})")
     only = {x for x in a.losses.split(",") if x}
     dims = [int(d) for d in a.size.split(",")]
     rng = np.random.default_rng(0)
@@ -141,20 +149,28 @@ def main() -> int:
         np.save(zp, z)
         np.save(yp, y)
         if not a.json:
-            print(f"shape {dims}; reference: {env_note}; segloss: {a.segloss}; median of {a.repeat}")
+            rounds = f", {a.rounds} rounds" if a.rounds > 1 else ""
+            print(f"shape {dims}; reference: {env_note}; segloss: {a.segloss}; median of {a.repeat}{rounds}")
             print(f"{'reference':<52} {'ref ms':>10} {'segloss':<16} {'ms':>10} {'ratio':>8}")
 
         def pair(shape, name, cmd, label, run):
-            ref = median_ms(run, a.repeat, sync)
-            ours = segloss_ms(a.segloss, cmd, a.repeat)
-            row = {"reference": label, "ref_ms": ref, "segloss": name, "segloss_ms": ours, "ratio": ref / ours}
+            refs, ours = [], []
+            for _ in range(a.rounds):
+                refs.append(median_ms(run, a.repeat, sync))
+                ours.append(segloss_ms(a.segloss, cmd, a.repeat))
+            ratios = [r / o for r, o in zip(refs, ours)]
+            ref, own, ratio = (float(np.median(v)) for v in (refs, ours, ratios))
+            row = {"reference": label, "ref_ms": ref, "segloss": name, "segloss_ms": own, "ratio": ratio}
+            if a.rounds > 1:
+                row.update({"rounds_ref_ms": refs, "rounds_segloss_ms": ours, "rounds_ratio": ratios})
             if a.json:
                 # scipy runs on the CPU whatever torch sees.
                 note = scipy_note if name == "edt" else env_note
                 row.update({"shape": shape, "reference_device": note})
-                print(json.dumps(row))
+                print(json.dumps(row), flush=True)
             else:
-                print(f"{label:<52} {ref:>10.2f} {name:<16} {ours:>10.2f} {ref / ours:>8.2f}")
+                spread = f"  ({min(ratios):.2f}-{max(ratios):.2f})" if a.rounds > 1 else ""
+                print(f"{label:<52} {ref:>10.2f} {name:<16} {own:>10.2f} {ratio:>8.2f}{spread}", flush=True)
 
         for name, cmd, label, run in references(z, y, device, zp, yp, mp):
             if not only or name in only:
