@@ -62,3 +62,8 @@ pub mod internals {
     pub use crate::loss::pixel::PixelParams;
     pub use crate::loss::region::RegionParams;
 }
+
+// The README's Rust example, compiled with the doctests so that it stays true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
