@@ -334,6 +334,19 @@ struct FourStep {
     bad_labels: u32,      // pixels in the block with a bad label
 }
 
+// The four pixels of a step from pixel s, WG apart (the walks' default: on lavapipe neighbouring
+// pixels made the statistics and fused walks twice as slow).
+fn lanes_apart(s: u32) -> vec4<u32> {
+    return vec4<u32>(s, s + WG, s + 2u * WG, s + 3u * WG);
+}
+
+// acc[0, count) to zero, before a walk sums into it.
+fn clear_acc(count: u32) {
+    for (var j = 0u; j < count; j = j + 1u) {
+        acc[j] = vec4<f32>(0.0);
+    }
+}
+
 fn four_step(n: u32, sv: vec4<u32>, end: u32) -> FourStep {
     let inside = sv < vec4<u32>(end);
     let sc = min(sv, vec4<u32>(params.s - 1u));
@@ -369,13 +382,11 @@ fn pixel_block(x: u32, count: u32, align: u32) -> vec2<u32> {
 // blk.x + lid, four pixels WG apart per step: fills acc[c] for the kept classes, returns (valid
 // pixels, their summed pixel-term weight) as the pixel-by-pixel walk counts them.
 fn stats_four(n: u32, blk: vec2<u32>, lid: u32) -> vec2<f32> {
-    for (var j = 0u; j < params.c; j = j + 1u) {
-        acc[j] = vec4<f32>(0.0);
-    }
+    clear_acc(params.c);
     var counts = vec2<f32>(0.0);
     let ones = vec4<f32>(1.0);
     for (var s = blk.x + lid; s < blk.y; s = s + 4u * WG) {
-        let st = four_step(n, vec4<u32>(s, s + WG, s + 2u * WG, s + 3u * WG), blk.y);
+        let st = four_step(n, lanes_apart(s), blk.y);
         let y = st.y;
         let ok = st.ok;
         let okf = st.okf;
@@ -497,9 +508,7 @@ fn stats_pass(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     }
     for (var c0 = 0u; c0 < params.c; c0 = c0 + CHUNK) {
         let chunk = min(CHUNK, params.c - c0);
-        for (var j = 0u; j < CHUNK; j = j + 1u) {
-            acc[j] = vec4<f32>(0.0);
-        }
+        clear_acc(CHUNK);
         var valid = 0.0;
         var valid_weight = 0.0;
         var mass = vec2<f32>(0.0);
@@ -1478,7 +1487,7 @@ fn four_lanes(s: u32) -> vec4<u32> {
     if four_aligned() {
         return vec4<u32>(s, s + 1u, s + 2u, s + 3u);
     }
-    return vec4<u32>(s, s + WG, s + 2u * WG, s + 3u * WG);
+    return lanes_apart(s);
 }
 
 // The logits at the four elements `four_lanes` gives (e: their indices in channel c).
@@ -1716,14 +1725,12 @@ fn map4(e: vec4<u32>, n: u32) -> vec4<f32> {
 fn fused_four(n: u32, blk: vec2<u32>, lid: u32) -> FusedFour {
     let ones = vec4<f32>(1.0);
     let zeros = vec4<f32>(0.0);
-    for (var j = 0u; j < params.c; j = j + 1u) {
-        acc[j] = vec4<f32>(0.0);
-    }
+    clear_acc(params.c);
     let k = params.lambda_region * distance_coef();
     var loss = 0.0;
     var r = FusedFour(0.0, 0u, 0u);
     for (var s = blk.x + lid; s < blk.y; s = s + 4u * WG) {
-        let st = four_step(n, vec4<u32>(s, s + WG, s + 2u * WG, s + 3u * WG), blk.y);
+        let st = four_step(n, lanes_apart(s), blk.y);
         let inside = st.inside;
         let y = st.y;
         let ok = st.ok;
