@@ -113,10 +113,13 @@ def balls(shape, count: int, rng) -> np.ndarray:
     return mask
 
 
-def segloss_ms(tool: str, cmd, repeat: int) -> float:
+def segloss_ms(tool: str, cmd, repeat: int) -> tuple[float, str | None]:
+    """The median ms of `segloss CMD --repeat R`, and the digest of the WGSL it ran ("shaders")."""
     out = subprocess.run([tool, *cmd, "--repeat", str(repeat)], capture_output=True, text=True, check=True)
+    # Pass the tool's warnings on (a binary built from other shaders than the checkout's says so).
+    sys.stderr.write(out.stderr)
     res = json.loads(out.stdout)
-    return float(res.get("gpu_ms") or res["ms"])
+    return float(res.get("gpu_ms") or res["ms"]), res.get("shaders")
 
 
 def main() -> int:
@@ -154,10 +157,11 @@ def main() -> int:
             print(f"{'reference':<52} {'ref ms':>10} {'segloss':<16} {'ms':>10} {'ratio':>8}")
 
         def pair(shape, name, cmd, label, run):
-            refs, ours = [], []
+            refs, ours, shaders = [], [], None
             for _ in range(a.rounds):
                 refs.append(median_ms(run, a.repeat, sync))
-                ours.append(segloss_ms(a.segloss, cmd, a.repeat))
+                own_ms, shaders = segloss_ms(a.segloss, cmd, a.repeat)
+                ours.append(own_ms)
             ratios = [r / o for r, o in zip(refs, ours)]
             ref, own, ratio = (float(np.median(v)) for v in (refs, ours, ratios))
             row = {"reference": label, "ref_ms": ref, "segloss": name, "segloss_ms": own, "ratio": ratio}
@@ -166,7 +170,7 @@ def main() -> int:
             if a.json:
                 # scipy runs on the CPU whatever torch sees.
                 note = scipy_note if name == "edt" else env_note
-                row.update({"shape": shape, "reference_device": note})
+                row.update({"shape": shape, "reference_device": note, "segloss_shaders": shaders})
                 print(json.dumps(row), flush=True)
             else:
                 spread = f"  ({min(ratios):.2f}-{max(ratios):.2f})" if a.rounds > 1 else ""

@@ -75,6 +75,9 @@ def bench_table(rows: list[dict]) -> list[str]:
     adapters = {r["adapter"] for r in timed}
     if len(adapters) > 1:
         sys.exit("bench lines from several adapters (" + ", ".join(sorted(adapters)) + "): one table each")
+    builds = {r["shaders"] for r in timed if "shaders" in r}
+    if len(builds) > 1:
+        sys.exit("bench lines from builds with different shaders (" + ", ".join(sorted(builds)) + "): one table each")
     roofs = {r["run"]: r["roofline_gbs"] for r in timed}  # each run times its roofline once
     roof = median(list(roofs.values())) if roofs else float("nan")
     count = max(len(rs) for cells in runs.values() for rs in cells.values())
@@ -109,6 +112,8 @@ def bench_table(rows: list[dict]) -> list[str]:
     first = timed[0] if timed else None
     if first:
         notes.append(f"adapter {first.get('adapter', '?')}; GPU times from {first.get('timing', '?')}")
+    if builds:
+        notes.append(f"shaders {next(iter(builds))}")
     if count > 1:
         notes.append(
             f"each time the median of {count} runs; copy roofline {roof:.2f} GB/s, the median of "
@@ -134,8 +139,14 @@ def compare_table(rows: list[dict]) -> list[str]:
             f"| {r['reference']} | {shape_text(r['shape'])} | {ms(r['ref_ms'])} | `{r['segloss']}` "
             f"| {ms(r['segloss_ms'])} | {r['ratio']:.2f}× | {spread} |"
         )
+    notes = []
     devices = sorted({r["reference_device"] for r in rows if "reference_device" in r})
-    return out + ["", "References: " + "; ".join(devices) + "."] if devices else out
+    if devices:
+        notes.append("References: " + "; ".join(devices) + ".")
+    builds = sorted({r["segloss_shaders"] for r in rows if r.get("segloss_shaders")})
+    if builds:
+        notes.append("segloss shaders " + ", ".join(builds) + ".")
+    return out + ["", " ".join(notes)] if notes else out
 
 
 def ratio_table(rows: list[dict]) -> list[str]:

@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,7 +54,8 @@ usage:
       flattened in C order, of shape \"loss_shape\": [N, *S] for cross-entropy, [N, C', *S]
       for the others, C' the channels in the loss), \"loss_shape\" ([] for a number),
       \"loss_name\", \"params\", \"reduction\", \"target\" (labels|dense), \"shape\",
-      \"backend\" (gpu|cpu), \"adapter\" (adapter name or \"cpu reference\").
+      \"backend\" (gpu|cpu), \"adapter\" (adapter name or \"cpu reference\"), \"shaders\"
+      (the digest of the WGSL this binary carries, as `info` prints it).
 
   segloss edt --mask M.npy [--spacing S,...] [--signed] [--method NAME] [--backend gpu|cpu]
               [--out D.npy] [--repeat R]
@@ -70,14 +72,17 @@ usage:
         --out      writes the distances as float32 .npy, the mask's shape
         --repeat   as for eval: \"ms\" and, where the device has them, \"gpu_ms\"
       Output keys: \"shape\", \"spacing\", \"signed\", \"method\", \"backend\", \"adapter\",
-      \"sum\" and \"max\" (of the distances, in f64).
+      \"shaders\", \"sum\" and \"max\" (of the distances, in f64).
 
-  segloss check [--seed N] [--tuning auto|gpu|software] [--logit-scale S]
+  segloss check [--seed N] [--tuning auto|gpu|software] [--logit-scale S] [--random K]
       Every loss, several parameter variants each, on seeded random inputs: GPU against the
       CPU reference. Prints a table; exits non-zero if any case fails (loss relative error or
       gradient error relative to max |grad| above 1e-4).
         --logit-scale  logits uniform in [-S, S] (default 4); larger S checks the confident,
                        saturated regime of a trained network
+        --random       also K cases per loss on random small shapes (its first case's
+                       parameters, channels and dimensionality; N from 1 to 3, each spatial
+                       extent from 1 to 13), drawn from the seed: sizes the fixed cases miss
 
   segloss bench [--preset full|small] [--losses A,B,...] [--repeat R] [--cpu-repeat R]
                 [--no-cpu] [--passes] [--json] [--tuning auto|gpu|software]
@@ -91,7 +96,8 @@ usage:
       --passes also times every compute pass of each loss on its own (pass timestamps;
       median over the repeats, summed per pass label, with the count of such passes), to
       show which pass takes the time (JSON: a \"passes\" array of label, count, ms).
-      --json prints one JSON object per line instead of the table. A case the adapter
+      --json prints one JSON object per line instead of the table (with \"shaders\", the
+      digest of the WGSL timed, as in eval's output). A case the adapter
       cannot hold (a buffer over its limits) gets a row saying why (JSON: an \"error\" key),
       the others still run, and the exit status is 1.
 
@@ -189,6 +195,7 @@ fn run(args: &[String]) -> CliResult<ExitCode> {
         print_out(USAGE)?;
         return Ok(ExitCode::SUCCESS);
     }
+    warn_if_stale_shaders();
     match command.as_str() {
         "--help" | "-h" | "help" => {
             print_out(USAGE)?;
@@ -206,6 +213,26 @@ fn run(args: &[String]) -> CliResult<ExitCode> {
             "unknown command `{other}` (commands: info, eval, edt, check, bench)"
         )),
     }
+}
+
+/// Warns (stderr) when this binary carries other WGSL than the checkout it was built in: a build
+/// made with edited shaders that were restored since would check and time other kernels than
+/// the checkout's, and nothing else would show it. Silent away from the checkout.
+fn warn_if_stale_shaders() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    if segloss::shader::differs_from_dir(&dir) == Some(true) {
+        eprintln!(
+            "segloss: warning: this binary was built from other WGSL than {} (shaders {}); \
+             rebuild it (cargo build --release --example segloss)",
+            dir.display(),
+            shaders_id()
+        );
+    }
+}
+
+/// The digest of the WGSL compiled into this binary, as JSON output and `info` give it.
+fn shaders_id() -> String {
+    format!("{:016x}", segloss::shader::digest())
 }
 
 /// Writes to stdout, turning a closed pipe into an error instead of a panic.
@@ -376,6 +403,7 @@ fn info() -> CliResult<ExitCode> {
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<38} {v}\n"));
     line("adapter", i.name.clone());
     line("device type", format!("{:?}", i.device_type));
+    line("shaders (WGSL digest)", shaders_id());
     line(
         "kernel tuning",
         if kernels.software_tuned() {
@@ -882,6 +910,7 @@ fn eval(args: &[String]) -> CliResult<ExitCode> {
         json!(if gpu_backend { "gpu" } else { "cpu" }),
     );
     obj.insert("adapter".into(), json!(adapter));
+    obj.insert("shaders".into(), json!(shaders_id()));
     if let Some(path) = grad_path {
         obj.insert("grad".into(), json!(path));
     }
@@ -1044,6 +1073,7 @@ fn edt(args: &[String]) -> CliResult<ExitCode> {
         json!(if gpu_backend { "gpu" } else { "cpu" }),
     );
     obj.insert("adapter".into(), json!(adapter));
+    obj.insert("shaders".into(), json!(shaders_id()));
     obj.insert("sum".into(), num64(sum));
     obj.insert("max".into(), num(max));
     if let Some(path) = get(&flags, "out") {
@@ -1740,7 +1770,12 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
     let flags = parse_flags(
         "check",
         args,
-        &[flag("seed"), flag("tuning"), flag("logit-scale")],
+        &[
+            flag("seed"),
+            flag("tuning"),
+            flag("logit-scale"),
+            flag("random"),
+        ],
     )?;
     let tuning = tuning_flag("check", &flags)?;
     let scale = match get(&flags, "logit-scale") {
@@ -1760,24 +1795,47 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
             ))
         })?,
     };
+    let random = match get(&flags, "random") {
+        None => 0,
+        Some(s) => s.parse::<usize>().or_else(|_| {
+            usage(format!(
+                "check: --random must be a whole number >= 0, got `{s}`"
+            ))
+        })?,
+    };
     // Every registered loss must have cases: a loss added without them is a failure here.
     for name in Loss::NAMES {
         if !CASES.iter().any(|c| c.loss == *name) {
             return failed(format!("check has no cases for the loss `{name}`"));
         }
     }
+    // The fixed cases, then `random` cases per loss on shapes drawn from the seed.
+    let mut cases: Vec<(&Case, Vec<usize>)> = CASES.iter().map(|c| (c, c.dims.to_vec())).collect();
+    let mut draw = Rng(seed ^ 0x05EE_D0F5_A4E5);
+    for name in Loss::NAMES {
+        let first = CASES
+            .iter()
+            .find(|c| c.loss == *name)
+            .expect("checked above");
+        for _ in 0..random {
+            let mut dims = vec![1 + draw.below(3), first.dims[1]];
+            for _ in 2..first.dims.len() {
+                dims.push(1 + draw.below(13));
+            }
+            cases.push((first, dims));
+        }
+    }
     let (gpu, kernels) = open_gpu(tuning)?;
     let mut rows: Vec<[String; 7]> = Vec::new();
     let mut failures = 0;
-    for (k, c) in CASES.iter().enumerate() {
+    for (k, (c, case_dims)) in cases.iter().enumerate() {
         let mut rng = Rng(seed ^ (k as u64).wrapping_mul(0xA076_1D64_78BD_642F));
         let params = if c.params.is_empty() {
             "-".to_string()
         } else {
             c.params.join(" ")
         };
-        let dims = c
-            .dims
+        let dims = case_dims
             .iter()
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
@@ -1788,7 +1846,7 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
             Gen::Dense(true) => "dense 0/1".to_string(),
             Gen::Dense(false) => "dense".to_string(),
         };
-        let result = run_case(&kernels, &gpu, c, &mut rng, scale);
+        let result = run_case(&kernels, &gpu, c, case_dims, &mut rng, scale);
         let (le, ge, verdict) = match result {
             Ok((le, ge)) => {
                 let pass = le <= TOL && ge <= TOL;
@@ -1895,10 +1953,12 @@ fn away_from_half(z: &mut [f32], shape: &Shape) {
     }
 }
 
+/// Case `c` (its loss, parameters and targets) on a shape of `dims`: its own, or a random one.
 fn run_case(
     kernels: &Kernels,
     gpu: &Gpu,
     c: &Case,
+    dims: &[usize],
     rng: &mut Rng,
     scale: f32,
 ) -> CliResult<(f64, f64)> {
@@ -1911,7 +1971,7 @@ fn run_case(
         })
         .collect();
     let loss = Loss::from_name(c.loss, &params)?;
-    let shape = Shape::from_dims(c.dims)?;
+    let shape = Shape::from_dims(dims)?;
     let mut z: Vec<f32> = (0..shape.numel())
         .map(|_| (rng.unit() * 2.0 - 1.0) * scale)
         .collect();
@@ -2216,12 +2276,13 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
     let roof_gbs = roof.bytes() as f64 / (roof_ms * 1e6);
     if !json {
         print_out(&format!(
-            "segloss bench on {} ({:?}, {:?}); GPU times: {timing}, median of {repeat}\n\
+            "segloss bench on {} ({:?}, {:?}), shaders {}; GPU times: {timing}, median of {repeat}\n\
              roofline (copy of {roof_len} f32): {roof_ms:.3} ms, {roof_gbs:.2} GB/s\n\n\
              {:<24} {:<18} {:>10} {:>10} {:>10} {:>8} {:>8}\n",
             adapter.name,
             adapter.device_type,
             adapter.backend,
+            shaders_id(),
             "loss",
             "shape",
             "gpu ms",
@@ -2308,6 +2369,7 @@ fn bench(args: &[String]) -> CliResult<ExitCode> {
                 obj.insert("fraction".into(), num64(gbs / roof_gbs));
                 obj.insert("timing".into(), json!(timing));
                 obj.insert("adapter".into(), json!(adapter.name));
+                obj.insert("shaders".into(), json!(shaders_id()));
                 if by_pass {
                     obj.insert("passes".into(), passes_json(&pass_times));
                 }

@@ -177,6 +177,53 @@ fn source(name: &str) -> Option<&'static str> {
     SOURCES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
+/// The WGSL files this build carries, as (path under `shaders/`, text) pairs: every family's
+/// file and every shared piece under `shaders/common/`.
+pub fn sources() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SOURCES.iter().copied()
+}
+
+/// A fingerprint of WGSL sources: FNV-1a (64 bits) over each path and text in turn. Benchmark
+/// records carry [`digest`] so that a figure names the kernels it measured; comparing it with the
+/// digest of the files on disk tells a stale build (a binary compiled from edited shaders that
+/// were restored since) from a current one. Not a cryptographic hash.
+pub fn digest_of<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (path, text) in files {
+        // A zero byte after each field, so that moving text between a path and its file changes
+        // the digest.
+        for b in path.bytes().chain([0]).chain(text.bytes()).chain([0]) {
+            h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+        }
+    }
+    h
+}
+
+/// The fingerprint of the WGSL compiled into this build ([`digest_of`] over [`sources`]).
+pub fn digest() -> u64 {
+    digest_of(sources())
+}
+
+/// Whether the WGSL files under `dir` (a checkout's `shaders/` folder) differ from those compiled
+/// into this build: `Some(true)` where a file differs or is missing there, `Some(false)` where
+/// every one matches, `None` where `dir` is not a folder (a binary run away from its checkout).
+/// A tool built from edited shaders that were restored since would time other kernels than the
+/// checkout's; this is how it can tell.
+pub fn differs_from_dir(dir: &std::path::Path) -> Option<bool> {
+    if !dir.is_dir() {
+        return None;
+    }
+    let mut files = Vec::new();
+    for (path, _) in sources() {
+        match std::fs::read_to_string(dir.join(path)) {
+            Ok(text) => files.push((path, text)),
+            Err(_) => return Some(true),
+        }
+    }
+    Some(digest_of(files.iter().map(|(p, t)| (*p, t.as_str()))) != digest())
+}
+
 /// The complete WGSL of `family`, includes resolved, for a device with `caps`.
 pub fn compose(family: Family, caps: Caps) -> String {
     let mut out = String::new();

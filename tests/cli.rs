@@ -69,6 +69,11 @@ fn segloss_env<S: AsRef<std::ffi::OsStr>>(args: &[S], vars: &[(&str, &str)]) -> 
         .expect("running the segloss example")
 }
 
+/// The digest of this checkout's WGSL, as the tool prints it ("shaders").
+fn shaders_id() -> String {
+    format!("{:016x}", segloss::shader::digest())
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -272,6 +277,8 @@ fn fixtures_on(family: &str, backend: &str) {
         }
         let v = json(&args, &out);
         assert_eq!(v["backend"], backend, "{}", c.name);
+        // The binary's WGSL is this checkout's (the library under test carries the same).
+        assert_eq!(v["shaders"], shaders_id(), "{}", c.name);
         assert_eq!(v["loss_name"], c.loss.as_str(), "{}", c.name);
         let (want_shape, want_loss) = read_npy::<f32>(&fixture(family, &c.name, "loss"));
         let got_shape: Vec<usize> = v["loss_shape"]
@@ -345,6 +352,15 @@ fn info_reports_adapter_features_and_limits() {
     ] {
         assert!(s.contains(key), "info lacks `{key}`:\n{s}");
     }
+    let digest = s
+        .lines()
+        .find_map(|l| l.strip_prefix("shaders (WGSL digest)"))
+        .map(str::trim);
+    assert_eq!(
+        digest,
+        Some(shaders_id().as_str()),
+        "info's shader digest:\n{s}"
+    );
 }
 
 #[test]
@@ -831,6 +847,11 @@ fn bad_input_fails_with_one_clear_line() {
             "fast",
         ),
         (
+            "check with a negative --random",
+            s(&["check", "--random", "-1"]),
+            "-1",
+        ),
+        (
             "bench with a bad preset",
             s(&["bench", "--preset", "huge"]),
             "huge",
@@ -946,15 +967,25 @@ fn bench_json_rows() {
     assert_eq!(dims[3], serde_json::json!([1, 14, 16, 16, 16]));
 }
 
+/// Every case, and two more per loss on random small shapes (extents down to one pixel, one to
+/// three images): 124 fixed cases and 2 × 28 drawn ones.
 #[test]
 fn check_passes_on_every_loss() {
-    let out = segloss(&["check", "--seed", "3"]);
-    let s = ok(&["check"], &out);
+    let args = ["check", "--seed", "3", "--random", "2"];
+    let out = segloss(&args);
+    let s = ok(&args, &out);
     assert!(!s.contains("FAIL"), "check failed:\n{s}");
     for name in ["cross-entropy", "bce", "balanced-bce", "focal"] {
         assert!(s.contains(name), "check has no `{name}` row:\n{s}");
     }
-    assert!(s.contains("PASS"), "{s}");
+    let fixed = segloss(&["check", "--seed", "3"]);
+    let fixed = ok(&["check"], &fixed);
+    let rows = |t: &str| t.lines().filter(|l| l.ends_with("PASS")).count();
+    assert_eq!(
+        rows(&s),
+        rows(&fixed) + 2 * segloss::Loss::NAMES.len(),
+        "--random 2 adds two cases per loss:\n{s}"
+    );
 }
 
 /// Every case again with the kernels a GPU gets (a thread per pixel, no pixel cache), so that

@@ -51,3 +51,53 @@ fn the_checked_limits_are_what_the_shaders_use() {
         Caps::LOGITS_VEC4_STORAGE_BUFFERS
     );
 }
+
+/// The build carries every WGSL file under `shaders/` (a file left out of `shader::sources` would
+/// make `#include` panic, and the digest miss it), and `differs_from_dir` tells the checkout's
+/// own files from an edited copy, a missing file and no folder at all.
+#[test]
+fn the_shader_digest_is_of_the_checkout_and_sees_an_edit() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut on_disk = Vec::new();
+    for sub in ["", "common"] {
+        for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".wgsl") {
+                on_disk.push(if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                });
+            }
+        }
+    }
+    let mut carried: Vec<String> = shader::sources().map(|(p, _)| p.to_string()).collect();
+    on_disk.sort();
+    carried.sort();
+    assert_eq!(on_disk, carried);
+    assert_eq!(shader::differs_from_dir(&dir), Some(false));
+
+    // A copy of the folder with one character added to one file, then with that file gone.
+    let copy = std::env::temp_dir().join(format!("segloss-shader-digest-{}", std::process::id()));
+    std::fs::create_dir_all(copy.join("common")).unwrap();
+    for (path, text) in shader::sources() {
+        std::fs::write(copy.join(path), text).unwrap();
+    }
+    assert_eq!(shader::differs_from_dir(&copy), Some(false));
+    std::fs::write(
+        copy.join("distance.wgsl"),
+        format!(
+            "{} ",
+            shader::sources()
+                .find(|(p, _)| *p == "distance.wgsl")
+                .unwrap()
+                .1
+        ),
+    )
+    .unwrap();
+    assert_eq!(shader::differs_from_dir(&copy), Some(true));
+    std::fs::remove_file(copy.join("distance.wgsl")).unwrap();
+    assert_eq!(shader::differs_from_dir(&copy), Some(true));
+    std::fs::remove_dir_all(&copy).unwrap();
+    assert_eq!(shader::differs_from_dir(&copy), None);
+}
