@@ -80,11 +80,9 @@ usage:
       gradient error relative to max |grad| above 1e-4).
         --logit-scale  logits uniform in [-S, S] (default 4); larger S checks the confident,
                        saturated regime of a trained network
-        --random       also K cases on random small shapes for each loss and kind of target
-                       it has cases for (labels, labels with an ignored value, dense, dense
-                       0/1), with the parameters, channels and dimensionality of its first such
-                       case; N from 1 to 3, each spatial extent from 1 to 13, drawn from the
-                       seed: sizes the fixed cases miss
+        --random       also K copies of every case on random small shapes (its parameters,
+                       targets, channels and dimensionality; N from 1 to 3, each spatial
+                       extent from 1 to 13), drawn from the seed: sizes the fixed cases miss
 
   segloss bench [--preset full|small] [--losses A,B,...] [--repeat R] [--cpu-repeat R]
                 [--no-cpu] [--passes] [--json] [--tuning auto|gpu|software]
@@ -1209,19 +1207,6 @@ enum Gen {
     Dense(bool),
 }
 
-impl Gen {
-    /// Which of the four kinds of target this is (for `check --random`): labels, labels with an
-    /// ignored value, dense, dense 0/1.
-    fn kind(self) -> u8 {
-        match self {
-            Gen::Labels(None) => 0,
-            Gen::Labels(Some(_)) => 1,
-            Gen::Dense(false) => 2,
-            Gen::Dense(true) => 3,
-        }
-    }
-}
-
 struct Case {
     loss: &'static str,
     params: &'static [&'static str],
@@ -1824,26 +1809,17 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
             return failed(format!("check has no cases for the loss `{name}`"));
         }
     }
-    // The fixed cases, then `random` cases on shapes drawn from the seed for each loss and kind
-    // of target it has cases for (labels, labels with an ignored value, dense, dense 0/1), each
-    // with the parameters, C and dimensionality of its first such case.
+    // The fixed cases, then `random` copies of each on shapes drawn from the seed: the same loss,
+    // parameters, targets, C and dimensionality, N from 1 to 3 and each extent from 1 to 13.
     let mut cases: Vec<(&Case, Vec<usize>)> = CASES.iter().map(|c| (c, c.dims.to_vec())).collect();
     let mut draw = Rng(seed ^ 0x05EE_D0F5_A4E5);
-    for name in Loss::NAMES {
-        let mut kinds: Vec<&Case> = Vec::new();
-        for c in CASES.iter().filter(|c| c.loss == *name) {
-            if !kinds.iter().any(|k| k.target.kind() == c.target.kind()) {
-                kinds.push(c);
+    for base in CASES {
+        for _ in 0..random {
+            let mut dims = vec![1 + draw.below(3), base.dims[1]];
+            for _ in 2..base.dims.len() {
+                dims.push(1 + draw.below(13));
             }
-        }
-        for base in kinds {
-            for _ in 0..random {
-                let mut dims = vec![1 + draw.below(3), base.dims[1]];
-                for _ in 2..base.dims.len() {
-                    dims.push(1 + draw.below(13));
-                }
-                cases.push((base, dims));
-            }
+            cases.push((base, dims));
         }
     }
     let (gpu, kernels) = open_gpu(tuning)?;
