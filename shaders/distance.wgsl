@@ -81,6 +81,13 @@ struct Params {
 // (before any envelope pass uses `env`).
 @group(0) @binding(4) var<storage, read_write> env: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// Per volume, what the first axis saw of its classes: bit 0 a pixel in the mask, bit 1 one
+// outside (cleared before every transform). A volume without both is one class throughout:
+// its first axis leaves every pixel ±INF, the final value, so the envelope passes skip its
+// lines (a class absent from an image, or filling it).
+@group(0) @binding(6) var<storage, read_write> kinds: array<atomic<u32>>;
+const KIND_IN: u32 = 1u;
+const KIND_OUT: u32 = 2u;
 
 // A pixel's value: squared distance d with the sign of its class (negative inside the mask).
 // d > 0 always (a pixel is never its own nearest pixel of the other class), so the sign is kept.
@@ -293,6 +300,12 @@ fn edt_first_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             }
         }
         vol[start + a * stride] = f32(len);
+        // A line with a change has both classes; otherwise the class of its first pixel.
+        var seen = select(KIND_OUT, KIND_IN, fg0);
+        if a > 0u {
+            seen = KIND_IN | KIND_OUT;
+        }
+        atomicOr(&kinds[m], seen);
         // Walk 2: each pixel's distance to its run's two sources (INF where there is none:
         // a line of one class is left ±INF, as seeded).
         fg = !fg0;
@@ -478,6 +491,11 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         if MAP_IN_LAST_AXIS {
             shift = map_shifts(start);
         }
+        // A volume of one class keeps its ±INF (`kinds`): its walks run no pixel. The bound is
+        // per lane, not a branch, so that a SIMD group of such lines leaves the loops at once
+        // on a CPU driver (which runs both sides of a branch).
+        let mixed = atomicLoad(&kinds[start / params.s]) == (KIND_IN | KIND_OUT);
+        let walk = select(0u, len, mixed);
         // 5·len floats per line, in private memory or this window's slice of `env`: the
         // segments hold distinct pixels of the line (len entries at most: v, h, z), and a line
         // has len runs at most (b, segment end).
@@ -487,7 +505,7 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         let fg0 = vol[start] < 0.0;
         var fg = fg0;
         var r = 0u;
-        for (var q = 0u; q < len; q = q + 1u) {
+        for (var q = 0u; q < walk; q = q + 1u) {
             let f = vol[start + q * stride];
             if (f < 0.0) != fg {
                 set_run(e, r, q);
@@ -514,7 +532,7 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         var run = run_at(e, 0u);
         var cv = 0.0;
         var ch = INF;
-        for (var p = 0u; p < len; p = p + 1u) {
+        for (var p = 0u; p < walk; p = p + 1u) {
             if p == run.x {
                 // The next run, and its segment, which starts where this one's ends.
                 a = p;
@@ -550,6 +568,12 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             } else {
                 vol[at] = value;
             }
+        }
+        // The map of a one-class prediction volume, whose values are already final.
+        let rest = select(0u, len, MAP_IN_LAST_AXIS && !mixed);
+        for (var p = 0u; p < rest; p = p + 1u) {
+            let at = start + p * stride;
+            out[at + shift.y] = hausdorff_map_value(vol[at], vol[at - shift.x]);
         }
     }
 }

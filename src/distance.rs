@@ -6,7 +6,9 @@
 //! The exact method is Felzenszwalb & Huttenlocher's separable transform (one pass per axis,
 //! linear work per line); the losses use it. The first axis needs no envelope (two walks per
 //! line, by runs of same-class pixels; a loss's first axis reads its masks itself, so nothing
-//! seeds its volumes), and lines of up to [`PRIVATE_LINE`] pixels keep theirs in private memory. Longer lines
+//! seeds its volumes; it also records which volumes hold one class only, a class absent from an
+//! image or filling it, whose values it leaves final and whose lines the envelope passes then
+//! skip), and lines of up to [`PRIVATE_LINE`] pixels keep theirs in private memory. Longer lines
 //! need 5·len floats of scratch each, which covers every line at once where that fits one
 //! storage binding; otherwise each axis pass walks the lines in windows that fit, so batches
 //! larger than one binding's worth of scratch still work (at the cost of more, smaller
@@ -186,11 +188,12 @@ pub struct DistanceParams {
     pub line_count: u32,
 }
 
-// params, logits, targets (or masks), vol, env, out
-pub(crate) const SLOTS: [Slot; 6] = [
+// params, logits, targets (or masks), vol, env, out, kinds
+pub(crate) const SLOTS: [Slot; 7] = [
     Slot::Uniform,
     Slot::Read,
     Slot::Read,
+    Slot::ReadWrite,
     Slot::ReadWrite,
     Slot::ReadWrite,
     Slot::ReadWrite,
@@ -297,6 +300,9 @@ pub(crate) struct Edt {
     pub layout: wgpu::BindGroupLayout,
     pub vol: wgpu::Buffer,
     pub env: wgpu::Buffer,
+    /// Per volume, the classes its first axis saw (`kinds` in shaders/distance.wgsl): the
+    /// envelope passes skip the lines of a volume of one class. Cleared by `record_passes`.
+    kinds: wgpu::Buffer,
     method: Method,
     /// The first axis: on seeded volumes, or on a loss's masks (`Edt::new`'s `loss`), one
     /// pipeline per kind of volume (the targets', then for Hausdorff the prediction's), each over
@@ -459,6 +465,12 @@ impl Edt {
                 env_len,
                 wgpu::BufferUsages::empty(),
             ),
+            kinds: storage(
+                device,
+                "segloss distance volume kinds",
+                nvol,
+                wgpu::BufferUsages::COPY_DST,
+            ),
             ndims: spatial.len(),
             nvol,
             s,
@@ -481,6 +493,10 @@ impl Edt {
         targets: (&wgpu::Buffer, usize),
         out: (&wgpu::Buffer, usize),
     ) {
+        if self.method == Method::Exact {
+            // The first axis ORs into `kinds` what each line sees of its volume's classes.
+            encoder.clear_buffer(&self.kinds, 0, None);
+        }
         // One pass: `pipeline` over `items` threads' worth of work, with `params` on `base`.
         let mut dispatch = |label: &str,
                             pipeline: &wgpu::ComputePipeline,
@@ -519,7 +535,7 @@ impl Edt {
         }
         // Axis 0 on the seeded volumes (±INF) or a loss's masks: two walks per line, no
         // scratch, one dispatch per kind of volume (Hausdorff's: the targets' half of the
-        // lines, then the prediction's).
+        // lines, then the prediction's). Each line records the classes it saw in `kinds`.
         let lines = self.nvol * (self.s / self.dims[0] as usize);
         let share = lines / self.edt_first_axis.len();
         for (k, pipeline) in self.edt_first_axis.iter().enumerate() {
@@ -600,6 +616,7 @@ impl Edt {
                 self.vol.as_entire_binding(),
                 self.env.as_entire_binding(),
                 sized(out.0, out.1),
+                self.kinds.as_entire_binding(),
             ],
         )
     }
