@@ -235,6 +235,50 @@ fn hausdorff_map_written_by_the_last_axis_or_finish_map() {
     }
 }
 
+/// Volumes of one class, which the envelope passes skip (`kinds` in shaders/distance.wgsl): a
+/// class absent from an image's targets and predictions, one filling an image's targets, and a
+/// prediction that puts every pixel in one class. Hausdorff's map pass must still write the map
+/// of such a prediction volume (from its target's distances); boundary's and the plain
+/// transform's values must stay as the first axis left them.
+#[test]
+fn one_class_volumes_skip_the_envelope_passes() {
+    let (gpu, kernels) = gpu();
+    let mut rng = Rng::new(31);
+    for dims in [&[9, 13][..], &[5, 3, 7]] {
+        let shape = Shape::new(3, 4, dims).unwrap();
+        let (s, c) = (shape.s(), shape.c());
+        // Image 0: classes 0 and 1 only (2 and 3 absent). Image 1: class 2 everywhere.
+        // Image 2: every class.
+        let labels: Vec<i32> = (0..shape.pixels())
+            .map(|p| match p / s {
+                0 => rng.below(2) as i32,
+                1 => 2,
+                _ => rng.below(4) as i32,
+            })
+            .collect();
+        // Predictions: image 0 confident in class 1 everywhere, so its other classes' masks are
+        // empty and class 1's full; the others random.
+        let mut z = rng.logits(shape.numel(), 3.0);
+        for i in 0..s {
+            for k in 0..c {
+                z[k * s + i] = if k == 1 { 8.0 } else { -8.0 };
+            }
+        }
+        let t = segloss::Targets::Labels(&labels);
+        for (name, params) in [
+            ("hausdorff-dt", &["include_background=true"][..]),
+            ("hausdorff-dt", &["reduction=none"]),
+            ("log-hausdorff-dt", &[]),
+            ("boundary", &[]),
+            ("boundary", &["reduction=none"]),
+        ] {
+            let what = format!("{name} {params:?} {dims:?}, one-class volumes");
+            let loss = Loss::parse(name, params).unwrap();
+            assert_gpu_matches_cpu((gpu, kernels), &what, &loss, &shape, &z, t);
+        }
+    }
+}
+
 /// Hausdorff's prediction masks under a softmax where logits tie: a pixel whose largest logit
 /// is shared has every p <= 0.5 and is in no mask (the GPU finds the one class that can pass
 /// 0.5 as the unique largest logit, the CPU thresholds f64 probabilities). Logits from a few
