@@ -1787,22 +1787,17 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
             ))?,
         },
     };
-    let seed = match get(&flags, "seed") {
-        None => 0,
+    // --seed and --random: whole numbers, 0 when absent.
+    let whole = |name: &str| match get(&flags, name) {
+        None => Ok(0),
         Some(s) => s.parse::<u64>().or_else(|_| {
             usage(format!(
-                "check: --seed must be a whole number >= 0, got `{s}`"
+                "check: --{name} must be a whole number >= 0, got `{s}`"
             ))
-        })?,
+        }),
     };
-    let random = match get(&flags, "random") {
-        None => 0,
-        Some(s) => s.parse::<usize>().or_else(|_| {
-            usage(format!(
-                "check: --random must be a whole number >= 0, got `{s}`"
-            ))
-        })?,
-    };
+    let seed = whole("seed")?;
+    let random = whole("random")?;
     // Every registered loss must have cases: a loss added without them is a failure here.
     for name in Loss::NAMES {
         if !CASES.iter().any(|c| c.loss == *name) {

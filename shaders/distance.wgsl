@@ -569,11 +569,12 @@ fn edt_axis(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
                 vol[at] = value;
             }
         }
-        // The map of a one-class prediction volume, whose values are already final.
+        // The map of a one-class prediction volume: its every value is ±INF, whose dt_p^α is 0,
+        // so only the target's distance is read.
         let rest = select(0u, len, MAP_IN_LAST_AXIS && !mixed);
         for (var p = 0u; p < rest; p = p + 1u) {
             let at = start + p * stride;
-            out[at + shift.y] = hausdorff_map_value(vol[at], vol[at - shift.x]);
+            out[at + shift.y] = hausdorff_map_value(INF, vol[at - shift.x]);
         }
     }
 }
