@@ -1908,8 +1908,18 @@ fn check(args: &[String]) -> CliResult<ExitCode> {
         let cells: Vec<&str> = r.iter().map(|x| x.as_str()).collect();
         s.push_str(&fmt_row(&cells));
     }
+    // With --random, the fixed cases' count too: their rows come first, in CASES' order.
+    let split = if random > 0 {
+        format!(
+            " ({} fixed, {} on random shapes)",
+            CASES.len(),
+            rows.len() - CASES.len()
+        )
+    } else {
+        String::new()
+    };
     s.push_str(&format!(
-        "\n{} of {} cases passed\n",
+        "\n{} of {} cases passed{split}\n",
         rows.len() - failures,
         rows.len()
     ));

@@ -978,18 +978,25 @@ fn check_passes_on_every_loss() {
     for name in ["cross-entropy", "bce", "balanced-bce", "focal"] {
         assert!(s.contains(name), "check has no `{name}` row:\n{s}");
     }
-    let fixed = segloss(&["check", "--seed", "3"]);
-    let fixed = ok(&["check"], &fixed);
-    let rows = |t: &str, loss: &str| {
-        t.lines()
-            .filter(|l| l.ends_with("PASS") && l.split_whitespace().next() == Some(loss))
+    // The summary gives the fixed cases' count; their rows come first, the copies after them.
+    let fixed: usize = s
+        .lines()
+        .find_map(|l| l.split_once(" (")?.1.strip_suffix(" on random shapes)"))
+        .and_then(|counts| counts.split(" fixed, ").next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no fixed-case count in the summary:\n{s}"));
+    let rows: Vec<&str> = s.lines().filter(|l| l.ends_with("PASS")).collect();
+    assert_eq!(rows.len(), 3 * fixed, "two copies of every case:\n{s}");
+    let of = |rows: &[&str], loss: &str| {
+        rows.iter()
+            .filter(|l| l.split_whitespace().next() == Some(loss))
             .count()
     };
     for loss in segloss::Loss::NAMES {
-        let added = rows(&s, loss) as i64 - rows(&fixed, loss) as i64;
+        let (base, copies) = rows.split_at(fixed);
+        assert!(of(base, loss) > 0, "no fixed case of {loss}:\n{s}");
         assert_eq!(
-            added,
-            2 * rows(&fixed, loss) as i64,
+            of(copies, loss),
+            2 * of(base, loss),
             "--random 2 adds two copies of each of {loss}'s cases:\n{s}"
         );
     }
